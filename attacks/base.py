@@ -1,0 +1,123 @@
+"""Suite tests: one registered class per test, each with a versioned protocol.
+
+As in torchattacks' `Attack`, the base class's `__call__` owns the bookkeeping (eval mode, the
+[0, 1] input convention, seeding, timing, counting model forward calls, skipping a test whose
+result with the same protocol is already in the record) and a subclass writes `run` only.
+
+Result convention (the leaderboard and the plots read only this shape):
+
+    {"summary": {metric: float, ...},        # scalars: one leaderboard column each
+     "curves":  {name: {"x": [...], "y": [...], "x_label": str, "y_label": str}},   # optional
+     "per_repeat": {metric: [float, ...]},   # optional: values over repeats (mean/SEM inside a run)
+     "details": {...}}                       # optional: anything else (flags, per-corruption tables)
+
+Higher-is-better is the default for a summary metric; a test lists the metrics where lower is
+better (e.g. a distance) in `lower_is_better`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+
+TESTS: dict[str, type] = {}
+
+
+def register_test(name: str):
+    def deco(cls):
+        cls.name = name
+        TESTS[name] = cls
+        return cls
+    return deco
+
+
+def available_tests() -> list[str]:
+    return sorted(TESTS)
+
+
+class CountingModel(nn.Module):
+    """Wraps a model that takes [0, 1] images; counts forward calls and images."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.calls = 0
+        self.images = 0
+
+    def forward(self, x):
+        self.calls += 1
+        self.images += int(x.shape[0])
+        return self.model(x)
+
+
+@dataclass
+class EvalContext:
+    """What a test sees: the model (eval mode, [0, 1] inputs), the test images as floats in
+    [0, 1], labels, the run's config and folder, the device, the suite's seed."""
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    config: Any = None
+    run_dir: Path | None = None
+    device: torch.device = torch.device("cpu")
+    seed: int = 0
+    num_classes: int = 10
+    extras: dict = field(default_factory=dict)  # e.g. surrogate models, other resources
+    progress: bool = True
+
+
+class SuiteTest:
+    name: ClassVar[str] = "?"
+    version: ClassVar[str] = "1"
+    lower_is_better: ClassVar[tuple] = ()
+
+    @dataclass
+    class Params:
+        pass
+
+    def __init__(self, **params):
+        valid = {f.name for f in dataclasses.fields(self.Params)}
+        unknown = sorted(set(params) - valid)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+        self.params = self.Params(**params)
+
+    def protocol(self) -> dict:
+        return {"test": self.name, "version": self.version, **dataclasses.asdict(self.params)}
+
+    def run(self, ctx: EvalContext) -> dict:
+        raise NotImplementedError
+
+    def __call__(self, ctx: EvalContext) -> dict:
+        counting = CountingModel(ctx.model).to(ctx.device).eval()
+        inner = dataclasses.replace(ctx, model=counting)
+        torch.manual_seed(ctx.seed)
+        t0 = time.perf_counter()
+        result = self.run(inner)
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize(ctx.device)
+        cost = {"seconds": round(time.perf_counter() - t0, 3), "forward_calls": counting.calls,
+                "forward_images": counting.images}
+        return {"protocol": self.protocol(), "result": result, "cost": cost, "seed": ctx.seed,
+                "lower_is_better": list(self.lower_is_better),
+                "n_examples": int(len(ctx.x))}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(self.params).items())
+        return f"{type(self).__name__}({args})"
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)]) if len(x) else \
+        torch.zeros(0, dtype=torch.long, device=x.device)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
+    return (predict(model, x, batch) == y).float().mean().item() if len(x) else float("nan")

@@ -1,0 +1,186 @@
+"""One hyper-parameter structure for a run (airbench style) plus named presets.
+
+A `RunConfig` is everything that decides what a run computes. Its hash (over the fields that
+change results, never over paths or the device) names the run directory, so the same config and
+seed always land in the same place and a rerun resumes or skips.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+# Fields that do not change what is computed: excluded from the hash.
+NON_SEMANTIC = ("data_dir", "out", "device", "download", "progress", "preset", "ckpt_every")
+
+
+@dataclass
+class RunConfig:
+    # --- what is trained
+    regularizer: str = "none"
+    reg_params: dict = field(default_factory=dict)
+    dataset: str = "fashion_mnist"
+    color: str = "gray"  # gray | rgb
+    image_size: int = 32
+    n_train: int | None = None  # training subset (None: the whole training split)
+    n_test: int | None = None  # test subset used by the suite (None: the whole test set)
+    val_fraction: float = 0.01
+    data_seed: int = 0  # subset + validation split; shared by every seed of a comparison
+    augment: str = "auto"  # auto | crop_flip | none  (auto: crop_flip for CIFAR, none for MNIST family)
+    arch: str = "resnet18"
+    width: float = 1.0  # channel multiplier: 1.0 = 64-128-256-512, 0.25 = 16-32-64-128
+    input_scaling: str = "reference"  # reference: 5*(x-0.5) | meanstd | none
+    # --- how it is trained
+    epochs: int = 40
+    steps_per_epoch: int | None = None  # None: ceil(train images / batch_size)
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_schedule: str = "cyclic_step"  # cyclic_step | constant | cosine
+    lr_step_epochs: float = 4.0
+    lr_gamma: float = 0.3
+    lr_cycle_epochs: float = 20.0
+    select: str = "best_val_loss"  # best_val_loss | last
+    reg_forward: str = "joint"  # joint: one forward over task+reg images | separate: as the reference code
+    budget_seconds: float | None = None  # optional wall-clock cap (the step budget stays the nominal one)
+    seed: int = 0
+    # --- evaluation
+    suite: str = "quick"
+    surrogate_seed: int = 1000  # seed of the unregularized surrogate for transfer attacks
+    # --- where (not hashed)
+    data_dir: str | None = None
+    out: str = "results"
+    device: str = "auto"
+    download: bool = True
+    progress: bool = True
+    preset: str | None = None
+    ckpt_every: int = 200  # steps between resumable checkpoints (and at every epoch end)
+
+    # ------------------------------------------------------------------ helpers
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def semantic_dict(self) -> dict:
+        d = self.to_dict()
+        for k in NON_SEMANTIC:
+            d.pop(k, None)
+        return d
+
+    def hash(self) -> str:
+        blob = json.dumps(self.semantic_dict(), sort_keys=True, default=str, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def comparison_key(self) -> str:
+        """Hash of what must be identical between regularizers of one comparison (budget, data,
+        model, suite): everything except the regularizer, its parameters and the seed."""
+        d = self.semantic_dict()
+        for k in ("regularizer", "reg_params", "seed"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    def replace(self, **kw) -> "RunConfig":
+        return dataclasses.replace(self, **kw)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def resolved_augment(self) -> str:
+        if self.augment != "auto":
+            return self.augment
+        return "crop_flip" if self.dataset.startswith("cifar") else "none"
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The reference protocol of Attias et al. / Li et al. (grayscale CIFAR-10, ResNet18 width 64).
+    "paper": dict(dataset="cifar10", color="gray", width=1.0, epochs=40, batch_size=64, lr=0.1,
+                  momentum=0.9, weight_decay=0.0, lr_schedule="cyclic_step", lr_step_epochs=4.0,
+                  lr_gamma=0.3, lr_cycle_epochs=20.0, select="best_val_loss", reg_forward="separate",
+                  suite="paper", n_train=None, n_test=None),
+    # A small but real run on Fashion-MNIST (offline via Debian's dataset-fashion-mnist).
+    "quick": dict(dataset="fashion_mnist", color="gray", width=0.25, epochs=4, batch_size=64, lr=0.05,
+                  lr_schedule="cyclic_step", lr_step_epochs=2.0, lr_gamma=0.3, lr_cycle_epochs=4.0,
+                  n_train=10000, n_test=1000, suite="quick"),
+    # CPU-friendly: a couple of minutes on 2 cores.
+    "demo": dict(dataset="fashion_mnist", color="gray", width=0.25, epochs=3, batch_size=64, lr=0.05,
+                 lr_schedule="cyclic_step", lr_step_epochs=2.0, lr_gamma=0.3, lr_cycle_epochs=3.0,
+                 n_train=5000, n_test=1000, suite="quick"),
+    # For tests: seconds.
+    "tiny": dict(dataset="fashion_mnist", color="gray", width=0.125, epochs=1, batch_size=32, lr=0.05,
+                 lr_schedule="constant", n_train=256, n_test=128, val_fraction=0.05, suite="quick"),
+}
+
+
+def parse_value(text: str) -> Any:
+    """Parse a `--set key=value` value: JSON when it parses (numbers, bools, null, lists), else str."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        return text
+
+
+def build_config(preset: str | None = None, overrides: dict | None = None,
+                 sets: list[str] | None = None) -> RunConfig:
+    """Defaults <- preset <- explicit overrides <- `--set key=value` (dotted `reg_params.alpha=5`)."""
+    d = RunConfig().to_dict()
+    if preset:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(sorted(PRESETS))}")
+        d.update(PRESETS[preset])
+        d["preset"] = preset
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            d[k] = v
+    valid = {f.name for f in fields(RunConfig)}
+    for item in sets or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, val = item.split("=", 1)
+        if key.startswith("reg_params.") or key.startswith("reg."):
+            d.setdefault("reg_params", {})
+            d["reg_params"] = dict(d["reg_params"])
+            d["reg_params"][key.split(".", 1)[1]] = parse_value(val)
+            continue
+        if key not in valid:
+            raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(valid))}")
+        d[key] = parse_value(val)
+    cfg = RunConfig.from_dict(d)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    if cfg.color not in ("gray", "rgb"):
+        raise ValueError(f"color must be 'gray' or 'rgb', got {cfg.color!r}")
+    if cfg.augment not in ("auto", "crop_flip", "none"):
+        raise ValueError(f"augment must be auto|crop_flip|none, got {cfg.augment!r}")
+    if cfg.input_scaling not in ("reference", "meanstd", "none"):
+        raise ValueError(f"input_scaling must be reference|meanstd|none, got {cfg.input_scaling!r}")
+    if cfg.reg_forward not in ("joint", "separate"):
+        raise ValueError(f"reg_forward must be joint|separate, got {cfg.reg_forward!r}")
+    if cfg.select not in ("best_val_loss", "last"):
+        raise ValueError(f"select must be best_val_loss|last, got {cfg.select!r}")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.width <= 0:
+        raise ValueError("epochs, batch_size and width must be positive")
+    if not (0.0 < cfg.val_fraction < 0.5):
+        raise ValueError("val_fraction must be in (0, 0.5)")
+
+
+def lr_at(cfg: RunConfig, step: int, steps_per_epoch: int) -> float:
+    """Learning rate at a step. `cyclic_step` is the reference's schedule: within a cycle of
+    `lr_cycle_epochs` epochs the rate is multiplied by `lr_gamma` every `lr_step_epochs` epochs,
+    and it restarts at `lr` each cycle."""
+    epoch = step / steps_per_epoch
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(epoch / cfg.epochs, 1.0)))
+    if cfg.lr_schedule == "cyclic_step":
+        in_cycle = epoch % cfg.lr_cycle_epochs
+        return cfg.lr * cfg.lr_gamma ** math.floor(in_cycle / cfg.lr_step_epochs + 1e-9)
+    raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; valid: constant, cosine, cyclic_step")

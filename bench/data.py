@@ -1,0 +1,303 @@
+"""Datasets held as uint8 tensors (airbench style) with batched augmentation.
+
+Every dataset loads into one `DataBundle` of uint8 tensors `[N, C, H, W]` at the model's input
+size, which can live on the training device; augmentation (random crop with padding, horizontal
+flip) is done for a whole batch at once with tensor indexing instead of per-image PIL transforms.
+
+CIFAR-10/100 come through torchvision (which downloads when online). Fashion-MNIST and MNIST
+come through torchvision's folder layout or, offline, from Debian's `dataset-fashion-mnist`
+(`/usr/share/datasets/fashion-mnist`). Those are gzipped IDX files, which torchvision's MNIST
+class does not read from an arbitrary folder, so a 15-line IDX reader lives here.
+"""
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+DEFAULT_DATA_DIR = Path(os.environ.get("REGBENCH_DATA", Path.home() / ".cache" / "regbench" / "data"))
+
+
+class DatasetNotFound(FileNotFoundError):
+    """Raised with a message that says where we looked and how to get the files."""
+
+
+@dataclass
+class DataBundle:
+    name: str
+    color: str
+    num_classes: int
+    train_x: torch.Tensor  # uint8 [N, C, H, W]
+    train_y: torch.Tensor  # int64 [N]
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list = field(default_factory=list)
+
+    @property
+    def channels(self) -> int:
+        return int(self.train_x.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_x.shape[-1])
+
+    def to(self, device) -> "DataBundle":
+        kw = {k: (getattr(self, k).to(device) if isinstance(getattr(self, k), torch.Tensor) else getattr(self, k))
+              for k in self.__dataclass_fields__}
+        return DataBundle(**kw)
+
+
+# --------------------------------------------------------------------------- registry
+DATASETS: dict[str, Callable] = {}
+NUM_CLASSES: dict[str, int] = {}
+
+
+def register_dataset(name: str, num_classes: int):
+    def deco(fn):
+        DATASETS[name] = fn
+        NUM_CLASSES[name] = num_classes
+        return fn
+    return deco
+
+
+def available_datasets() -> list[str]:
+    return sorted(DATASETS)
+
+
+def _read_idx_gz(path: Path) -> np.ndarray:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _find_idx(dirs: list[Path], stem: str) -> Path | None:
+    for d in dirs:
+        for suffix in ("", ".gz"):
+            p = d / (stem + suffix)
+            if p.is_file():
+                return p
+    return None
+
+
+def _load_mnist_family(tv_name: str, data_dir: Path, download: bool, extra_dirs=()) -> tuple:
+    dirs = [data_dir / tv_name / "raw", data_dir / tv_name, data_dir, *extra_dirs]
+    found = {split: [_find_idx(dirs, s) for s in stems] for split, stems in _IDX_FILES.items()}
+    if not all(p for ps in found.values() for p in ps):
+        if download:
+            import torchvision
+            cls = getattr(torchvision.datasets, tv_name)
+            try:
+                cls(str(data_dir), train=True, download=True)
+                cls(str(data_dir), train=False, download=True)
+            except Exception as e:  # offline: turn into the helpful error below
+                _raise_missing(tv_name, dirs, e)
+            return _load_mnist_family(tv_name, data_dir, False, extra_dirs)
+        _raise_missing(tv_name, dirs, None)
+    out = []
+    for split in ("train", "test"):
+        xi, yi = found[split]
+        x = torch.from_numpy(_read_idx_gz(xi).copy())[:, None]
+        y = torch.from_numpy(_read_idx_gz(yi).astype(np.int64))
+        out += [x, y]
+    return tuple(out)
+
+
+def _raise_missing(name, dirs, err):
+    hint = {
+        "FashionMNIST": "install Debian's package (`apt-get install dataset-fashion-mnist`), or run once "
+                        "online so torchvision downloads it, or copy the four *-ubyte(.gz) files into "
+                        "DATA_DIR/FashionMNIST/raw",
+        "MNIST": "run once online so torchvision downloads it, or copy the four *-ubyte(.gz) files "
+                 "into DATA_DIR/MNIST/raw",
+        "CIFAR10": "run once online (downloads automatically), or download cifar-10-python.tar.gz "
+                   "from https://www.cs.toronto.edu/~kriz/cifar.html and extract it into DATA_DIR",
+        "CIFAR100": "run once online (downloads automatically), or download cifar-100-python.tar.gz "
+                    "from https://www.cs.toronto.edu/~kriz/cifar.html and extract it into DATA_DIR",
+    }[name]
+    looked = ", ".join(str(d) for d in dirs)
+    msg = f"dataset {name} not found; looked in: {looked}. To get it: {hint} (DATA_DIR is --data-dir)."
+    if err is not None:
+        msg += f" Download failed: {type(err).__name__}: {err}"
+    raise DatasetNotFound(msg)
+
+
+@register_dataset("fashion_mnist", 10)
+def _fashion(data_dir: Path, download: bool):
+    return _load_mnist_family("FashionMNIST", data_dir, download, extra_dirs=[DEBIAN_FASHION_MNIST])
+
+
+@register_dataset("mnist", 10)
+def _mnist(data_dir: Path, download: bool):
+    return _load_mnist_family("MNIST", data_dir, download)
+
+
+def _load_cifar(cls_name: str, folder: str, data_dir: Path, download: bool):
+    import torchvision
+    cls = getattr(torchvision.datasets, cls_name)
+    where = data_dir / folder
+    try:
+        tr = cls(str(data_dir), train=True, download=download and not where.is_dir())
+        te = cls(str(data_dir), train=False, download=False)
+    except Exception as e:  # RuntimeError "Dataset not found" or a network error
+        _raise_missing(cls_name, [where], e)
+    out = []
+    for ds in (tr, te):
+        x = torch.from_numpy(np.asarray(ds.data)).permute(0, 3, 1, 2).contiguous()
+        y = torch.as_tensor(ds.targets, dtype=torch.int64)
+        out += [x, y]
+    return tuple(out)
+
+
+@register_dataset("cifar10", 10)
+def _cifar10(data_dir: Path, download: bool):
+    return _load_cifar("CIFAR10", "cifar-10-batches-py", data_dir, download)
+
+
+@register_dataset("cifar100", 100)
+def _cifar100(data_dir: Path, download: bool):
+    return _load_cifar("CIFAR100", "cifar-100-python", data_dir, download)
+
+
+# --------------------------------------------------------------------------- conversion
+def convert_color(x: torch.Tensor, color: str) -> torch.Tensor:
+    """uint8 [N,C,H,W] -> gray (ITU-R 601 luma, as torchvision) or rgb (gray repeated)."""
+    c = x.shape[1]
+    if color == "gray":
+        if c == 1:
+            return x
+        w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        return (x.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    if color == "rgb":
+        return x if c == 3 else x.expand(-1, 3, -1, -1).contiguous()
+    raise ValueError(f"color must be gray or rgb, got {color!r}")
+
+
+def fit_size(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero-pad smaller images to `size` (28 -> 32 for the MNIST family) or resize larger ones."""
+    h, w = x.shape[-2:]
+    if (h, w) == (size, size):
+        return x
+    if h <= size and w <= size:
+        top, left = (size - h) // 2, (size - w) // 2
+        return torch.nn.functional.pad(x, (left, size - w - left, top, size - h - top))
+    y = torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True,
+                                        align_corners=False)
+    return y.round().clamp(0, 255).to(torch.uint8)
+
+
+def split_indices(n_total: int, n_train: int | None, val_fraction: float, seed: int):
+    """Seeded split of the training set into (train subset, validation) index tensors."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n_total, generator=g)
+    n_tr = n_total if n_train is None else min(n_train, n_total)
+    n_val = max(1, math.ceil(val_fraction * n_tr))
+    if n_train is None:
+        n_tr = n_total - n_val
+    if n_val + n_tr > n_total:
+        n_tr = n_total - n_val
+    return perm[n_val:n_val + n_tr], perm[:n_val]
+
+
+def load_raw(name: str, data_dir=None, download: bool = True):
+    """(train_x, train_y, test_x, test_y) as uint8/int64 tensors at native size and colour."""
+    if name.startswith("folder:"):
+        x = load_image_folder(name.split(":", 1)[1])
+        y = torch.zeros(len(x), dtype=torch.int64)
+        return x, y, x[:0], y[:0]
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(available_datasets())}"
+                         " (or folder:/path/to/images)")
+    root = Path(data_dir) if data_dir else DEFAULT_DATA_DIR
+    return DATASETS[name](root, download)
+
+
+def load(name: str, color: str = "gray", image_size: int = 32, n_train: int | None = None,
+         n_test: int | None = None, val_fraction: float = 0.01, data_seed: int = 0,
+         data_dir=None, download: bool = True) -> DataBundle:
+    trx, try_, tex, tey = load_raw(name, data_dir, download)
+    tr_idx, va_idx = split_indices(len(trx), n_train, val_fraction, data_seed)
+
+    def prep(x):
+        return fit_size(convert_color(x, color), image_size).contiguous()
+
+    if n_test is not None and n_test < len(tex):
+        te_idx = torch.randperm(len(tex), generator=torch.Generator().manual_seed(data_seed + 1))[:n_test]
+        tex, tey = tex[te_idx], tey[te_idx]
+    return DataBundle(name=name, color=color, num_classes=NUM_CLASSES.get(name, 1),
+                      train_x=prep(trx[tr_idx]), train_y=try_[tr_idx],
+                      val_x=prep(trx[va_idx]), val_y=try_[va_idx],
+                      test_x=prep(tex), test_y=tey)
+
+
+def load_image_folder(path, size: int | None = None) -> torch.Tensor:
+    """All images in a folder (sorted by name) as uint8 RGB [N,3,H,W]; resized to `size` if given
+    (else they must share one size)."""
+    from PIL import Image
+    root = Path(path)
+    exts = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in exts) if root.is_dir() else []
+    if not files:
+        raise DatasetNotFound(f"no images ({', '.join(sorted(exts))}) found in folder {root}")
+    imgs = []
+    for p in files:
+        with Image.open(p) as im:
+            im = im.convert("RGB")
+            if size is not None:
+                im = im.resize((size, size), Image.BILINEAR)
+            imgs.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))
+    shapes = {tuple(t.shape) for t in imgs}
+    if len(shapes) > 1:
+        raise ValueError(f"images in {root} have different sizes {sorted(shapes)[:3]}...; pass a size")
+    return torch.stack(imgs)
+
+
+# --------------------------------------------------------------------------- augmentation
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float in [0, 1]."""
+    return x.float().div_(255.0)
+
+
+def batch_crop_flip(x: torch.Tensor, pad: int = 4, flip: bool = True, generator=None,
+                    padding_mode: str = "reflect") -> torch.Tensor:
+    """Random crop with `pad`-pixel padding and random horizontal flip of a whole batch at once.
+
+    Works on any dtype/device; one gather instead of a Python loop over images."""
+    n, c, h, w = x.shape
+    dev = x.device
+    xp = torch.nn.functional.pad(x.float() if padding_mode == "reflect" else x, (pad, pad, pad, pad),
+                                 mode=padding_mode)
+    if padding_mode == "reflect":
+        xp = xp.to(x.dtype)
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(dev)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(dev)
+    ar_h = torch.arange(h, device=dev)
+    ar_w = torch.arange(w, device=dev)
+    rows = (oy[:, None] + ar_h[None, :])  # [n, h]
+    cols = (ox[:, None] + ar_w[None, :])  # [n, w]
+    if flip:
+        f = torch.rand(n, generator=generator, device="cpu").to(dev) < 0.5
+        cols = torch.where(f[:, None], cols.flip(1), cols)
+    bi = torch.arange(n, device=dev)[:, None, None]
+    out = xp.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # [n, h, w, c]
+    return out.permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,290 @@
+"""The training loop: task cross-entropy + a regularizer's penalty, under a step budget.
+
+Every regularizer in a comparison gets the same step budget (epochs x steps per epoch, where
+steps per epoch depend on the task data only), on the same device kind. The run records what it
+cost: steps, images processed (task + regularization), wall and device seconds, device name and
+(on CUDA) peak memory. Resumable: a checkpoint with the model, regularizer, optimizer, the
+epoch's data order and generator state is written every `ckpt_every` steps and at epoch ends, so
+a killed run continues exactly where it stopped (bit-identical on CPU).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import regularizers as regs
+
+from . import data as bdata
+from . import store
+from .config import RunConfig, lr_at
+from .models import count_parameters, model_from_config
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    import random
+    import numpy as np
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(1_000_003 * (seed + 1) + 7919 * epoch)
+
+
+def steps_per_epoch(cfg: RunConfig, n_train: int) -> int:
+    return cfg.steps_per_epoch or math.ceil(n_train / cfg.batch_size)
+
+
+def is_done(run_dir: Path) -> bool:
+    m = store.read_json(Path(run_dir) / "metrics.json", {}) or {}
+    return (Path(run_dir) / "model.pt").is_file() and bool(m.get("train", {}).get("done"))
+
+
+def load_task_data(cfg: RunConfig) -> bdata.DataBundle:
+    return bdata.load(cfg.dataset, color=cfg.color, image_size=cfg.image_size, n_train=cfg.n_train,
+                      n_test=cfg.n_test, val_fraction=cfg.val_fraction, data_seed=cfg.data_seed,
+                      data_dir=cfg.data_dir, download=cfg.download)
+
+
+def augment(cfg: RunConfig, x_uint8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    x = bdata.to_float(x_uint8)
+    if cfg.resolved_augment() == "crop_flip":
+        x = bdata.batch_crop_flip(x, pad=4, flip=True, generator=gen)
+    return x
+
+
+@torch.no_grad()
+def evaluate_loss(model, x_uint8, y, batch: int = 512) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of a model in eval mode."""
+    was = model.training
+    model.eval()
+    tot, correct, n = 0.0, 0, 0
+    for i in range(0, len(x_uint8), batch):
+        xb = bdata.to_float(x_uint8[i:i + batch])
+        logits = model(xb)
+        yb = y[i:i + batch]
+        tot += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+        n += len(yb)
+    model.train(was)
+    return tot / max(n, 1), correct / max(n, 1)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Path:
+    """Train the run a config describes (or resume it, or skip it when done); returns its folder."""
+    run_dir = store.run_dir_for(cfg)
+    if is_done(run_dir):
+        log(f"[regbench] already trained: {run_dir}")
+        return run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    seed_all(cfg.seed)
+    if data is None:
+        data = load_task_data(cfg)
+    data = data.to(device)
+    n_train = len(data.train_x)
+    spe = steps_per_epoch(cfg, n_train)
+    total_steps = cfg.epochs * spe
+
+    model = model_from_config(cfg, data.channels, data.num_classes).to(device)
+    reg = regs.get(cfg.regularizer, **cfg.reg_params)
+    cache_dir = Path(cfg.out).expanduser().resolve() / ".cache"
+    reg.setup(regs.RegContext(config=cfg, data=data, model=model, device=device, cache_dir=cache_dir,
+                              seed=cfg.seed))
+    reg.to(device)
+
+    record = {"config": cfg.to_dict(), "hash": cfg.hash(), "comparison_key": cfg.comparison_key(),
+              "regularizer": reg.describe(), "versions": store.versions(), "git_commit": store.git_commit(),
+              "device": store.device_info(device),
+              "model": {"arch": cfg.arch, "width": cfg.width, "params": count_parameters(model),
+                        "channels": data.channels, "num_classes": data.num_classes},
+              "data": {"dataset": cfg.dataset, "color": cfg.color, "n_train": n_train,
+                       "n_val": len(data.val_x), "n_test": len(data.test_x)},
+              "budget": {"epochs": cfg.epochs, "steps_per_epoch": spe, "steps": total_steps,
+                         "batch_size": cfg.batch_size, "budget_seconds": cfg.budget_seconds}}
+    store.atomic_write_json(run_dir / "config.json", record)
+
+    params = list(model.parameters()) + [p for p in reg.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+    state = {"step": 0, "best_val": float("inf"), "best_epoch": -1, "wall_s": 0.0, "device_s": 0.0,
+             "images": 0, "reg_images": 0}
+    best_model = None
+    perm, gen = None, None
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.is_file():
+        ck = store.load_state(ckpt_path, map_location=device)
+        model.load_state_dict(ck["model"])
+        reg.load_state_dict(ck["regularizer"])
+        opt.load_state_dict(ck["optimizer"])
+        state.update({k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in ck["state"].items()})
+        best_model = ck.get("best_model")
+        perm = ck["perm"].cpu()
+        gen = torch.Generator()
+        gen.set_state(ck["gen_state"].cpu())
+        torch.set_rng_state(ck["torch_rng"].cpu())
+        log(f"[regbench] resuming {run_dir.name} at step {state['step']}/{total_steps}")
+
+    def save_checkpoint():
+        ck = {"model": model.state_dict(), "regularizer": reg.state_dict(), "optimizer": opt.state_dict(),
+              "state": dict(state), "perm": perm, "gen_state": gen.get_state(),
+              "torch_rng": torch.get_rng_state()}
+        if best_model is not None:
+            ck["best_model"] = best_model
+        store.atomic_torch_save(ckpt_path, ck)
+
+    progress = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+        progress = tqdm(total=total_steps, initial=state["step"], desc=f"{cfg.regularizer} s{cfg.seed}",
+                        unit="step", dynamic_ncols=True, leave=False)
+    t_call = time.perf_counter()
+    stopped_by = "steps"
+    model.train()
+    log_path = run_dir / "train_log.jsonl"
+    running = {"loss": 0.0, "ce": 0.0, "reg": 0.0, "n": 0}
+    while state["step"] < total_steps:
+        epoch, in_epoch = divmod(state["step"], spe)
+        if in_epoch == 0 or perm is None:
+            gen = epoch_generator(cfg.seed, epoch)
+            reps = math.ceil(spe * cfg.batch_size / n_train)
+            perm = torch.cat([torch.randperm(n_train, generator=gen) for _ in range(reps)])
+        idx = perm[in_epoch * cfg.batch_size:(in_epoch + 1) * cfg.batch_size].to(device)
+        t0 = time.perf_counter()
+        x = augment(cfg, data.train_x[idx], gen)
+        y = data.train_y[idx]
+        lr = lr_at(cfg, state["step"], spe)
+        for gpar in opt.param_groups:
+            gpar["lr"] = lr
+        rb = reg.sample(state["step"], gen) if reg.active else None
+        if rb is not None:
+            rb = rb.to(device)
+        b = x.shape[0]
+        if reg.active and rb is not None and rb.images is not None and cfg.reg_forward == "joint":
+            logits, feats = model(torch.cat([x, rb.images]), features=True)
+            ce = F.cross_entropy(logits[:b], y)
+            pen, rlog = reg([f[b:] for f in feats], rb)
+        elif reg.active and rb is not None and rb.images is not None:
+            logits = model(x)
+            ce = F.cross_entropy(logits, y)
+            groups = rb.images.chunk(int(rb.meta.get("groups", 1)))
+            parts = [model(g, features=True)[1] for g in groups]
+            feats = [torch.cat(fs) for fs in zip(*parts)]
+            pen, rlog = reg(feats, rb)
+        elif reg.active:
+            logits, feats = model(x, features=True)
+            ce = F.cross_entropy(logits, y)
+            pen, rlog = reg(feats, rb)
+        else:
+            logits = model(x)
+            ce = F.cross_entropy(logits, y)
+            pen, rlog = None, {}
+        loss = ce if pen is None else ce + pen
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _sync(device)
+        dt = time.perf_counter() - t0
+        state["device_s"] += dt
+        state["step"] += 1
+        state["images"] += b
+        n_reg = 0 if rb is None or rb.images is None else rb.images.shape[0]
+        state["reg_images"] += n_reg
+        running["loss"] += loss.item()
+        running["ce"] += ce.item()
+        running["reg"] += 0.0 if pen is None else float(rlog.get("reg_raw", 0.0))
+        running["n"] += 1
+        if progress is not None:
+            progress.update(1)
+            if state["step"] % 10 == 0:
+                progress.set_postfix(loss=f"{running['loss'] / running['n']:.3f}")
+        if state["step"] == min(3, total_steps) and state["step"] < total_steps:
+            per = (time.perf_counter() - t_call) / 3
+            log(f"[regbench] {run_dir.name}: ~{per * 1000:.0f} ms/step, estimated "
+                f"{per * (total_steps - state['step']) / 60:.1f} min for {total_steps - state['step']} more steps")
+        if state["step"] % 50 == 0 or state["step"] == total_steps or (state["step"] % spe == 0):
+            entry = {"step": state["step"], "epoch": state["step"] / spe, "lr": lr,
+                     "loss": running["loss"] / running["n"], "ce": running["ce"] / running["n"],
+                     "reg_raw": running["reg"] / running["n"]}
+            extra = {k: v for k, v in rlog.items() if k not in ("reg_raw", "reg_weighted")}
+            for k, v in extra.items():
+                entry[k] = v.detach().cpu().tolist() if isinstance(v, torch.Tensor) else v
+            store.append_log(log_path, entry)
+            running = {"loss": 0.0, "ce": 0.0, "reg": 0.0, "n": 0}
+        end_of_epoch = state["step"] % spe == 0
+        if end_of_epoch:
+            vloss, vacc = evaluate_loss(model, data.val_x, data.val_y)
+            store.append_log(log_path, {"step": state["step"], "epoch": state["step"] // spe,
+                                        "val_loss": vloss, "val_acc": vacc})
+            if vloss < state["best_val"]:
+                state["best_val"], state["best_epoch"] = vloss, state["step"] // spe
+                best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elapsed = state["wall_s"] + (time.perf_counter() - t_call)
+        over_budget = cfg.budget_seconds is not None and elapsed >= cfg.budget_seconds
+        if end_of_epoch or state["step"] % cfg.ckpt_every == 0 or over_budget:
+            state["wall_s"] += time.perf_counter() - t_call
+            t_call = time.perf_counter()
+            save_checkpoint()
+        if over_budget:
+            stopped_by = "budget_seconds"
+            break
+    if progress is not None:
+        progress.close()
+    state["wall_s"] += time.perf_counter() - t_call
+
+    if cfg.select == "best_val_loss" and best_model is not None:
+        final = best_model
+    else:
+        final = model.state_dict()
+    store.atomic_torch_save(run_dir / "model.pt", {k: v.detach().cpu() for k, v in final.items()})
+    reg_state = reg.state_dict()
+    if reg_state:
+        store.atomic_torch_save(run_dir / "regularizer.pt", {k: v.detach().cpu() for k, v in reg_state.items()})
+    train_rec = {"done": True, "steps": state["step"], "budget_steps": total_steps, "stopped_by": stopped_by,
+                 "task_images": state["images"], "reg_images": state["reg_images"],
+                 "images": state["images"] + state["reg_images"],
+                 "wall_s": round(state["wall_s"], 3), "device_s": round(state["device_s"], 3),
+                 "best_val_loss": state["best_val"], "selected_epoch": state["best_epoch"]
+                 if cfg.select == "best_val_loss" else cfg.epochs,
+                 "device": store.device_info(device)["name"]}
+    if device.type == "cuda":
+        train_rec["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    if hasattr(reg, "layer_weights"):
+        try:
+            train_rec["layer_weights"] = reg.layer_weights().tolist()
+        except Exception:
+            pass
+    store.merge_metrics(run_dir, {"train": train_rec})
+    ckpt_path.unlink(missing_ok=True)
+    log(f"[regbench] trained {run_dir} ({state['step']} steps, {state['wall_s']:.1f} s)")
+    return run_dir
+
+
+def load_trained(run_dir: Path, device="cpu"):
+    """(config, model in eval mode) of a finished record; the weights load with weights_only=True."""
+    run_dir = Path(run_dir)
+    rec = store.read_json(run_dir / "config.json")
+    if rec is None:
+        raise FileNotFoundError(f"no config.json in {run_dir}: not a RegBench run directory")
+    cfg = RunConfig.from_dict(rec["config"])
+    m = rec["model"]
+    model = model_from_config(cfg, m["channels"], m["num_classes"])
+    model.load_state_dict(store.load_state(run_dir / "model.pt"))
+    return cfg, model.to(device).eval()

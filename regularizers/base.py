@@ -1,0 +1,110 @@
+"""The `Regularizer` base class (torchattacks' `Attack` pattern: the base owns the bookkeeping).
+
+A subclass declares its hyper-parameters as a nested dataclass `Params` and writes the penalty:
+
+    @regularizers.register("l2_features")
+    class L2Features(Regularizer):
+        @dataclass
+        class Params:
+            alpha: float = 1.0
+
+        def penalty(self, feats, batch):
+            return sum(f.pow(2).mean() for f in feats)
+
+The trainer talks to a regularizer through this interface only:
+  * `setup(ctx)` once before training (load regularization images, targets, ...);
+  * `sample(step, generator)` -> a `RegBatch` of images to push through the model this step,
+    or None (no extra images; `penalty` then gets the task batch's features);
+  * `__call__(feats, batch)` -> (alpha * penalty, log dict). The base class moves things to the
+    device, weighs the penalty by `alpha`, and collects what is logged.
+Parameters of the regularizer (e.g. trainable layer weights) join the optimizer; buffers (e.g.
+running means) are saved with the checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+
+
+@dataclass
+class RegBatch:
+    """Images the trainer pushes through the model for the regularizer, plus what the
+    regularizer needs to score them (e.g. pair indices and their target similarities)."""
+    images: torch.Tensor | None = None  # float [M, C, H, W] in [0, 1], or None
+    meta: dict = field(default_factory=dict)
+
+    def to(self, device) -> "RegBatch":
+        mv = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in self.meta.items()}
+        return RegBatch(None if self.images is None else self.images.to(device, non_blocking=True), mv)
+
+
+@dataclass
+class RegContext:
+    """What `setup` may use: the run's config, task data and model, the device, a cache folder."""
+    config: Any
+    data: Any  # bench.data.DataBundle of the task
+    model: nn.Module
+    device: torch.device
+    cache_dir: Any = None
+    seed: int = 0
+
+
+class Regularizer(nn.Module):
+    name: ClassVar[str] = "?"
+
+    @dataclass
+    class Params:
+        alpha: float = 0.0
+
+    def __init__(self, **hp):
+        super().__init__()
+        valid = {f.name for f in dataclasses.fields(self.Params)}
+        unknown = sorted(set(hp) - valid)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown hyper-parameter(s) {', '.join(unknown)}; "
+                             f"valid: {', '.join(sorted(valid))}")
+        self.hp = self.Params(**hp)
+        self.last_log: dict = {}
+
+    # ----------------------------------------------------------------- subclass API
+    def setup(self, ctx: RegContext) -> None:
+        """Prepare once before training (default: nothing)."""
+
+    def sample(self, step: int, generator: torch.Generator | None = None) -> RegBatch | None:
+        """The extra images for this step (default: none)."""
+        return None
+
+    def penalty(self, feats: list[torch.Tensor], batch: RegBatch | None):
+        """Return the unweighted penalty (a scalar tensor), or (penalty, dict to log)."""
+        raise NotImplementedError
+
+    @property
+    def active(self) -> bool:
+        """False for a regularizer that adds nothing (the trainer then skips it entirely)."""
+        return float(getattr(self.hp, "alpha", 1.0)) != 0.0
+
+    # ----------------------------------------------------------------- bookkeeping
+    def forward(self, feats: list[torch.Tensor], batch: RegBatch | None = None):
+        out = self.penalty(feats, batch)
+        raw, extra = (out if isinstance(out, tuple) else (out, {}))
+        alpha = float(getattr(self.hp, "alpha", 1.0))
+        log = {"reg_raw": raw.detach(), "reg_weighted": alpha * raw.detach()}
+        log.update(extra)
+        self.last_log = log
+        return alpha * raw, log
+
+    def hparams(self) -> dict:
+        return dataclasses.asdict(self.hp)
+
+    def describe(self) -> dict:
+        """What the record stores about this regularizer."""
+        return {"name": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
+                "params": self.hparams()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
+        return f"{type(self).__name__}({args})"
