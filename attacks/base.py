@@ -121,3 +121,54 @@ def predict(model: nn.Module, x: torch.Tensor, batch: int = 512) -> torch.Tensor
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
     return (predict(model, x, batch) == y).float().mean().item() if len(x) else float("nan")
+
+
+# --------------------------------------------------------------------------- shared helpers for attacks
+def progress_bar(ctx: EvalContext, total: int, desc: str):
+    """A tqdm bar that honours `ctx.progress` (disabled bars cost nothing)."""
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, disable=not ctx.progress, leave=False, dynamic_ncols=True)
+
+
+def first_n(ctx: EvalContext, n: int | None):
+    """The first `n` test images (all when None): a fixed subset, so repeated runs compare."""
+    if n is None or n >= len(ctx.x):
+        return ctx.x, ctx.y
+    return ctx.x[:n], ctx.y[:n]
+
+
+def select_images(ctx: EvalContext, n: int | None) -> torch.Tensor:
+    """Indices of `n` random test images, seeded by the suite seed only, so the boundary attack,
+    HopSkipJump and the white-box minimal-L2 reference all attack the same images."""
+    g = torch.Generator().manual_seed(int(ctx.seed) + 7_777)
+    perm = torch.randperm(len(ctx.x), generator=g)
+    return perm if n is None else perm[:n]
+
+
+def sq_l2_per_pixel(adv: torch.Tensor, x: torch.Tensor, channel: str = "all") -> torch.Tensor:
+    """Squared L2 distance divided by the number of values compared, per image: over all channels
+    (default) or over channel 0 only (the reference code's variant)."""
+    d = (adv - x).float()
+    if channel in ("0", 0):
+        d = d[:, :1]
+    elif channel != "all":
+        raise ValueError(f"channel must be 'all' or '0', got {channel!r}")
+    return d.flatten(1).pow(2).mean(1)
+
+
+def mean_sem(values) -> tuple[float, float]:
+    """Mean and standard error of the mean over repeats (NaNs ignored; SEM 0 for one value)."""
+    import math
+    v = [float(a) for a in values if a == a]
+    if not v:
+        return float("nan"), float("nan")
+    m = sum(v) / len(v)
+    if len(v) < 2:
+        return m, 0.0
+    var = sum((a - m) ** 2 for a in v) / (len(v) - 1)
+    return m, math.sqrt(var / len(v))
+
+
+def skipped(reason: str) -> dict:
+    """Result of a test that could not run (e.g. no surrogate): recorded, and recomputed next time."""
+    return {"summary": {}, "details": {"skipped": reason}}

@@ -12,3 +12,4 @@ fi
 $PY -m pip install -q "torch>=2.2,<=2.14.1" "torchvision>=0.17,<=0.29.1"
 $PY -m pip install -q -e ".[test]"
 $PY -m pip install -q "setuptools<81" "robustbench==1.1.1"
+$PY -m pip install -q -e ".[ray,slurm]"

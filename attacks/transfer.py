@@ -1,0 +1,93 @@
+"""transfer_fgsm: accuracy under L-inf FGSM perturbations computed on a *surrogate* model.
+
+Forward direction (the paper's protocol): the surrogate is an unregularized model of the same
+architecture, dataset and colour trained with a different seed (`RunConfig.surrogate_seed`); the
+harness trains or finds it (`attacks.prepare_context`) and this test records which one it used.
+`transfer_fgsm_reverse` swaps the roles (gradients from the evaluated model, accuracy of the
+unregularized one): if a regularizer's gain in the forward direction is only dissimilarity to the
+surrogate, the reverse direction shows a similar "gain", which is a warning sign.
+
+The attack is torchattacks' FGSM; eps = linspace(0, 0.02, 10) on [0, 1] (CIFAR-100: 0.005).
+Labels are the true labels. Without a surrogate the test reports 'skipped' (and is recomputed
+the next time the suite runs with one).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .base import CountingModel, EvalContext, SuiteTest, first_n, progress_bar, register_test, skipped
+
+
+def default_eps(dataset: str | None) -> list:
+    top = 0.005 if (dataset or "").startswith("cifar100") else 0.02
+    return [round(float(e), 6) for e in torch.linspace(0, top, 10)]
+
+
+@register_test("transfer_fgsm")
+class TransferFGSM(SuiteTest):
+    version = "1"
+
+    @dataclass
+    class Params:
+        eps: list | None = None  # None: linspace(0, 0.02, 10), CIFAR-100: linspace(0, 0.005, 10)
+        direction: str = "forward"  # forward: surrogate -> evaluated model | reverse: evaluated -> surrogate
+        n: int | None = None  # first n test images (None: all)
+        batch: int = 250
+
+    def run(self, ctx: EvalContext) -> dict:
+        import torchattacks
+        p = self.params
+        if p.direction not in ("forward", "reverse"):
+            raise ValueError(f"{self.name}: direction must be 'forward' or 'reverse', got {p.direction!r}")
+        surrogate = ctx.extras.get("surrogate")
+        if surrogate is None:
+            return skipped("no surrogate model: evaluate a trained record (bench eval RUN_DIR) so the harness "
+                           "can train or find the unregularized surrogate")
+        surrogate = CountingModel(surrogate).to(ctx.device).eval()
+        if p.direction == "forward":
+            source, target = surrogate, ctx.model
+        else:
+            source, target = ctx.model, surrogate
+        eps_list = p.eps if p.eps is not None else default_eps(getattr(ctx.config, "dataset", None))
+        x, y = first_n(ctx, p.n)
+        correct = torch.zeros(len(eps_list), dtype=torch.long)
+        nb = (len(x) + p.batch - 1) // p.batch
+        with progress_bar(ctx, nb * len(eps_list), self.name) as bar:
+            for i in range(0, len(x), p.batch):
+                xb, yb = x[i:i + p.batch], y[i:i + p.batch]
+                for k, eps in enumerate(eps_list):
+                    adv = torchattacks.FGSM(source, eps=float(eps))(xb, yb)
+                    with torch.no_grad():
+                        correct[k] += int((target(adv).argmax(1) == yb).sum())
+                    bar.update(1)
+        acc = (correct.double() / max(len(x), 1)).tolist()
+        sdir = ctx.extras.get("surrogate_dir")
+        info = {"run_dir": str(sdir) if sdir else None, "seed": ctx.extras.get("surrogate_seed"),
+                "hash": Path(sdir).name.rsplit("-", 1)[-1] if sdir else None,
+                "forward_calls": surrogate.calls, "forward_images": surrogate.images}
+        details = {"n_images": len(x), "direction": p.direction, "eps": [float(e) for e in eps_list],
+                   "surrogate": info,
+                   "attacker": "surrogate" if p.direction == "forward" else "evaluated model",
+                   "target": "evaluated model" if p.direction == "forward" else "surrogate"}
+        if sdir and ctx.run_dir and Path(sdir).resolve() == Path(ctx.run_dir).resolve():
+            details["warning"] = "the surrogate is the evaluated model itself (a white-box FGSM, not a transfer)"
+        return {"summary": {"mean_accuracy": sum(acc) / len(acc), "accuracy_max_eps": acc[-1]},
+                "curves": {"accuracy": {"x": [float(e) for e in eps_list], "y": acc,
+                                        "x_label": "FGSM eps (L-inf, [0,1] scale)", "y_label": "accuracy"}},
+                "details": details}
+
+
+@register_test("transfer_fgsm_reverse")
+class TransferFGSMReverse(TransferFGSM):
+    """The reverse direction: FGSM from the evaluated model, accuracy of the unregularized surrogate."""
+    version = "1"
+
+    @dataclass
+    class Params:
+        eps: list | None = None
+        direction: str = "reverse"
+        n: int | None = None
+        batch: int = 250

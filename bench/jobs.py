@@ -1,0 +1,268 @@
+"""One sweep job = one run: train a (regularizer, seed, dataset) config, then evaluate it with the suite.
+
+A job is a small picklable `JobSpec` (the resolved config as a dict, its run folder, what it depends
+on), so the same `run_job(spec)` runs in-process, in a worker process, as a Ray task or as a SLURM job
+through submitit. A job never raises for an ordinary error: it returns a result dict and leaves in its
+run folder
+
+    job.log           the job's stdout/stderr (appended, one header per attempt)
+    job_status.json   {"state": "running"|"done"|"failed"|"interrupted", pid, host, start, heartbeat,
+                       error, log}, written atomically (bench.store.atomic_write_json)
+
+so `bench sweep --status` can tell done / running / failed from files alone, on any machine that
+sees the results folder. Records are one folder per run: jobs on many machines never share a file,
+so no lock is needed (the one shared write, metrics.json, is merged under its own folder's lock).
+
+Surrogate jobs (regularizer `none`, seed `cfg.surrogate_seed`) only train: they are the transfer
+attack's source model, found later by `attacks.prepare_context`. The sweep finishes them before the
+evaluations that use them, so two evaluations never race to train the same surrogate.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+STATUS_FILE = "job_status.json"
+LOG_FILE = "job.log"
+HEARTBEAT_S = 30.0  # a running job rewrites its status this often
+STALE_AFTER_S = 180.0  # a "running" job on another host with no heartbeat for this long is presumed dead
+
+
+@dataclass
+class JobSpec:
+    """What a worker needs to run one job; plain data so it pickles to any launcher."""
+    id: str  # e.g. "pixel_sim/fashion_mnist/s0"
+    kind: str  # "run" (train + suite) | "surrogate" (train only)
+    config: dict  # RunConfig.to_dict()
+    run_dir: str
+    deps: list = field(default_factory=list)  # ids of jobs that must finish first
+    plugins: list = field(default_factory=list)  # modules that register regularizers
+    threads: int | None = None  # torch.set_num_threads in the job (None: leave as is)
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.run_dir) / LOG_FILE
+
+    @property
+    def status_path(self) -> Path:
+        return Path(self.run_dir) / STATUS_FILE
+
+    def label(self) -> str:
+        c = self.config
+        role = " (surrogate)" if self.kind == "surrogate" else ""
+        return f"{c['regularizer']} {c['dataset']} s{c['seed']}{role}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def surrogate_config(cfg):
+    """The unregularized, different-seed model the transfer attack starts from. The suite's own
+    definition wins when it has one, so the sweep trains exactly the record the suite looks for."""
+    try:
+        import attacks
+        fn = getattr(attacks, "surrogate_config", None)
+        if fn is not None:
+            return fn(cfg)
+    except ImportError:
+        pass
+    return cfg.replace(regularizer="none", reg_params={}, seed=cfg.surrogate_seed)
+
+
+def suite_needs_surrogate(suite: str) -> bool:
+    """True when the named suite has a transfer test (which needs a surrogate record)."""
+    import attacks
+    if suite not in attacks.SUITES:
+        raise ValueError(f"unknown suite {suite!r}; valid suites: {', '.join(attacks.available_suites())}")
+    for name, _params in attacks.SUITES[suite]:
+        cls = attacks.TESTS.get(name)
+        if getattr(cls, "needs_surrogate", None) or name.startswith("transfer"):
+            return True
+    return False
+
+
+def suite_complete(run_dir: Path, cfg) -> bool:
+    """Every test of the run's suite is in its metrics.json with the current protocol and seed (the
+    same rule `attacks.evaluate` uses to skip a test)."""
+    from . import store
+    import attacks
+    done = (store.read_json(Path(run_dir) / "metrics.json", {}) or {}).get("suite", {})
+    for test in attacks.build_suite(cfg.suite):
+        prev = done.get(test.name)
+        if not prev or prev.get("protocol") != test.protocol() or prev.get("seed") != cfg.seed:
+            return False
+    return True
+
+
+def is_complete(spec: JobSpec) -> bool:
+    """Nothing left to do for this job: trained, and (for a run) every suite test recorded."""
+    from .config import RunConfig
+    from .train import is_done
+    if not is_done(Path(spec.run_dir)):
+        return False
+    if spec.kind == "surrogate":
+        return True
+    return suite_complete(Path(spec.run_dir), RunConfig.from_dict(spec.config))
+
+
+def read_status(run_dir: Path) -> dict | None:
+    from . import store
+    try:
+        return store.read_json(Path(run_dir) / STATUS_FILE)
+    except ValueError:  # half-written by a non-atomic writer: treat as absent
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_live(status: dict | None) -> bool:
+    """A "running" status whose process still exists (same host: by pid; other host: recent heartbeat)."""
+    if not status or status.get("state") != "running":
+        return False
+    if status.get("host") == socket.gethostname():
+        return bool(status.get("pid")) and _pid_alive(int(status["pid"]))
+    return time.time() - float(status.get("heartbeat_ts", 0)) < STALE_AFTER_S
+
+
+def job_state(spec: JobSpec) -> tuple[str, dict]:
+    """(state, status dict) for `--status`: done | trained (suite incomplete) | running | stale
+    (was running, its process is gone) | failed | interrupted | pending."""
+    st = read_status(Path(spec.run_dir)) or {}
+    if is_complete(spec):
+        return "done", st
+    s = st.get("state")
+    if s == "running":
+        return ("running" if is_live(st) else "stale"), st
+    if s in ("failed", "interrupted"):
+        return s, st
+    from .train import is_done
+    if is_done(Path(spec.run_dir)):
+        return "trained", st
+    return "pending", st
+
+
+class _Heartbeat(threading.Thread):
+    """Rewrites the running status every HEARTBEAT_S so other machines can tell a live job from a dead one."""
+
+    def __init__(self, write):
+        super().__init__(daemon=True)
+        self._write = write
+        self._stop_evt = threading.Event()
+
+    def run(self):
+        while not self._stop_evt.wait(HEARTBEAT_S):
+            with contextlib.suppress(Exception):
+                self._write()
+
+    def stop(self):
+        self._stop_evt.set()
+
+
+def _evaluate(run_dir: Path, cfg, log) -> None:
+    import attacks
+    from .train import resolve_device
+    ctx = attacks.context_for_run(run_dir, device=resolve_device(cfg.device), n_examples=None, seed=cfg.seed,
+                                  progress=False)
+    if hasattr(attacks, "prepare_context"):
+        attacks.prepare_context(ctx, cfg)
+    attacks.evaluate(ctx, suite=cfg.suite, run_dir=run_dir, log=log)
+
+
+def run_job(spec: JobSpec | dict) -> dict:
+    """Run one job (train, then the suite for kind "run"); returns
+    {"id", "state": "done"|"failed", "run_dir", "log", "seconds", "error"?}. Ordinary errors are
+    caught, recorded in the status file and the log, and returned; KeyboardInterrupt/SystemExit (a
+    preempted SLURM job, a killed sweep) mark the job interrupted and propagate."""
+    if isinstance(spec, dict):
+        spec = JobSpec(**spec)
+    from . import store
+    run_dir = Path(spec.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    base = {"id": spec.id, "kind": spec.kind, "pid": os.getpid(), "host": socket.gethostname(),
+            "start": _now(), "start_ts": t0, "log": str(spec.log_path)}
+
+    def write(state, **extra):
+        st = dict(base, state=state, updated=_now(), heartbeat_ts=time.time(), **extra)
+        store.atomic_write_json(spec.status_path, st)
+
+    write("running")
+    hb = _Heartbeat(lambda: write("running"))
+    hb.start()
+    result = {"id": spec.id, "run_dir": str(run_dir), "log": str(spec.log_path)}
+    with open(spec.log_path, "a", buffering=1) as fh:
+        fh.write(f"\n===== {spec.label()} | {_now()} | pid {os.getpid()} on {socket.gethostname()} =====\n")
+        try:
+            with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+                def log(msg):
+                    print(msg, flush=True)
+                if spec.threads:
+                    import torch
+                    torch.set_num_threads(int(spec.threads))
+                if spec.plugins:
+                    import regularizers
+                    for mod in spec.plugins:
+                        regularizers.load_plugin(mod)
+                from .config import RunConfig
+                from .train import train
+                cfg = RunConfig.from_dict(spec.config)
+                got = train(cfg, log=log)
+                if Path(got).resolve() != run_dir.resolve():
+                    raise RuntimeError(f"trainer wrote {got}, expected {run_dir} (config changed in flight?)")
+                if spec.kind == "run":
+                    _evaluate(run_dir, cfg, log)
+        except (KeyboardInterrupt, SystemExit) as e:
+            hb.stop()
+            fh.write(f"interrupted: {type(e).__name__}\n")
+            write("interrupted", error=type(e).__name__)
+            raise
+        except BaseException as e:  # noqa: BLE001 - every failure is reported, the sweep goes on
+            hb.stop()
+            fh.write(traceback.format_exc())
+            err = f"{type(e).__name__}: {e}"
+            write("failed", error=err, seconds=round(time.time() - t0, 1))
+            result.update(state="failed", error=err, seconds=round(time.time() - t0, 1))
+            return result
+        hb.stop()
+        secs = round(time.time() - t0, 1)
+        fh.write(f"done in {secs} s\n")
+    write("done", seconds=secs, finished=_now())
+    result.update(state="done", seconds=secs)
+    return result
+
+
+def main(argv=None) -> int:
+    """`python -m bench.jobs SPEC.json`: run one job from a spec file (for custom launchers)."""
+    import json
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1:
+        print("usage: python -m bench.jobs SPEC.json", file=sys.stderr)
+        return 2
+    spec = JobSpec(**json.loads(Path(argv[0]).read_text()))
+    res = run_job(spec)
+    print(json.dumps(res))
+    return 0 if res["state"] == "done" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

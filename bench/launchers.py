@@ -1,0 +1,344 @@
+"""Launchers: where sweep jobs run. Each wraps an existing engine; the project only adds the
+dependency order (surrogates before the evaluations that use them) and the failure bookkeeping.
+
+* `local`: sequential in this process (1 worker), or N worker processes
+  (concurrent.futures with the spawn start method): one per GPU (each pinned with
+  CUDA_VISIBLE_DEVICES), or N CPU processes with `torch.set_num_threads(cores // N)`.
+* `ray`: Ray tasks, on a cluster (`--ray-address`, as `ray.init(address=...)`) or on a local Ray
+  started here; each task asks for one GPU when the cluster has any.
+* `slurm`: submitit (SLURM; its LocalExecutor with `--slurm-cluster local` for tests and laptops).
+  A preempted or timed-out job is requeued by submitit (`checkpoint()` returns the same call) and
+  resumes from its run's checkpoint.pt, because `bench.train.train` resumes by itself.
+
+All launchers share `run_jobs`, a small dependency-aware scheduler: it submits a job once its
+dependencies finished, never submits a job whose dependency failed (it is reported failed with the
+reason), and reports every job's result while the others go on.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from .jobs import JobSpec, run_job
+
+LAUNCHERS = ("local", "ray", "slurm")
+PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def _export_project_path() -> None:
+    """Let worker processes started by Ray / submitit import the project even when it is not
+    pip-installed (they inherit this process's environment)."""
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if PROJECT_ROOT not in parts:
+        os.environ["PYTHONPATH"] = os.pathsep.join([PROJECT_ROOT] + parts)
+
+
+def _failed(spec: JobSpec, error: str) -> dict:
+    return {"id": spec.id, "state": "failed", "error": error, "run_dir": spec.run_dir, "log": str(spec.log_path)}
+
+
+class Launcher:
+    """submit(spec) -> handle; wait(handles, timeout) -> [(handle, result)]; close()."""
+    name = "?"
+    capacity: int | None = None  # at most this many jobs in flight (None: the engine queues)
+
+    def describe(self) -> str:
+        return self.name
+
+    def submit(self, spec: JobSpec):
+        raise NotImplementedError
+
+    def wait(self, handles: list, timeout: float) -> list:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------- local
+def _init_worker(device_queue, threads, pythonpath):
+    """Runs first in each spawned worker: pin one GPU, set the thread count."""
+    dev = None
+    if device_queue is not None:
+        dev = device_queue.get()
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(dev)
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        import torch
+        torch.set_num_threads(int(threads))
+
+
+class LocalLauncher(Launcher):
+    name = "local"
+
+    def __init__(self, workers: int | None = None, threads: int | None = None, gpus: list[int] | None = None):
+        if gpus is None:
+            gpus = []
+        self.gpus = list(gpus)
+        if workers is None:
+            workers = max(1, len(self.gpus))
+        if workers < 1:
+            raise ValueError("--workers must be >= 1")
+        self.workers = workers
+        if threads is None and not self.gpus:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads
+        self.capacity = workers
+        self.pool = None
+        self._done: dict[int, dict] = {}
+        self._next = 0
+
+    def describe(self) -> str:
+        if self.workers == 1 and len(self.gpus) <= 1:
+            return f"local, sequential in this process ({self.threads or 'default'} threads)"
+        per = f"GPUs {self.gpus}" if self.gpus else f"{self.threads} thread(s) each"
+        return f"local, {self.workers} worker processes ({per})"
+
+    def _make_pool(self):
+        import multiprocessing as mp
+        ctx = mp.get_context("spawn")
+        q = None
+        if self.gpus:
+            q = ctx.Queue()
+            for i in range(self.workers):
+                q.put(self.gpus[i % len(self.gpus)])
+        _export_project_path()
+        return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
+                                      initargs=(q, self.threads, PROJECT_ROOT))
+
+    def submit(self, spec: JobSpec):
+        if self.workers == 1 and len(self.gpus) <= 1:
+            # Sequential: run now, in this process.
+            if self.threads:
+                import torch
+                torch.set_num_threads(int(self.threads))
+            h = self._next
+            self._next += 1
+            self._done[h] = run_job(spec)
+            return h
+        if self.pool is None:
+            self.pool = self._make_pool()
+        fut = self.pool.submit(run_job, spec)
+        fut.spec = spec
+        return fut
+
+    def wait(self, handles, timeout):
+        if self.pool is None:
+            return [(h, self._done.pop(h)) for h in handles if h in self._done]
+        done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        out, broken = [], False
+        for f in done:
+            try:
+                out.append((f, f.result()))
+            except cf.process.BrokenProcessPool:
+                broken = True
+                out.append((f, _failed(f.spec, "worker process died (killed, or out of memory?); "
+                                               "re-run the sweep to resume it")))
+            except Exception as e:  # pickling errors and the like
+                out.append((f, _failed(f.spec, f"{type(e).__name__}: {e}")))
+        if broken:  # a dead worker breaks the whole pool: start a fresh one for what is left
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+        return out
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+# ----------------------------------------------------------------------------- ray
+def _ray_entry(spec):
+    return run_job(spec)
+
+
+class RayLauncher(Launcher):
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_job: float = 1,
+                 gpus_per_job: float | None = None, max_retries: int = 2):
+        try:
+            import ray
+        except ImportError as e:
+            raise ImportError("the ray launcher needs Ray: pip install 'regbench[ray]' "
+                              "(or: pip install 'ray[default]')") from e
+        self.ray = ray
+        _export_project_path()
+        self._started = not ray.is_initialized()
+        if self._started:
+            kw = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+                      runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
+            if address:
+                ray.init(address=address, **kw)
+            else:
+                ray.init(num_cpus=workers or os.cpu_count() or 1, **kw)
+        res = ray.cluster_resources()
+        if gpus_per_job is None:
+            gpus_per_job = 1 if res.get("GPU", 0) > 0 else 0
+        self.cpus_per_job, self.gpus_per_job = cpus_per_job, gpus_per_job
+        self.resources = res
+        self.remote = ray.remote(_ray_entry).options(num_cpus=cpus_per_job, num_gpus=gpus_per_job,
+                                                     max_retries=max_retries)
+        self._specs = {}
+
+    def describe(self) -> str:
+        r = self.resources
+        return (f"ray ({int(r.get('CPU', 0))} CPUs, {int(r.get('GPU', 0))} GPUs; per job "
+                f"{self.cpus_per_job} CPU, {self.gpus_per_job} GPU)")
+
+    def submit(self, spec):
+        if spec.threads is None:
+            spec.threads = max(1, int(self.cpus_per_job))
+        ref = self.remote.remote(spec)
+        self._specs[ref] = spec
+        return ref
+
+    def wait(self, handles, timeout):
+        ready, _ = self.ray.wait(handles, num_returns=1, timeout=timeout)
+        out = []
+        for ref in ready:
+            spec = self._specs.pop(ref)
+            try:
+                out.append((ref, self.ray.get(ref)))
+            except Exception as e:  # RayTaskError, WorkerCrashedError, ...
+                out.append((ref, _failed(spec, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")))
+        return out
+
+    def close(self):
+        if self._started:
+            self.ray.shutdown()
+
+
+# ----------------------------------------------------------------------------- slurm (submitit)
+class SubmititJob:
+    """The callable submitit pickles. `checkpoint` is submitit's requeue hook: on preemption or
+    timeout it resubmits the same job, which resumes from the run's checkpoint.pt."""
+
+    def __call__(self, spec):
+        return run_job(spec)
+
+    def checkpoint(self, spec):
+        import submitit
+        return submitit.helpers.DelayedSubmission(SubmititJob(), spec)
+
+
+class SubmititLauncher(Launcher):
+    name = "slurm"
+
+    def __init__(self, folder: str | Path, cluster: str | None = None, params: dict | None = None,
+                 workers: int | None = None, poll_s: float = 2.0):
+        try:
+            import submitit
+        except ImportError as e:
+            raise ImportError("the slurm launcher needs submitit: pip install 'regbench[slurm]' "
+                              "(or: pip install submitit)") from e
+        self.submitit = submitit
+        _export_project_path()
+        self.folder = Path(folder)
+        self.executor = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=cluster)
+        p = {"timeout_min": 240, "name": "regbench"}
+        if self.executor.cluster == "slurm":
+            p.update(gpus_per_node=1, cpus_per_task=8, slurm_signal_delay_s=120)
+        p.update(params or {})
+        self.executor.update_parameters(**p)
+        self.params = p
+        # The local executor starts every job at once: cap it. SLURM queues by itself.
+        self.capacity = (workers or 1) if self.executor.cluster in ("local", "debug") else workers
+        self.poll_s = poll_s
+        self._specs = {}
+
+    def describe(self) -> str:
+        return f"submitit ({self.executor.cluster}; logs in {self.folder})"
+
+    def submit(self, spec):
+        job = self.executor.submit(SubmititJob(), spec)
+        self._specs[job.job_id] = spec
+        return job
+
+    def wait(self, handles, timeout):
+        deadline = time.time() + timeout
+        while True:
+            ready = [j for j in handles if j.done()]
+            if ready or time.time() >= deadline:
+                break
+            time.sleep(min(self.poll_s, max(0.05, deadline - time.time())))
+        out = []
+        for j in ready:
+            spec = self._specs.pop(j.job_id)
+            try:
+                out.append((j, j.result()))
+            except Exception as e:  # FailedJobError, UncompletedJobError (killed, timed out for good)
+                res = _failed(spec, f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}")
+                res["engine_log"] = str(j.paths.stderr)
+                out.append((j, res))
+        return out
+
+
+def make_launcher(name: str, *, workers: int | None = None, threads: int | None = None, device: str = "auto",
+                  ray_address: str | None = None, slurm_cluster: str | None = None,
+                  slurm_params: dict | None = None, log_dir: str | Path = "results/.sweeps") -> Launcher:
+    if name == "local":
+        gpus = []
+        if device in ("auto", "cuda"):
+            import torch
+            if torch.cuda.is_available():
+                gpus = list(range(torch.cuda.device_count()))
+        return LocalLauncher(workers=workers, threads=threads, gpus=gpus)
+    if name == "ray":
+        return RayLauncher(address=ray_address, workers=workers)
+    if name == "slurm":
+        return SubmititLauncher(log_dir, cluster=slurm_cluster, params=slurm_params, workers=workers)
+    raise ValueError(f"unknown launcher {name!r}; valid launchers: {', '.join(LAUNCHERS)}")
+
+
+def run_jobs(specs: list[JobSpec], launcher: Launcher, done: dict | None = None,
+             log: Callable[[str], None] = print, poll_s: float = 1.0) -> dict[str, dict]:
+    """Run `specs` (in order, each after its `deps`) on a launcher; returns {id: result}.
+    `done` holds results of jobs that need no run (already complete), so dependents may start."""
+    results: dict[str, dict] = dict(done or {})
+    known = set(results) | {s.id for s in specs}
+    for s in specs:
+        missing = [d for d in s.deps if d not in known]
+        if missing:
+            raise ValueError(f"job {s.id} depends on unknown job(s) {missing}")
+    pending = list(specs)
+    running: dict = {}
+    total, started = len(specs), 0
+    t_start = time.time()
+    try:
+        while pending or running:
+            for s in list(pending):
+                bad = [d for d in s.deps if d in results and results[d]["state"] != "done"]
+                if bad:
+                    pending.remove(s)
+                    r = _failed(s, f"not run: dependency {bad[0]} failed (log: {results[bad[0]].get('log')})")
+                    results[s.id] = r
+                    log(f"[sweep] SKIPPED {s.label()}: {r['error']}")
+                    continue
+                if launcher.capacity is not None and len(running) >= launcher.capacity:
+                    break
+                if all(d in results for d in s.deps):
+                    pending.remove(s)
+                    started += 1
+                    log(f"[sweep] start {s.label()} ({started}/{total}) -> {s.run_dir}")
+                    h = launcher.submit(s)
+                    running[h] = s
+            if not running:
+                if pending:  # only possible with a dependency cycle
+                    raise RuntimeError(f"jobs can never start (dependency cycle?): {[s.id for s in pending]}")
+                break
+            for h, res in launcher.wait(list(running), timeout=poll_s):
+                s = running.pop(h)
+                results[s.id] = res
+                el = time.time() - t_start
+                if res.get("state") == "done":
+                    log(f"[sweep] done  {s.label()} in {res.get('seconds', '?')} s  [{el / 60:.1f} min]")
+                else:
+                    extra = f"; engine log: {res['engine_log']}" if res.get("engine_log") else ""
+                    log(f"[sweep] FAILED {s.label()}: {res.get('error')}\n        log: {res.get('log')}{extra}")
+    finally:
+        launcher.close()
+    return results

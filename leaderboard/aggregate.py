@@ -1,0 +1,349 @@
+"""Records -> tidy pandas tables -> one aggregated row per (setup, regularizer, protocol).
+
+`load_records` flattens every run directory into one row per (record, metric): the suite's
+summary scalars (`<test>.<metric>`), the normalised area under each suite curve
+(`<test>.<curve>_auc`), the training costs (`train.<key>`) and the suite's evaluation costs
+(`<test>.cost.<key>`). `load_curves` gives the curves point by point for the plots.
+
+`aggregate` groups records that may be averaged: same dataset, colour, architecture, width,
+step budget, regularizer, hyper-parameters, comparison key (every other training setting) and
+the same *suite protocol* (every test's protocol, version and number of examples). Records
+whose protocol differs are never averaged: they land in separate rows. Per metric it reports
+n, mean, SEM (ddof=1, as scipy.stats.sem) and, against the `none` row with the same comparison
+key and protocol, the difference of means and a Welch t-test p-value (scipy.stats.ttest_ind,
+equal_var=False). pandas does the grouping; scipy does the statistics; nothing is hand-rolled.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bench import store
+
+# Columns that identify an aggregated row (besides the statistics).
+GROUP_COLS = ["dataset", "color", "arch", "width", "budget_steps", "regularizer", "reg_params",
+              "comparison_key", "protocol_id"]
+# Descriptive columns carried along (identical within a group by construction, or joined).
+INFO_COLS = ["label", "external", "model_params", "protocol", "suite_name", "epochs", "n_test"]
+BASELINE = "none"
+SCORE = "score"
+TRAIN_COST_KEYS = ("wall_s", "device_s", "steps", "images", "reg_images", "task_images", "peak_memory_mb")
+
+
+def _canon(obj) -> str:
+    return json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def _short_hash(obj) -> str:
+    return hashlib.sha256(_canon(obj).encode()).hexdigest()[:10]
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def reg_label(name: str, params: dict) -> str:
+    """`pixel_sim(alpha=5)`; the name alone when there are no hyper-parameters."""
+    if not params:
+        return str(name)
+    return f"{name}(" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")"
+
+
+def curve_auc(x, y) -> float:
+    """Normalised area under a curve: trapezoid area / x range = mean y over the range."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 2 or np.ptp(x) == 0:
+        return float(y.mean()) if len(y) else float("nan")
+    order = np.argsort(x)
+    return float(np.trapezoid(y[order], x[order]) / np.ptp(x))
+
+
+def protocol_text(suite: dict) -> str:
+    """Compact human form of a record's suite protocol: `clean v1 n=128; noise v2 n=128 (std=...)`."""
+    parts = []
+    for test in sorted(suite):
+        ent = suite[test] or {}
+        proto = dict(ent.get("protocol") or {})
+        proto.pop("test", None)
+        ver = proto.pop("version", "?")
+        extra = ", ".join(f"{k}={v}" for k, v in sorted(proto.items()))
+        parts.append(f"{test} v{ver} n={ent.get('n_examples', '?')}" + (f" ({extra})" if extra else ""))
+    return "; ".join(parts)
+
+
+def _float(v) -> float:
+    return float(v) if _is_number(v) else float("nan")
+
+
+def _record_meta(run_dir: Path, rec: dict, metrics: dict) -> dict:
+    cfg = rec.get("config") or {}
+    model = rec.get("model") or {}
+    budget = rec.get("budget") or {}
+    regd = rec.get("regularizer") or {}
+    reg = regd.get("name") or cfg.get("regularizer", "?")
+    params = regd.get("params")
+    if params is None:
+        params = cfg.get("reg_params") or {}
+    suite = metrics.get("suite") or {}
+    # The suite protocol: each test's protocol and number of examples. Seeds are not part of it
+    # (they differ between the seeds being averaged by design).
+    sig = {t: {"protocol": (e or {}).get("protocol"), "n_examples": (e or {}).get("n_examples")}
+           for t, e in suite.items()}
+    ext = rec.get("external")
+    return {
+        "run_dir": str(run_dir), "hash": rec.get("hash", run_dir.name),
+        "dataset": (rec.get("data") or {}).get("dataset", cfg.get("dataset", "?")),
+        "color": (rec.get("data") or {}).get("color", cfg.get("color", "?")),
+        "arch": model.get("arch", cfg.get("arch", "?")),
+        "width": _float(model.get("width", cfg.get("width"))),
+        "model_params": model.get("params"),
+        "budget_steps": budget.get("steps", -1) if budget.get("steps") is not None else -1,
+        "epochs": budget.get("epochs", cfg.get("epochs")),
+        "n_test": (rec.get("data") or {}).get("n_test", cfg.get("n_test")),
+        "regularizer": str(reg), "reg_params": _canon(params), "label": reg_label(reg, params),
+        "comparison_key": rec.get("comparison_key", "?"),
+        "external": bool(ext) or str(reg).startswith("robustbench:"),
+        "seed": cfg.get("seed", 0),
+        "suite_name": metrics.get("suite_name", cfg.get("suite")),
+        "protocol_id": _short_hash(sig), "protocol": protocol_text(suite),
+    }
+
+
+def _record_metrics(metrics: dict) -> list[dict]:
+    rows = []
+    suite = metrics.get("suite") or {}
+    for test, ent in sorted(suite.items()):
+        ent = ent or {}
+        res = ent.get("result") or {}
+        lower = set(ent.get("lower_is_better") or [])
+        for k, v in (res.get("summary") or {}).items():
+            if _is_number(v):
+                rows.append({"test": test, "metric": f"{test}.{k}", "value": float(v), "kind": "summary",
+                             "lower_is_better": k in lower})
+        summary = res.get("summary") or {}
+        for cname, c in (res.get("curves") or {}).items():
+            if not isinstance(c, dict) or "x" not in c or "y" not in c:
+                continue
+            key = f"{cname}_auc"
+            if key in summary:
+                continue
+            rows.append({"test": test, "metric": f"{test}.{key}", "value": curve_auc(c["x"], c["y"]),
+                         "kind": "auc", "lower_is_better": False})
+        for k, v in (ent.get("cost") or {}).items():
+            if _is_number(v):
+                rows.append({"test": test, "metric": f"{test}.cost.{k}", "value": float(v), "kind": "cost",
+                             "lower_is_better": True})
+    train = metrics.get("train") or {}
+    for k in TRAIN_COST_KEYS:
+        if _is_number(train.get(k)):
+            rows.append({"test": "train", "metric": f"train.{k}", "value": float(train[k]), "kind": "cost",
+                         "lower_is_better": True})
+    return rows
+
+
+def record_score(metric_rows: list[dict]) -> tuple[float, str]:
+    """The sortable summary score of one record and what it is based on: the mean of the
+    normalised AUCs of the noise and FGSM curves, or clean accuracy where those are absent."""
+    aucs = [r for r in metric_rows if r["kind"] in ("auc", "summary") and r["metric"].endswith("_auc")
+            and ("noise" in r["test"] or "fgsm" in r["test"])]
+    # one AUC per test: its first curve (a test may record extra curves, e.g. a reverse direction)
+    per_test = {}
+    for r in aucs:
+        per_test.setdefault(r["test"], r)
+    if per_test:
+        vals = [r["value"] for r in per_test.values()]
+        return float(np.mean(vals)), "mean AUC of " + " & ".join(r["metric"] for r in per_test.values())
+    for r in metric_rows:
+        if r["metric"] == "clean.accuracy":
+            return r["value"], "clean.accuracy"
+    return float("nan"), "none"
+
+
+TIDY_COLS = ["run_dir", "hash", "dataset", "color", "arch", "width", "model_params", "budget_steps", "epochs",
+             "n_test", "regularizer", "reg_params", "label", "comparison_key", "external", "seed", "suite_name",
+             "protocol_id", "protocol", "test", "metric", "value", "kind", "lower_is_better", "score_basis"]
+
+
+def _iter_records(roots) -> Iterable[tuple[Path, dict, dict]]:
+    for run_dir in store.find_records(*roots):
+        rec = store.read_json(run_dir / "config.json")
+        metrics = store.read_json(run_dir / "metrics.json", {}) or {}
+        if not isinstance(rec, dict):
+            continue
+        yield run_dir, rec, metrics
+
+
+def load_records(*roots) -> pd.DataFrame:
+    """Every record under the roots as a tidy DataFrame: one row per (record, metric)."""
+    if not roots:
+        roots = ("results",)
+    missing = [str(r) for r in roots if not Path(r).exists()]
+    if missing:
+        raise FileNotFoundError(f"results directory not found: {', '.join(missing)}")
+    rows = []
+    for run_dir, rec, metrics in _iter_records(roots):
+        meta = _record_meta(run_dir, rec, metrics)
+        mrows = _record_metrics(metrics)
+        if not mrows:
+            continue
+        score, basis = record_score(mrows)
+        mrows.append({"test": "", "metric": SCORE, "value": score, "kind": "score", "lower_is_better": False})
+        for r in mrows:
+            rows.append({**meta, **r, "score_basis": basis})
+    return pd.DataFrame(rows, columns=TIDY_COLS)
+
+
+def load_curves(*roots) -> pd.DataFrame:
+    """Every suite curve point by point: one row per (record, test, curve, x)."""
+    rows = []
+    for run_dir, rec, metrics in _iter_records(roots or ("results",)):
+        meta = _record_meta(run_dir, rec, metrics)
+        for test, ent in (metrics.get("suite") or {}).items():
+            for cname, c in (((ent or {}).get("result") or {}).get("curves") or {}).items():
+                if not isinstance(c, dict) or "x" not in c or "y" not in c:
+                    continue
+                for i, (x, y) in enumerate(zip(c["x"], c["y"])):
+                    if y is None:
+                        continue
+                    rows.append({**meta, "test": test, "curve": cname, "i": i, "x": x, "y": float(y),
+                                 "x_label": c.get("x_label", "x"), "y_label": c.get("y_label", "accuracy")})
+    cols = ["run_dir", "dataset", "color", "arch", "width", "budget_steps", "regularizer", "reg_params", "label",
+            "comparison_key", "protocol_id", "external", "seed", "test", "curve", "i", "x", "y", "x_label", "y_label"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def load_details(*roots) -> list[dict]:
+    """(meta, suite dict) per record, for plots that need a test's `details` (e.g. corruptions)."""
+    out = []
+    for run_dir, rec, metrics in _iter_records(roots or ("results",)):
+        out.append({"meta": _record_meta(run_dir, rec, metrics), "suite": metrics.get("suite") or {}})
+    return out
+
+
+def sem(values) -> float:
+    """Standard error of the mean, ddof=1 (scipy.stats.sem); NaN for fewer than two values."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        return float("nan")
+    return float(stats.sem(v, ddof=1))
+
+
+def welch_p(a, b) -> float:
+    """Two-sided Welch t-test p-value (unequal variances); NaN when either side has < 2 values."""
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # zero variance on both sides -> NaN
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Tidy per-record table -> one wide row per group, with per metric the columns
+    `<metric>|mean`, `|sem`, `|n`, `|diff` (minus `none`), `|p` (Welch). `attrs` carries the
+    metric order and which metrics are lower-is-better."""
+    if tidy.empty:
+        out = pd.DataFrame(columns=GROUP_COLS + INFO_COLS + ["n_seeds", "seeds"])
+        out.attrs.update(metrics=[], lower_is_better=[], kinds={})
+        return out
+    df = tidy.copy()
+    df["width"] = df["width"].fillna(-1.0)
+    df["model_params"] = df["model_params"].fillna(-1)
+    # per group and metric: the per-seed values (one per record)
+    vals = df.groupby(GROUP_COLS + ["metric"], sort=False, dropna=False)["value"].apply(list)
+    rows = {}
+    for key, v in vals.items():
+        gkey, metric = key[:-1], key[-1]
+        rows.setdefault(gkey, {})[metric] = v
+    info = df.groupby(GROUP_COLS, sort=False, dropna=False).agg(
+        label=("label", "first"), external=("external", "max"), model_params=("model_params", "max"),
+        protocol=("protocol", "first"), suite_name=("suite_name", "first"), epochs=("epochs", "first"),
+        n_test=("n_test", "first"), score_basis=("score_basis", "first"),
+        seeds=("seed", lambda s: ",".join(str(x) for x in sorted(set(int(i) for i in s)))),
+        n_seeds=("run_dir", "nunique"))
+    meta_m = df.drop_duplicates("metric").set_index("metric")
+    metrics = list(meta_m.index)
+    # order: score first, then summary metrics and AUCs by test, then costs
+    kind_rank = {"score": 0, "summary": 1, "auc": 2, "cost": 3}
+    metrics.sort(key=lambda m: (kind_rank.get(meta_m.loc[m, "kind"], 9),
+                                0 if m.startswith("clean.") else 1, m))
+    out_rows = []
+    for gkey, per_metric in rows.items():
+        base = dict(zip(GROUP_COLS, gkey))
+        base.update(info.loc[gkey].to_dict())
+        for m in metrics:
+            v = per_metric.get(m, [])
+            arr = np.asarray(v, float)
+            fin = arr[np.isfinite(arr)]
+            base[f"{m}|mean"] = float(fin.mean()) if len(fin) else float("nan")
+            base[f"{m}|sem"] = sem(fin)
+            base[f"{m}|n"] = int(len(fin))
+        out_rows.append(base)
+    out = pd.DataFrame(out_rows)
+    # differences to the `none` row with the same comparison key and protocol
+    idx_none = {(r["comparison_key"], r["protocol_id"]): gk for gk, r in
+                zip(rows.keys(), out_rows) if r["regularizer"] == BASELINE}
+    for m in metrics:
+        diffs, ps = [], []
+        for gk, r in zip(rows.keys(), out_rows):
+            bk = idx_none.get((r["comparison_key"], r["protocol_id"]))
+            if bk is None or r["regularizer"] == BASELINE or m not in rows[gk] or m not in rows[bk]:
+                diffs.append(float("nan"))
+                ps.append(float("nan"))
+                continue
+            a, b = rows[gk][m], rows[bk][m]
+            diffs.append(float(np.nanmean(a) - np.nanmean(b)) if len(a) and len(b) else float("nan"))
+            ps.append(welch_p(a, b))
+        out[f"{m}|diff"] = diffs
+        out[f"{m}|p"] = ps
+    # setup columns first, then by score (best first) within each setup
+    out = out.sort_values(["dataset", "color", "arch", "width", "budget_steps", "comparison_key", f"{SCORE}|mean"],
+                          ascending=[True, True, True, True, True, True, False], na_position="last", kind="stable")
+    out = out.reset_index(drop=True)
+    out["width"] = out["width"].replace(-1.0, float("nan"))
+    out["model_params"] = out["model_params"].replace(-1, float("nan"))
+    out.attrs.update(metrics=metrics,
+                     lower_is_better=[m for m in metrics if bool(meta_m.loc[m, "lower_is_better"])],
+                     kinds={m: str(meta_m.loc[m, "kind"]) for m in metrics})
+    return out
+
+
+def build_table(*roots_or_df) -> pd.DataFrame:
+    """Aggregated leaderboard from results directories, or from a tidy DataFrame of load_records."""
+    if len(roots_or_df) == 1 and isinstance(roots_or_df[0], pd.DataFrame):
+        tidy = roots_or_df[0]
+    else:
+        tidy = load_records(*roots_or_df)
+    return aggregate(tidy)
+
+
+def fmt_num(x, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:.{digits}g}"
+
+
+def fmt_value(mean, sem_, n) -> str:
+    """`mean ± SEM (n=3)`."""
+    if n is None or (isinstance(n, float) and math.isnan(n)) or int(n) == 0:
+        return "–"
+    return f"{fmt_num(mean)} ± {fmt_num(sem_, 2)} (n={int(n)})"
+
+
+def fmt_diff(diff, p) -> str:
+    if diff is None or (isinstance(diff, float) and math.isnan(diff)):
+        return ""
+    return f"{diff:+.3g} (p={fmt_num(p, 2)})"
