@@ -29,7 +29,7 @@ What was taken from where
   tests/test_corruptions.py checks this against skimage.color.rgb2hsv/hsv2rgb.
 * Frost: the original overlays crops of six frost photographs that we do not have. We
   generate 5 procedural frost textures instead (fixed seed 1234, independent of the run's seed:
-  multi-octave value noise plus thin bright "vein" ridges, bluish white, mean about 0.45)
+  multi-octave value noise plus thin bright "vein" ridges, bluish white, mean about 0.4)
   and overlay random 32x32 crops with the CIFAR weights. Frost numbers are therefore
   comparable between runs of this harness, not with the released CIFAR-10-C frost.
 * Glass blur: the reference swaps each pixel with a random neighbour in a fixed sequential
@@ -45,6 +45,7 @@ Images other than 32x32 work; the loops of glass blur and the fog fractal adapt 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import warnings
@@ -95,6 +96,20 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as OpenCV's RGB2GRAY and bench.data.c
 
 
 # ----------------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def _one_thread(device):
+    """Run a loop of many tiny CPU ops on one intra-op thread (restored afterwards)."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def params(name: str, severity: int) -> dict:
     if name not in CIFAR_C_PARAMS:
         raise ValueError(f"unknown corruption {name!r}; valid: {', '.join(CORRUPTIONS)}")
@@ -290,6 +305,7 @@ def _frost_textures_cpu(size: int = 160, count: int = 5) -> torch.Tensor:
     speckle = gaussian_blur(torch.rand(count, 1, size, size, generator=g), 0.7) ** 6
     t = (0.55 * base + 0.8 * veins + 0.8 * speckle)
     t = (t - t.amin((2, 3), keepdim=True)) / (t.amax((2, 3), keepdim=True) - t.amin((2, 3), keepdim=True))
+    t = t ** 0.6  # brighten: frost photographs are mostly light; mean about 0.4
     tint = torch.tensor([0.86, 0.93, 1.0]).view(1, 3, 1, 1)  # icy blue-white
     return (t * tint).clamp(0, 1)
 
@@ -365,18 +381,22 @@ def glass_blur(x, severity=1, generator=None):
     y = torch.floor(y * 255 + 1e-4) / 255  # np.uint8(... * 255) truncates
     hs, ws = list(range(h - d, d, -1)), list(range(w - d, d, -1))
     offs = torch.randint(-d, d, (iters, len(hs), len(ws), 2, n), generator=generator, device=x.device)
-    idx = torch.arange(h * w, device=x.device).repeat(n, 1)  # idx[k, p]: source pixel now at p
+    # idx[p * n + k]: which source pixel now sits at position p of image k (position-major, so
+    # position p of all images is one contiguous slice)
+    idx = torch.arange(h * w, device=x.device).repeat_interleave(n)
     rows = torch.arange(n, device=x.device)
-    for it in range(iters):
-        for a, hh in enumerate(hs):
-            for b, ww in enumerate(ws):
-                dy, dx = offs[it, a, b]
-                p = hh * w + ww
-                q = (hh + dy) * w + (ww + dx)
-                vp = idx[:, p].clone()
-                idx[:, p] = idx[rows, q]
-                idx[rows, q] = vp
-    y = y.reshape(n, c, h * w).gather(2, idx.view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
+    with _one_thread(x.device):  # ~2000 tiny steps: thread hand-offs would cost more than the work
+        for it in range(iters):
+            for a, hh in enumerate(hs):
+                for b, ww in enumerate(ws):
+                    dy, dx = offs[it, a, b]
+                    p = hh * w + ww
+                    q = ((hh + dy) * w + (ww + dx)) * n + rows
+                    vp = idx[p * n:(p + 1) * n].clone()
+                    idx[p * n:(p + 1) * n] = idx[q]
+                    idx[q] = vp
+    idx = idx.view(h * w, n).T
+    y = y.reshape(n, c, h * w).gather(2, idx.reshape(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
     return gaussian_blur(y, sigma).clamp(0, 1)
 
 

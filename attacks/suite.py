@@ -14,11 +14,39 @@ from bench import store
 
 from .base import TESTS, EvalContext
 
+_QUICK_N = 32  # boundary / min_perturbation images in `quick`: a CPU demo of 12 runs in ~15 minutes
+
+# Every test with its parameters. `quick`: a cheap CPU smoke version of everything that is cheap;
+# `paper`: the paper's protocol (plus the honesty checks, which are cheap next to it);
+# `full`: paper + converged boundary attack + the attacks the reviewers asked for.
 SUITES: dict[str, list[tuple[str, dict]]] = {
-    "quick": [("clean", {})],
-    "paper": [("clean", {})],
-    "full": [("clean", {})],
+    "quick": [("clean", {}),
+              ("gaussian_noise", {"n": 500}),
+              ("transfer_fgsm", {"n": 500}),
+              ("corruptions", {}),
+              ("min_perturbation", {"n": _QUICK_N, "steps": 100}),
+              ("boundary", {"n": _QUICK_N, "repeats": 1, "steps": 50, "curve_points": 4}),
+              ("pgd", {"n": 200, "steps": 10})],
+    "paper": [("clean", {}),
+              ("gaussian_noise", {}),
+              ("transfer_fgsm", {}),
+              ("corruptions", {}),
+              ("min_perturbation", {"n": 1000, "steps": 1000}),
+              ("boundary", {"n": 1000, "repeats": 5, "steps": 50}),
+              ("transfer_fgsm_reverse", {})],
+    "full": [("clean", {}),
+             ("gaussian_noise", {}),
+             ("transfer_fgsm", {}),
+             ("corruptions", {}),
+             ("min_perturbation", {"n": 1000, "steps": 1000}),
+             ("boundary", {"n": 1000, "repeats": 5, "steps": 10000, "curve_points": 8}),
+             ("transfer_fgsm_reverse", {}),
+             ("pgd", {"n": 1000, "steps": 20}),
+             ("autoattack", {"n": 1000, "eps": 1 / 255}),
+             ("hop_skip_jump", {"n": 1000, "steps": 64})],
 }
+OPTIONAL_TESTS = {"corruptions"}  # written separately: a suite still builds while it is absent
+STALL_RATIO = 4.0  # boundary median (squared L2) above this multiple of the white-box minimum: flagged
 
 
 def register_suite(name: str, tests: list[tuple[str, dict]]) -> None:
@@ -36,6 +64,8 @@ def build_suite(name: str, only: list[str] | None = None):
     for tname, params in SUITES[name]:
         if only and tname not in only:
             continue
+        if tname not in TESTS and tname in OPTIONAL_TESTS:
+            continue
         if tname not in TESTS:
             raise ValueError(f"suite {name!r} names unknown test {tname!r}; registered: {', '.join(sorted(TESTS))}")
         tests.append(TESTS[tname](**params))
@@ -52,7 +82,8 @@ def evaluate(ctx: EvalContext, suite: str = "quick", run_dir: Path | None = None
     for test in build_suite(suite, only):
         prev = done.get(test.name)
         if (not force and prev and prev.get("protocol") == test.protocol() and prev.get("seed") == ctx.seed
-                and prev.get("n_examples") == len(ctx.x)):
+                and prev.get("n_examples") == len(ctx.x)
+                and not (prev.get("result", {}).get("details") or {}).get("skipped")):
             log(f"[regbench] {test.name}: already in the record, skipped (--force recomputes)")
             results[test.name] = prev
             continue
@@ -65,7 +96,39 @@ def evaluate(ctx: EvalContext, suite: str = "quick", run_dir: Path | None = None
                 m.setdefault("suite", {})[test.name] = out
                 m["suite_name"] = suite
                 store.atomic_write_json(Path(run_dir) / "metrics.json", m)
+    flags = cross_checks(results if run_dir is None else {**done, **results})
+    if run_dir is not None:
+        store.merge_metrics(Path(run_dir), {"suite_flags": flags})
+    for f in flags:
+        log(f"[regbench] flag: {f['message']}")
     return results
+
+
+def cross_checks(results: dict) -> list[dict]:
+    """Flags that need more than one test: a boundary figure still falling at its last step, or
+    stalled far above the converged white-box minimum on the same images (same unit)."""
+    flags = []
+    b = results.get("boundary", {})
+    br = b.get("result", {})
+    if (br.get("details") or {}).get("flags", {}).get("still_falling"):
+        f = br["details"]["flags"]
+        flags.append({"test": "boundary", "flag": "still_falling", "relative_drop_last": f["relative_drop_last"],
+                      "message": f"boundary median still fell {f['relative_drop_last']:.1%} over steps "
+                                 f"{f['last_stretch']}: not converged, use more steps (suite full)"})
+    mp = results.get("min_perturbation", {})
+    if b and mp:
+        bp, mpp = b.get("protocol", {}), mp.get("protocol", {})
+        same = (bp.get("n") == mpp.get("n") and bp.get("channel") == mpp.get("channel")
+                and b.get("seed") == mp.get("seed") and b.get("n_examples") == mp.get("n_examples"))
+        bm = br.get("summary", {}).get("median_sq_l2")
+        mm = mp.get("result", {}).get("summary", {}).get("median_sq_l2")
+        if same and bm is not None and mm is not None and mm == mm and mm > 0 and bm == bm:
+            ratio = bm / mm
+            if ratio > STALL_RATIO:
+                flags.append({"test": "boundary", "flag": "stalled", "ratio_to_min_perturbation": ratio,
+                              "message": f"boundary median is {ratio:.1f}x the white-box minimum on the same images:"
+                                         " the decision-based attack stalled far above the boundary"})
+    return flags
 
 
 def context_for_run(run_dir: Path, device="cpu", n_examples: int | None = None, seed: int = 0,

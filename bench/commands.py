@@ -25,6 +25,8 @@ def add_common_run_args(p):
                    help="override any config field; reg_params.NAME=VALUE for regularizer hyper-parameters")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="import a module that registers regularizers")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the model for training (speed only; not part of the run's hash)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -32,7 +34,8 @@ def add_common_run_args(p):
 def config_from_args(args, **extra):
     from .config import build_config
     over = {k: getattr(args, k, None) for k in ("dataset", "color", "width", "arch", "epochs", "n_train", "n_test",
-                                               "suite", "budget_seconds", "data_dir", "out", "device")}
+                                               "suite", "budget_seconds", "data_dir", "out", "device",
+                                               "compile")}
     over.update(extra)
     if getattr(args, "no_progress", False):
         over["progress"] = False

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 # Fields that do not change what is computed: excluded from the hash.
-NON_SEMANTIC = ("data_dir", "out", "device", "download", "progress", "preset", "ckpt_every")
+NON_SEMANTIC = ("data_dir", "out", "device", "download", "progress", "preset", "ckpt_every", "compile")
 
 
 @dataclass
@@ -59,6 +59,7 @@ class RunConfig:
     progress: bool = True
     preset: str | None = None
     ckpt_every: int = 200  # steps between resumable checkpoints (and at every epoch end)
+    compile: bool = False  # torch.compile the model for training (speed only; same computation)
 
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict:

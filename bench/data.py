@@ -278,6 +278,13 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255.0)
 
 
+def _h2d(t: torch.Tensor, dev) -> torch.Tensor:
+    """CPU -> device; on CUDA pinned + non_blocking, so the train step has no stream sync."""
+    if torch.device(dev).type == "cuda":
+        return t.pin_memory().to(dev, non_blocking=True)
+    return t.to(dev)
+
+
 def batch_crop_flip(x: torch.Tensor, pad: int = 4, flip: bool = True, generator=None,
                     padding_mode: str = "reflect") -> torch.Tensor:
     """Random crop with `pad`-pixel padding and random horizontal flip of a whole batch at once.
@@ -289,14 +296,14 @@ def batch_crop_flip(x: torch.Tensor, pad: int = 4, flip: bool = True, generator=
                                  mode=padding_mode)
     if padding_mode == "reflect":
         xp = xp.to(x.dtype)
-    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(dev)
-    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(dev)
+    oy = _h2d(torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu"), dev)
+    ox = _h2d(torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu"), dev)
     ar_h = torch.arange(h, device=dev)
     ar_w = torch.arange(w, device=dev)
     rows = (oy[:, None] + ar_h[None, :])  # [n, h]
     cols = (ox[:, None] + ar_w[None, :])  # [n, w]
     if flip:
-        f = torch.rand(n, generator=generator, device="cpu").to(dev) < 0.5
+        f = _h2d(torch.rand(n, generator=generator, device="cpu"), dev) < 0.5
         cols = torch.where(f[:, None], cols.flip(1), cols)
     bi = torch.arange(n, device=dev)[:, None, None]
     out = xp.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # [n, h, w, c]

@@ -86,11 +86,8 @@ def suite_needs_surrogate(suite: str) -> bool:
     import attacks
     if suite not in attacks.SUITES:
         raise ValueError(f"unknown suite {suite!r}; valid suites: {', '.join(attacks.available_suites())}")
-    for name, _params in attacks.SUITES[suite]:
-        cls = attacks.TESTS.get(name)
-        if getattr(cls, "needs_surrogate", None) or name.startswith("transfer"):
-            return True
-    return False
+    transfer = set(getattr(attacks, "TRANSFER_TESTS", ()))
+    return any(name in transfer or name.startswith("transfer") for name, _params in attacks.SUITES[suite])
 
 
 def suite_complete(run_dir: Path, cfg) -> bool:

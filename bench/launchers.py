@@ -25,7 +25,7 @@ from typing import Callable
 from .jobs import JobSpec, run_job
 
 LAUNCHERS = ("local", "ray", "slurm")
-PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _export_project_path() -> None:
@@ -254,6 +254,9 @@ class SubmititLauncher(Launcher):
         return f"submitit ({self.executor.cluster}; logs in {self.folder})"
 
     def submit(self, spec):
+        if spec.threads is None:  # local processes share this machine's cores; SLURM gives cpus_per_task
+            cpus = self.params.get("cpus_per_task")
+            spec.threads = int(cpus) if cpus else max(1, (os.cpu_count() or 1) // (self.capacity or 1))
         job = self.executor.submit(SubmititJob(), spec)
         self._specs[job.job_id] = spec
         return job

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -87,6 +88,96 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+# --------------------------------------------------------------------------- GPU fast path
+@dataclass(frozen=True)
+class StepPath:
+    """How the train step runs. The fast path (automatic on CUDA) keeps the model and inputs in
+    channels_last and runs the forward under bf16 autocast; the loss and the regularizer see
+    float32 logits/features. `compiled` wraps the model in torch.compile (any device, opt-in).
+    The CPU path is plain fp32 NCHW, bit-exact and resumable. Every regularizer of a comparison
+    on one device kind takes the same path, so the identical-budget rule holds."""
+    fast: bool = False
+    channels_last: bool = False
+    amp_dtype: torch.dtype | None = None
+    compiled: bool = False
+
+    def describe(self) -> dict:
+        return {"fast_path": self.fast, "channels_last": self.channels_last,
+                "amp_dtype": None if self.amp_dtype is None else str(self.amp_dtype).replace("torch.", ""),
+                "compiled": self.compiled}
+
+
+def step_path(cfg: RunConfig, device: torch.device) -> StepPath:
+    cuda = device.type == "cuda"
+    return StepPath(fast=cuda, channels_last=cuda, amp_dtype=torch.bfloat16 if cuda else None,
+                    compiled=bool(getattr(cfg, "compile", False)))
+
+
+def prepare_model(model: torch.nn.Module, path: StepPath):
+    """Put `model` in the path's memory format (in place) and return the callable the step uses
+    (the model itself, or its torch.compile wrapper, which shares the parameters)."""
+    if path.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if path.compiled else model
+
+
+def path_forward(net, x: torch.Tensor, path: StepPath, features: bool = False):
+    """One forward on the step path: channels_last input, autocast, float32 outputs. On the plain
+    path this is exactly `net(x, features=features)`."""
+    if path.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if path.amp_dtype is None:
+        return net(x, features=True) if features else net(x)
+    with torch.autocast(device_type=x.device.type, dtype=path.amp_dtype):
+        out = net(x, features=True) if features else net(x)
+    if features:
+        logits, feats = out
+        return logits.float(), [f.float() for f in feats]
+    return out.float()
+
+
+def to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host -> CUDA copy without a stream sync (pinned + non_blocking); a plain .to elsewhere."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+class DeviceTimer:
+    """Device seconds of the train steps. CUDA: a pair of events per step, summed only when
+    `seconds()` is read (at log points), so timing adds no host sync inside the step. CPU: the
+    host clock around each step (the step is synchronous there)."""
+
+    def __init__(self, device: torch.device, start_s: float = 0.0):
+        self.cuda = device.type == "cuda"
+        self.total = float(start_s)
+        self.pending: list = []
+        self._t0 = 0.0
+
+    def start(self):
+        if self.cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            self.pending.append([ev, None])
+        else:
+            self._t0 = time.perf_counter()
+
+    def stop(self):
+        if self.cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            self.pending[-1][1] = ev
+        else:
+            self.total += time.perf_counter() - self._t0
+
+    def seconds(self) -> float:
+        if self.pending:
+            self.pending[-1][1].synchronize()
+            self.total += sum(a.elapsed_time(b) for a, b in self.pending) / 1000.0
+            self.pending = []
+        return self.total
+
+
 def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Path:
     """Train the run a config describes (or resume it, or skip it when done); returns its folder."""
     run_dir = store.run_dir_for(cfg)
@@ -109,6 +200,8 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
     reg.setup(regs.RegContext(config=cfg, data=data, model=model, device=device, cache_dir=cache_dir,
                               seed=cfg.seed))
     reg.to(device)
+    path = step_path(cfg, device)
+    net = prepare_model(model, path)
 
     record = {"config": cfg.to_dict(), "hash": cfg.hash(), "comparison_key": cfg.comparison_key(),
               "regularizer": reg.describe(), "versions": store.versions(), "git_commit": store.git_commit(),
@@ -118,7 +211,8 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
               "data": {"dataset": cfg.dataset, "color": cfg.color, "n_train": n_train,
                        "n_val": len(data.val_x), "n_test": len(data.test_x)},
               "budget": {"epochs": cfg.epochs, "steps_per_epoch": spe, "steps": total_steps,
-                         "batch_size": cfg.batch_size, "budget_seconds": cfg.budget_seconds}}
+                         "batch_size": cfg.batch_size, "budget_seconds": cfg.budget_seconds},
+              "step_path": path.describe()}
     store.atomic_write_json(run_dir / "config.json", record)
 
     params = list(model.parameters()) + [p for p in reg.parameters() if p.requires_grad]
@@ -159,15 +253,17 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
     stopped_by = "steps"
     model.train()
     log_path = run_dir / "train_log.jsonl"
+    # running sums stay on the device (float64) and are read only at log points: no host sync
     running = {"loss": 0.0, "ce": 0.0, "reg": 0.0, "n": 0}
+    timer = DeviceTimer(device, state["device_s"])
     while state["step"] < total_steps:
         epoch, in_epoch = divmod(state["step"], spe)
         if in_epoch == 0 or perm is None:
             gen = epoch_generator(cfg.seed, epoch)
             reps = math.ceil(spe * cfg.batch_size / n_train)
             perm = torch.cat([torch.randperm(n_train, generator=gen) for _ in range(reps)])
-        idx = perm[in_epoch * cfg.batch_size:(in_epoch + 1) * cfg.batch_size].to(device)
-        t0 = time.perf_counter()
+        idx = to_device_async(perm[in_epoch * cfg.batch_size:(in_epoch + 1) * cfg.batch_size], device)
+        timer.start()
         x = augment(cfg, data.train_x[idx], gen)
         y = data.train_y[idx]
         lr = lr_at(cfg, state["step"], spe)
@@ -178,51 +274,52 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
             rb = rb.to(device)
         b = x.shape[0]
         if reg.active and rb is not None and rb.images is not None and cfg.reg_forward == "joint":
-            logits, feats = model(torch.cat([x, rb.images]), features=True)
+            logits, feats = path_forward(net, torch.cat([x, rb.images]), path, features=True)
             ce = F.cross_entropy(logits[:b], y)
             pen, rlog = reg([f[b:] for f in feats], rb)
         elif reg.active and rb is not None and rb.images is not None:
-            logits = model(x)
+            logits = path_forward(net, x, path)
             ce = F.cross_entropy(logits, y)
             groups = rb.images.chunk(int(rb.meta.get("groups", 1)))
-            parts = [model(g, features=True)[1] for g in groups]
+            parts = [path_forward(net, g, path, features=True)[1] for g in groups]
             feats = [torch.cat(fs) for fs in zip(*parts)]
             pen, rlog = reg(feats, rb)
         elif reg.active:
-            logits, feats = model(x, features=True)
+            logits, feats = path_forward(net, x, path, features=True)
             ce = F.cross_entropy(logits, y)
             pen, rlog = reg(feats, rb)
         else:
-            logits = model(x)
+            logits = path_forward(net, x, path)
             ce = F.cross_entropy(logits, y)
             pen, rlog = None, {}
         loss = ce if pen is None else ce + pen
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        _sync(device)
-        dt = time.perf_counter() - t0
-        state["device_s"] += dt
+        timer.stop()
         state["step"] += 1
         state["images"] += b
         n_reg = 0 if rb is None or rb.images is None else rb.images.shape[0]
         state["reg_images"] += n_reg
-        running["loss"] += loss.item()
-        running["ce"] += ce.item()
-        running["reg"] += 0.0 if pen is None else float(rlog.get("reg_raw", 0.0))
+        running["loss"] += loss.detach().double()
+        running["ce"] += ce.detach().double()
+        if pen is not None:
+            r = rlog.get("reg_raw", 0.0)
+            running["reg"] += r.detach().double() if isinstance(r, torch.Tensor) else float(r)
         running["n"] += 1
         if progress is not None:
             progress.update(1)
-            if state["step"] % 10 == 0:
-                progress.set_postfix(loss=f"{running['loss'] / running['n']:.3f}")
         if state["step"] == min(3, total_steps) and state["step"] < total_steps:
+            _sync(device)
             per = (time.perf_counter() - t_call) / 3
             log(f"[regbench] {run_dir.name}: ~{per * 1000:.0f} ms/step, estimated "
                 f"{per * (total_steps - state['step']) / 60:.1f} min for {total_steps - state['step']} more steps")
         if state["step"] % 50 == 0 or state["step"] == total_steps or (state["step"] % spe == 0):
             entry = {"step": state["step"], "epoch": state["step"] / spe, "lr": lr,
-                     "loss": running["loss"] / running["n"], "ce": running["ce"] / running["n"],
-                     "reg_raw": running["reg"] / running["n"]}
+                     "loss": float(running["loss"]) / running["n"], "ce": float(running["ce"]) / running["n"],
+                     "reg_raw": float(running["reg"]) / running["n"]}
+            if progress is not None:
+                progress.set_postfix(loss=f"{entry['loss']:.3f}")
             extra = {k: v for k, v in rlog.items() if k not in ("reg_raw", "reg_weighted")}
             for k, v in extra.items():
                 entry[k] = v.detach().cpu().tolist() if isinstance(v, torch.Tensor) else v
@@ -239,6 +336,7 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
         elapsed = state["wall_s"] + (time.perf_counter() - t_call)
         over_budget = cfg.budget_seconds is not None and elapsed >= cfg.budget_seconds
         if end_of_epoch or state["step"] % cfg.ckpt_every == 0 or over_budget:
+            state["device_s"] = timer.seconds()
             state["wall_s"] += time.perf_counter() - t_call
             t_call = time.perf_counter()
             save_checkpoint()
@@ -247,6 +345,7 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
             break
     if progress is not None:
         progress.close()
+    state["device_s"] = timer.seconds()
     state["wall_s"] += time.perf_counter() - t_call
 
     if cfg.select == "best_val_loss" and best_model is not None:
@@ -263,7 +362,7 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
                  "wall_s": round(state["wall_s"], 3), "device_s": round(state["device_s"], 3),
                  "best_val_loss": state["best_val"], "selected_epoch": state["best_epoch"]
                  if cfg.select == "best_val_loss" else cfg.epochs,
-                 "device": store.device_info(device)["name"]}
+                 "device": store.device_info(device)["name"], **path.describe()}
     if device.type == "cuda":
         train_rec["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     if hasattr(reg, "layer_weights"):

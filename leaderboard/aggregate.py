@@ -52,7 +52,7 @@ def _is_number(v) -> bool:
 
 def reg_label(name: str, params: dict) -> str:
     """`pixel_sim(alpha=5)`; the name alone when there are no hyper-parameters."""
-    if not params:
+    if not params or name == BASELINE:
         return str(name)
     return f"{name}(" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")"
 
@@ -68,11 +68,12 @@ def curve_auc(x, y) -> float:
     return float(np.trapezoid(y[order], x[order]) / np.ptp(x))
 
 
-def protocol_text(suite: dict) -> str:
-    """Compact human form of a record's suite protocol: `clean v1 n=128; noise v2 n=128 (std=...)`."""
+def protocol_text(sig: dict) -> str:
+    """Compact human form of a suite protocol map {test: {"protocol", "n_examples"}}:
+    `clean v1 n=128; gaussian_noise v1 n=128 (clamp=image, stds=[...])`."""
     parts = []
-    for test in sorted(suite):
-        ent = suite[test] or {}
+    for test in sorted(sig):
+        ent = sig[test] or {}
         proto = dict(ent.get("protocol") or {})
         proto.pop("test", None)
         ver = proto.pop("version", "?")
@@ -81,8 +82,18 @@ def protocol_text(suite: dict) -> str:
     return "; ".join(parts)
 
 
+def compatible(a: dict, b: dict) -> bool:
+    """Two protocol maps agree on every test they share (a record may lack a test another has)."""
+    return all(a[t] == b[t] for t in a.keys() & b.keys())
+
+
 def _float(v) -> float:
     return float(v) if _is_number(v) else float("nan")
+
+
+def _skipped(ent) -> bool:
+    """A test recorded as skipped (e.g. no surrogate): not part of the protocol, no metrics."""
+    return bool((((ent or {}).get("result") or {}).get("details") or {}).get("skipped"))
 
 
 def _record_meta(run_dir: Path, rec: dict, metrics: dict) -> dict:
@@ -94,7 +105,7 @@ def _record_meta(run_dir: Path, rec: dict, metrics: dict) -> dict:
     params = regd.get("params")
     if params is None:
         params = cfg.get("reg_params") or {}
-    suite = metrics.get("suite") or {}
+    suite = {t: e for t, e in (metrics.get("suite") or {}).items() if not _skipped(e)}
     # The suite protocol: each test's protocol and number of examples. Seeds are not part of it
     # (they differ between the seeds being averaged by design).
     sig = {t: {"protocol": (e or {}).get("protocol"), "n_examples": (e or {}).get("n_examples")}
@@ -115,7 +126,7 @@ def _record_meta(run_dir: Path, rec: dict, metrics: dict) -> dict:
         "external": bool(ext) or str(reg).startswith("robustbench:"),
         "seed": cfg.get("seed", 0),
         "suite_name": metrics.get("suite_name", cfg.get("suite")),
-        "protocol_id": _short_hash(sig), "protocol": protocol_text(suite),
+        "protocol_id": _short_hash(sig), "protocol": protocol_text(sig), "protocol_map": _canon(sig), "_sig": sig,
     }
 
 
@@ -124,6 +135,8 @@ def _record_metrics(metrics: dict) -> list[dict]:
     suite = metrics.get("suite") or {}
     for test, ent in sorted(suite.items()):
         ent = ent or {}
+        if _skipped(ent):
+            continue
         res = ent.get("result") or {}
         lower = set(ent.get("lower_is_better") or [])
         for k, v in (res.get("summary") or {}).items():
@@ -143,6 +156,12 @@ def _record_metrics(metrics: dict) -> list[dict]:
             if _is_number(v):
                 rows.append({"test": test, "metric": f"{test}.cost.{k}", "value": float(v), "kind": "cost",
                              "lower_is_better": True})
+    costs = [(e or {}).get("cost") or {} for e in suite.values()]
+    for k in ("seconds", "forward_images"):
+        vals = [c[k] for c in costs if _is_number(c.get(k))]
+        if vals:
+            rows.append({"test": "eval", "metric": f"eval.{k}", "value": float(sum(vals)), "kind": "cost",
+                         "lower_is_better": True})
     train = metrics.get("train") or {}
     for k in TRAIN_COST_KEYS:
         if _is_number(train.get(k)):
@@ -151,27 +170,69 @@ def _record_metrics(metrics: dict) -> list[dict]:
     return rows
 
 
+SCORE_TESTS = ("gaussian_noise", "transfer_fgsm")
+
+
 def record_score(metric_rows: list[dict]) -> tuple[float, str]:
     """The sortable summary score of one record and what it is based on: the mean of the
-    normalised AUCs of the noise and FGSM curves, or clean accuracy where those are absent."""
-    aucs = [r for r in metric_rows if r["kind"] in ("auc", "summary") and r["metric"].endswith("_auc")
-            and ("noise" in r["test"] or "fgsm" in r["test"])]
-    # one AUC per test: its first curve (a test may record extra curves, e.g. a reverse direction)
+    normalised AUCs of the main Gaussian-noise and transfer-FGSM curves (each test's first
+    curve), or clean accuracy where neither is present."""
     per_test = {}
-    for r in aucs:
-        per_test.setdefault(r["test"], r)
+    for r in metric_rows:
+        if r["kind"] == "auc" and r["test"] in SCORE_TESTS:
+            per_test.setdefault(r["test"], r)
     if per_test:
         vals = [r["value"] for r in per_test.values()]
-        return float(np.mean(vals)), "mean AUC of " + " & ".join(r["metric"] for r in per_test.values())
+        return float(np.mean(vals)), "mean normalised AUC of " + " & ".join(r["metric"] for r in per_test.values())
     for r in metric_rows:
         if r["metric"] == "clean.accuracy":
             return r["value"], "clean.accuracy"
     return float("nan"), "none"
 
 
+CONFIG_KEY = ["dataset", "color", "arch", "width", "budget_steps", "regularizer", "reg_params", "comparison_key"]
+
+
+def _assign_protocols(metas: list[dict]) -> None:
+    """Within records of one configuration, cluster those whose suite protocols agree on every
+    shared test (greedy, most tests first); each cluster gets the protocol id and text of the
+    union of its members' protocols. Extra tests on some seeds keep them in one row (those
+    metrics just have a smaller n); a test run with a different protocol splits the row."""
+    groups: dict[tuple, list[dict]] = {}
+    for m in metas:
+        groups.setdefault(tuple(repr(m[c]) for c in CONFIG_KEY), []).append(m)
+    for g in groups.values():
+        clusters: list[tuple[dict, list]] = []
+        for m in sorted(g, key=lambda m: (-len(m["_sig"]), m["run_dir"])):
+            for cmap, members in clusters:
+                if compatible(cmap, m["_sig"]):
+                    cmap.update(m["_sig"])
+                    members.append(m)
+                    break
+            else:
+                clusters.append((dict(m["_sig"]), [m]))
+        for cmap, members in clusters:
+            for m in members:
+                m.update(protocol_id=_short_hash(cmap), protocol=protocol_text(cmap), protocol_map=_canon(cmap))
+
+
+def _read_all(roots) -> list[tuple[Path, dict, dict, dict]]:
+    """(run_dir, config record, metrics, meta) of every record, protocol clusters assigned."""
+    if not roots:
+        roots = ("results",)
+    missing = [str(r) for r in roots if not Path(r).exists()]
+    if missing:
+        raise FileNotFoundError(f"results directory not found: {', '.join(missing)}")
+    out = [(d, rec, m, _record_meta(d, rec, m)) for d, rec, m in _iter_records(roots)]
+    _assign_protocols([x[3] for x in out])
+    for x in out:
+        x[3].pop("_sig", None)
+    return out
+
+
 TIDY_COLS = ["run_dir", "hash", "dataset", "color", "arch", "width", "model_params", "budget_steps", "epochs",
              "n_test", "regularizer", "reg_params", "label", "comparison_key", "external", "seed", "suite_name",
-             "protocol_id", "protocol", "test", "metric", "value", "kind", "lower_is_better", "score_basis"]
+             "protocol_id", "protocol", "protocol_map", "test", "metric", "value", "kind", "lower_is_better", "score_basis"]
 
 
 def _iter_records(roots) -> Iterable[tuple[Path, dict, dict]]:
@@ -185,14 +246,8 @@ def _iter_records(roots) -> Iterable[tuple[Path, dict, dict]]:
 
 def load_records(*roots) -> pd.DataFrame:
     """Every record under the roots as a tidy DataFrame: one row per (record, metric)."""
-    if not roots:
-        roots = ("results",)
-    missing = [str(r) for r in roots if not Path(r).exists()]
-    if missing:
-        raise FileNotFoundError(f"results directory not found: {', '.join(missing)}")
     rows = []
-    for run_dir, rec, metrics in _iter_records(roots):
-        meta = _record_meta(run_dir, rec, metrics)
+    for run_dir, rec, metrics, meta in _read_all(roots):
         mrows = _record_metrics(metrics)
         if not mrows:
             continue
@@ -206,8 +261,7 @@ def load_records(*roots) -> pd.DataFrame:
 def load_curves(*roots) -> pd.DataFrame:
     """Every suite curve point by point: one row per (record, test, curve, x)."""
     rows = []
-    for run_dir, rec, metrics in _iter_records(roots or ("results",)):
-        meta = _record_meta(run_dir, rec, metrics)
+    for run_dir, rec, metrics, meta in _read_all(roots):
         for test, ent in (metrics.get("suite") or {}).items():
             for cname, c in (((ent or {}).get("result") or {}).get("curves") or {}).items():
                 if not isinstance(c, dict) or "x" not in c or "y" not in c:
@@ -224,10 +278,7 @@ def load_curves(*roots) -> pd.DataFrame:
 
 def load_details(*roots) -> list[dict]:
     """(meta, suite dict) per record, for plots that need a test's `details` (e.g. corruptions)."""
-    out = []
-    for run_dir, rec, metrics in _iter_records(roots or ("results",)):
-        out.append({"meta": _record_meta(run_dir, rec, metrics), "suite": metrics.get("suite") or {}})
-    return out
+    return [{"meta": meta, "suite": metrics.get("suite") or {}} for _, _, metrics, meta in _read_all(roots)]
 
 
 def sem(values) -> float:
@@ -270,7 +321,7 @@ def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
         rows.setdefault(gkey, {})[metric] = v
     info = df.groupby(GROUP_COLS, sort=False, dropna=False).agg(
         label=("label", "first"), external=("external", "max"), model_params=("model_params", "max"),
-        protocol=("protocol", "first"), suite_name=("suite_name", "first"), epochs=("epochs", "first"),
+        protocol=("protocol", "first"), protocol_map=("protocol_map", "first"), suite_name=("suite_name", "first"), epochs=("epochs", "first"),
         n_test=("n_test", "first"), score_basis=("score_basis", "first"),
         seeds=("seed", lambda s: ",".join(str(x) for x in sorted(set(int(i) for i in s)))),
         n_seeds=("run_dir", "nunique"))
@@ -294,13 +345,25 @@ def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
         out_rows.append(base)
     out = pd.DataFrame(out_rows)
     # differences to the `none` row with the same comparison key and protocol
-    idx_none = {(r["comparison_key"], r["protocol_id"]): gk for gk, r in
-                zip(rows.keys(), out_rows) if r["regularizer"] == BASELINE}
+    keys = list(rows.keys())
+    base_of = {}
+    for gk, r in zip(keys, out_rows):
+        if r["regularizer"] == BASELINE:
+            continue
+        mine = json.loads(r["protocol_map"])
+        best, overlap = None, -1
+        for bk, b in zip(keys, out_rows):
+            if b["regularizer"] != BASELINE or b["comparison_key"] != r["comparison_key"]:
+                continue
+            theirs = json.loads(b["protocol_map"])
+            if compatible(mine, theirs) and len(mine.keys() & theirs.keys()) > overlap:
+                best, overlap = bk, len(mine.keys() & theirs.keys())
+        base_of[gk] = best
     for m in metrics:
         diffs, ps = [], []
-        for gk, r in zip(rows.keys(), out_rows):
-            bk = idx_none.get((r["comparison_key"], r["protocol_id"]))
-            if bk is None or r["regularizer"] == BASELINE or m not in rows[gk] or m not in rows[bk]:
+        for gk in keys:
+            bk = base_of.get(gk)
+            if bk is None or m not in rows[gk] or m not in rows[bk]:
                 diffs.append(float("nan"))
                 ps.append(float("nan"))
                 continue

@@ -1,0 +1,260 @@
+"""Renderers of the aggregated table: terminal, Markdown, CSV, one self-contained HTML page.
+
+All four read the same table from `aggregate.build_table`, so they show the same numbers: CSV
+with one column per statistic (`<metric>|mean`, `|sem`, `|n`, `|diff`, `|p`), the others as
+`mean ± SEM (n=3)`. The HTML page is plain HTML + a few lines of inline JavaScript for sorting
+(no external assets, so it opens offline); every value passes through `html.escape`.
+"""
+from __future__ import annotations
+
+import html
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from .aggregate import SCORE, fmt_diff, fmt_num, fmt_value
+
+FORMATS = ("term", "md", "csv", "html")
+SETUP_COLS = ["dataset", "color", "arch", "width", "budget_steps"]
+
+
+def _metrics(table: pd.DataFrame, kinds=("score", "summary", "auc", "cost")) -> list[str]:
+    k = table.attrs.get("kinds", {})
+    ms = table.attrs.get("metrics")
+    if ms is None:  # a table read back from CSV: recover the metric list from the column names
+        ms = list(dict.fromkeys(c.rsplit("|", 1)[0] for c in table.columns if c.endswith("|mean")))
+    return [m for m in ms if k.get(m, "summary" if m != SCORE else "score") in kinds]
+
+
+# Costs shown by md/html (the CSV has every cost, per test too).
+SHOWN_COSTS = ("train.wall_s", "train.device_s", "train.steps", "train.images", "train.peak_memory_mb",
+               "eval.seconds", "eval.forward_images")
+
+
+def _shown_metrics(table) -> tuple[list[str], list[str]]:
+    """(metrics with a Δ vs none, cost metrics shown without one)."""
+    costs = [m for m in SHOWN_COSTS if m in _metrics(table, ("cost",))]
+    return _metrics(table, ("score", "summary", "auc")), costs
+
+
+def _terminal_metrics(table) -> list[str]:
+    ms = _metrics(table, ("score", "summary"))
+    if "train.wall_s" in _metrics(table, ("cost",)):
+        ms.append("train.wall_s")
+    return ms
+
+
+def _setup_text(r) -> str:
+    w = r.get("width")
+    w = "" if w is None or (isinstance(w, float) and math.isnan(w)) else f" width={fmt_num(w)}"
+    steps = r.get("budget_steps")
+    steps = "" if steps is None or steps == -1 or (isinstance(steps, float) and math.isnan(steps)) else f", {int(steps)} steps"
+    return f"{r['dataset']} ({r['color']}), {r['arch']}{w}{steps}"
+
+
+def _name(r) -> str:
+    return ("[ext] " if bool(r.get("external")) else "") + str(r["label"])
+
+
+def _cell(r, m) -> str:
+    return fmt_value(r.get(f"{m}|mean"), r.get(f"{m}|sem"), r.get(f"{m}|n"))
+
+
+def _diff(r, m) -> str:
+    return fmt_diff(r.get(f"{m}|diff"), r.get(f"{m}|p"))
+
+
+def _blocks(table: pd.DataFrame):
+    """Rows grouped by comparison key + protocol (the rows that may be compared)."""
+    keys = ["comparison_key", "protocol_id"]
+    for _, g in table.groupby(keys, sort=False, dropna=False):
+        yield g
+
+
+def _present(g: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The metrics that at least one row of a block has."""
+    return [m for m in metrics if f"{m}|n" in g and (g[f"{m}|n"].fillna(0) > 0).any()]
+
+
+def _has_baseline(g: pd.DataFrame) -> bool:
+    return bool((g["regularizer"] == "none").any())
+
+
+# ------------------------------------------------------------------------------------- term
+def render_term(table: pd.DataFrame, width: int | None = None) -> str:
+    if table.empty:
+        return "no records found\n"
+    width = width or shutil.get_terminal_size((160, 40)).columns
+    out = []
+    for g in _blocks(table):
+        ms = _present(g, _terminal_metrics(table))
+        r0 = g.iloc[0]
+        out.append(f"== {_setup_text(r0)} | suite {r0.get('suite_name')} | protocol {r0['protocol_id']} | "
+                   f"score: {r0.get('score_basis')}")
+        proto = str(r0["protocol"])
+        out.append("   " + (proto if len(proto) <= width - 3 else proto[:width - 4] + "…"))
+        rows = []
+        for _, r in g.iterrows():
+            d = {"regularizer": _name(r)}
+            for m in ms:
+                d[m] = _cell(r, m)
+            if _has_baseline(g) and len(g) > 1:
+                d[f"Δ {SCORE} vs none"] = _diff(r, SCORE)
+            rows.append(d)
+        df = pd.DataFrame(rows)
+        out.append(df.to_string(index=False, justify="left", line_width=width))
+        out.append("")
+    out.append("values: mean ± SEM over seeds (n = seeds); Δ: difference to `none` with the same comparison key "
+               "and protocol, p: Welch t-test; score: mean normalised AUC of the noise and FGSM curves (clean "
+               "accuracy where absent); full protocols: --format md|html|csv")
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------------- md
+def _md_escape(s) -> str:
+    return html.escape(str(s)).replace("|", "\\|").replace("\n", " ")
+
+
+def render_md(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "_no records found_\n"
+    ms_all, costs_all = _shown_metrics(table)
+    out = ["# RegBench leaderboard", "",
+           "Values: mean ± SEM over seeds (n = seeds). Δ: difference to `none` (same comparison key and "
+           "protocol) with the Welch t-test p-value.", ""]
+    for g in _blocks(table):
+        ms, costs = _present(g, ms_all), _present(g, costs_all)
+        with_diff = _has_baseline(g) and len(g) > 1
+        r0 = g.iloc[0]
+        out += [f"## {_md_escape(_setup_text(r0))}", "",
+                f"Suite `{_md_escape(r0.get('suite_name'))}`, protocol `{_md_escape(r0['protocol_id'])}`: "
+                f"{_md_escape(r0['protocol'])}", "",
+                f"Score: {_md_escape(r0.get('score_basis'))}", ""]
+        head = ["regularizer", "seeds", "params"] + [x for m in ms for x in ((m, f"Δ {m}") if with_diff else (m,))]
+        head += costs
+        out.append("| " + " | ".join(_md_escape(h) for h in head) + " |")
+        out.append("|" + "---|" * len(head))
+        for _, r in g.iterrows():
+            cells = [_name(r), r["seeds"], fmt_num(r.get("model_params"), 6)]
+            for m in ms:
+                cells += [_cell(r, m), _diff(r, m)] if with_diff else [_cell(r, m)]
+            cells += [_cell(r, m) for m in costs]
+            out.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+# -------------------------------------------------------------------------------------- csv
+def render_csv(table: pd.DataFrame) -> str:
+    return table.to_csv(index=False)
+
+
+# ------------------------------------------------------------------------------------- html
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin-bottom:2em;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}
+th{background:#f0f0f0;cursor:pointer;position:sticky;top:0}
+th.sorted-asc::after{content:" \\25B2"} th.sorted-desc::after{content:" \\25BC"}
+td.name,td.proto{text-align:left} td.proto{white-space:normal;min-width:18em;font-size:11px;color:#555}
+tr.ext td.name{font-style:italic} span.d{color:#666;font-size:11px} span.sig{color:#080;font-weight:bold}
+"""
+
+_JS = """
+(function(){
+  function key(td){var v=td.getAttribute('data-v');
+    if(v!==null&&v!==''&&!isNaN(parseFloat(v)))return [0,parseFloat(v)];
+    return [1,td.textContent.toLowerCase()];}
+  function sortBy(th){
+    var table=th.closest('table'),tbody=table.tBodies[0],i=th.cellIndex;
+    var asc=!th.classList.contains('sorted-asc');
+    Array.prototype.forEach.call(table.tHead.rows[0].cells,function(c){c.classList.remove('sorted-asc','sorted-desc');});
+    th.classList.add(asc?'sorted-asc':'sorted-desc');
+    var rows=Array.prototype.slice.call(tbody.rows);
+    rows.sort(function(a,b){var x=key(a.cells[i]),y=key(b.cells[i]);
+      if(x[0]!==y[0])return x[0]-y[0];
+      var r=x[1]<y[1]?-1:(x[1]>y[1]?1:0);return asc?r:-r;});
+    rows.forEach(function(r){tbody.appendChild(r);});
+  }
+  document.querySelectorAll('table.board th').forEach(function(th){
+    th.addEventListener('click',function(){sortBy(th);});});
+  document.querySelectorAll('table.board').forEach(function(t){
+    var th=t.querySelector('th[data-metric="score"]'); if(th){sortBy(th);sortBy(th);} });
+  document.body.setAttribute('data-sortable','ready');
+})();
+"""
+
+
+def _e(x) -> str:
+    return html.escape("" if x is None else str(x), quote=True)
+
+
+def _num_attr(x) -> str:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return ""
+    return "" if math.isnan(f) else repr(f)
+
+
+def render_html(table: pd.DataFrame, title: str = "RegBench leaderboard") -> str:
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{_e(title)}</h1>",
+             "<p>Values: mean ± SEM over seeds (n = seeds). Below each value: Δ = difference to "
+             "<code>none</code> with the same comparison key and protocol, and the Welch t-test p-value "
+             "(bold when p &lt; 0.05). Click a column header to sort.</p>"]
+    if table.empty:
+        parts.append("<p>No records found.</p>")
+    ms_all, costs_all = _shown_metrics(table)
+    lower = set(table.attrs.get("lower_is_better", []))
+    for g in (_blocks(table) if not table.empty else []):
+        ms, costs = _present(g, ms_all), _present(g, costs_all)
+        r0 = g.iloc[0]
+        parts.append(f"<h2>{_e(_setup_text(r0))}</h2>")
+        parts.append(f"<p>Suite <code>{_e(r0.get('suite_name'))}</code>, protocol <code>{_e(r0['protocol_id'])}"
+                     f"</code>, comparison key <code>{_e(r0['comparison_key'])}</code>. Score: "
+                     f"{_e(r0.get('score_basis'))}.</p>")
+        parts.append('<table class="board"><thead><tr>')
+        heads = [("regularizer", "regularizer", ""), ("seeds", "seeds", ""), ("params", "model parameters", ""),
+                 ("protocol", "protocol", "")]
+        heads += [(m, m + (" (lower is better)" if m in lower else ""), m) for m in ms + costs]
+        for text, tip, metric in heads:
+            parts.append(f'<th title="{_e(tip)}" data-metric="{_e(metric)}">{_e(text)}</th>')
+        parts.append("</tr></thead><tbody>")
+        for _, r in g.iterrows():
+            cls = ' class="ext"' if bool(r.get("external")) else ""
+            parts.append(f"<tr{cls}>")
+            parts.append(f'<td class="name">{_e(_name(r))}</td>')
+            parts.append(f'<td data-v="{_e(r.get("n_seeds"))}">{_e(r["seeds"])}</td>')
+            parts.append(f'<td data-v="{_e(_num_attr(r.get("model_params")))}">'
+                         f'{_e(fmt_num(r.get("model_params"), 6))}</td>')
+            parts.append(f'<td class="proto">{_e(r["protocol"])}</td>')
+            for m in ms + costs:
+                d = _diff(r, m) if m in ms else ""
+                p = r.get(f"{m}|p")
+                sig = p is not None and not (isinstance(p, float) and math.isnan(p)) and p < 0.05
+                dspan = f'<br><span class="{"d sig" if sig else "d"}">Δ {_e(d)}</span>' if d else ""
+                parts.append(f'<td data-v="{_e(_num_attr(r.get(f"{m}|mean")))}">{_e(_cell(r, m))}{dspan}</td>')
+            parts.append("</tr>")
+        parts.append("</tbody></table>")
+    parts.append(f"<script>{_JS}</script></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def render(table: pd.DataFrame, fmt: str = "term") -> str:
+    """The table as text in one of term | md | csv | html."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    return {"term": render_term, "md": render_md, "csv": render_csv, "html": render_html}[fmt](table)
+
+
+def write(table: pd.DataFrame, fmt: str = "term", output=None) -> str:
+    """Render and write to `output` (atomically) or return the text for printing when None."""
+    text = render(table, fmt)
+    if output is not None:
+        from bench.store import atomic_write_bytes
+        atomic_write_bytes(Path(output), text.encode("utf-8"))
+    return text
+

@@ -1,0 +1,139 @@
+"""`python -m bench similarity`: how S^pixel relates to S^neural-pred on a regularization set.
+
+The paper's Figure 1 with our V1 model in place of the recording-based one: Pearson and
+Spearman correlation between the two target matrices over all pairs i < j, the share of pairs
+that pass the threshold (|S| > th, i.e. non-zero in S^Th), and a figure with the two matrices
+side by side and their scatter. Correlations come from scipy.stats; the figure from matplotlib.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+
+def similarity_report(reg_dataset: str = "fashion_mnist", n_images: int = 1000, *, color: str = "gray",
+                      image_size: int = 32, reg_augment: str = "auto", th: float = 0.8,
+                      response_model: str = "v1gabor", data_dir=None, seed: int = 0,
+                      download: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(summary dict, S^pixel, S^neural-pred) for the first n_images of a dataset."""
+    from scipy import stats
+
+    from . import regsets, targets, v1
+    if not 0 <= th < 1:
+        raise ValueError(f"th must be in [0, 1), got {th}")
+    cfg = SimpleNamespace(dataset=reg_dataset, color=color, image_size=image_size, data_dir=data_dir,
+                          download=download)
+    model, ident = v1.load_response_model(response_model, image_size)
+    if isinstance(model, v1.NpzTargets):
+        from bench import data as bdata
+        imgs = bdata.fit_size(bdata.convert_color(model.images, color), image_size)[:n_images]
+        desc = {"reg_dataset": response_model, "n_images": len(imgs), "augment": "none"}
+        S_neu = (model.similarity[:n_images, :n_images] if model.similarity is not None
+                 else targets.cosine_similarity_matrix(model.responses[:n_images], model.reliability))
+    else:
+        imgs, desc = regsets.load_reg_images(reg_dataset, n_images, config=cfg, augment=reg_augment, seed=seed)
+        resp = v1.compute_responses(model, imgs)
+        S_neu = targets.cosine_similarity_matrix(resp, v1.reliability_of(model))
+    S_pix = targets.pixel_similarity(imgs)
+    n = len(imgs)
+    iu = np.triu_indices(n, 1)
+    a, b = S_pix.numpy()[iu], S_neu.numpy()[iu]
+    pear = stats.pearsonr(a, b)
+    spear = stats.spearmanr(a, b)
+
+    def passing(s):
+        return {"above_th": float(np.mean(s > th)), "below_minus_th": float(np.mean(s < -th)),
+                "pass": float(np.mean(np.abs(s) > th))}
+
+    summary = {"reg_set": {k: v for k, v in desc.items() if k != "sha256"}, "n_images": n, "pairs": int(len(a)),
+               "response_model": ident, "th": th,
+               "pearson": float(pear.statistic), "pearson_p": float(pear.pvalue),
+               "spearman": float(spear.statistic), "spearman_p": float(spear.pvalue),
+               "pixel": {"mean": float(a.mean()), "std": float(a.std()), **passing(a)},
+               "neural_pred": {"mean": float(b.mean()), "std": float(b.std()), **passing(b)}}
+    return summary, S_pix.numpy(), S_neu.numpy()
+
+
+def similarity_figure(S_pix: np.ndarray, S_neu: np.ndarray, summary: dict, out_base: Path,
+                      max_points: int = 20000, show: int = 200) -> list[Path]:
+    """Two matrices (first `show` images) side by side and the scatter over pairs; PNG and SVG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    n = len(S_pix)
+    iu = np.triu_indices(n, 1)
+    a, b = S_pix[iu], S_neu[iu]
+    rng = np.random.default_rng(0)
+    sel = rng.choice(len(a), size=min(max_points, len(a)), replace=False)
+    k = min(show, n)
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.6))
+    for axis, S, title in ((ax[0], S_pix, "$S^{pixel}$"), (ax[1], S_neu, "$S^{neural\\text{-}pred}$ (V1 model)")):
+        im = axis.imshow(S[:k, :k], vmin=-1, vmax=1, cmap="RdBu_r", interpolation="nearest")
+        axis.set_title(f"{title}, first {k} images")
+        axis.set_xticks([])
+        axis.set_yticks([])
+        fig.colorbar(im, ax=axis, fraction=0.046)
+    ax[2].scatter(a[sel], b[sel], s=2, alpha=0.3, rasterized=True)
+    th = summary["th"]
+    for v in (th, -th):
+        ax[2].axvline(v, color="k", lw=0.8, ls="--")
+    ax[2].set_xlabel("$S^{pixel}$")
+    ax[2].set_ylabel("$S^{neural-pred}$")
+    ax[2].set_title(f"Pearson {summary['pearson']:.3f}, Spearman {summary['spearman']:.3f}\n"
+                    f"$|S^{{pixel}}|$ > {th}: {100 * summary['pixel']['pass']:.2f}% of {summary['pairs']} pairs")
+    fig.tight_layout()
+    out_base.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "svg"):
+        p = out_base.with_suffix("." + ext)
+        fig.savefig(p, dpi=120)
+        paths.append(p)
+    plt.close(fig)
+    return paths
+
+
+def cmd_similarity(args) -> int:
+    from bench import store
+    summary, S_pix, S_neu = similarity_report(args.reg_dataset, args.n_images, color=args.color,
+                                              image_size=args.image_size, reg_augment=args.reg_augment,
+                                              th=args.th, response_model=args.response_model,
+                                              data_dir=args.data_dir, seed=args.seed)
+    out = Path(args.out)
+    name = f"similarity-{args.reg_dataset.replace(':', '_').replace('/', '_')}-n{summary['n_images']}"
+    paths = similarity_figure(S_pix, S_neu, summary, out / name)
+    summary["figures"] = [str(p) for p in paths]
+    store.atomic_write_json(out / f"{name}.json", summary)
+    print(f"{summary['n_images']} images ({summary['pairs']} pairs) of {args.reg_dataset}, "
+          f"response model {summary['response_model'].get('name')}")
+    print(f"  Pearson  r   = {summary['pearson']:.4f}")
+    print(f"  Spearman rho = {summary['spearman']:.4f}")
+    for key in ("pixel", "neural_pred"):
+        s = summary[key]
+        print(f"  {key:<11} mean {s['mean']:+.3f} sd {s['std']:.3f}; pairs with |S| > {args.th}: "
+              f"{100 * s['pass']:.3f}% (> th {100 * s['above_th']:.3f}%, < -th {100 * s['below_minus_th']:.3f}%)")
+    print(f"  wrote {out / (name + '.json')}, " + ", ".join(str(p) for p in paths))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def add_parser(sub):
+    from .v1 import RESPONSE_MODEL_HELP
+    p = sub.add_parser("similarity", help="correlate S^pixel with S^neural-pred on a regularization set (figure + JSON)")
+    p.add_argument("--reg-dataset", default="fashion_mnist", help="a registered dataset or folder:PATH")
+    p.add_argument("--n-images", type=int, default=1000)
+    p.add_argument("--color", choices=["gray", "rgb"], default="gray")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--reg-augment", choices=["auto", "crop_flip", "none"], default="auto")
+    p.add_argument("--th", type=float, default=0.8)
+    p.add_argument("--response-model", default="v1gabor", help=RESPONSE_MODEL_HELP)
+    p.add_argument("--seed", type=int, default=0, help="seed of the one-off augmentation")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default="results/similarity")
+    p.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    p.add_argument("--debug", action="store_true")
+    p.set_defaults(func=cmd_similarity)
