@@ -21,12 +21,12 @@ _QUICK_N = 32  # boundary / min_perturbation images in `quick`: a CPU demo of 12
 # `full`: paper + converged boundary attack + the attacks the reviewers asked for.
 SUITES: dict[str, list[tuple[str, dict]]] = {
     "quick": [("clean", {}),
-              ("gaussian_noise", {"n": 500}),
-              ("transfer_fgsm", {"n": 500}),
-              ("corruptions", {}),
-              ("min_perturbation", {"n": _QUICK_N, "steps": 100}),
+              ("gaussian_noise", {"n": 300}),
+              ("transfer_fgsm", {"n": 300}),
+              ("corruptions", {"n_examples": 300}),
+              ("min_perturbation", {"n": _QUICK_N, "steps": 50}),
               ("boundary", {"n": _QUICK_N, "repeats": 1, "steps": 50, "curve_points": 4}),
-              ("pgd", {"n": 200, "steps": 10})],
+              ("pgd", {"n": 100, "steps": 5})],
     "paper": [("clean", {}),
               ("gaussian_noise", {}),
               ("transfer_fgsm", {}),

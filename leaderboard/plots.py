@@ -54,12 +54,13 @@ def _style_index(df: pd.DataFrame) -> dict:
     return out
 
 
-def _blocks(df: pd.DataFrame):
+def _blocks(df: pd.DataFrame, multi: bool = True):
+    """(file suffix, title, rows) per comparable setup; `multi`: the results hold several setups
+    (the suffix then names the setup, the same in every figure)."""
     keys = ["comparison_key", "protocol_id"]
-    blocks = list(df.groupby(keys, sort=True))
-    for (ck, pid), g in blocks:
+    for (ck, pid), g in df.groupby(keys, sort=True):
         r = g.iloc[0]
-        suffix = "" if len(blocks) == 1 else f"_{r['dataset']}_{ck}_{pid}"
+        suffix = f"_{r['dataset']}_{ck}_{pid}" if multi else ""
         w = r.get("width")
         title = f"{r['dataset']} ({r['color']}), {r['arch']}" + ("" if pd.isna(w) else f" width {w:g}")
         yield suffix, title, g
@@ -69,14 +70,14 @@ def _setup_cols():
     return ["run_dir", "dataset", "color", "arch", "width", "regularizer", "label", "comparison_key", "protocol_id"]
 
 
-def _curve_figure(curves: pd.DataFrame, test: str, default_xlabel: str, what: str) -> dict:
+def _curve_figure(curves: pd.DataFrame, test: str, default_xlabel: str, what: str, multi: bool) -> dict:
     figs = {}
     c = curves[curves["test"] == test]
     if c.empty:
         return figs
     first = c.groupby("test")["curve"].first().iloc[0]  # the test's main curve
     c = c[c["curve"] == first]
-    for suffix, title, g in _blocks(c):
+    for suffix, title, g in _blocks(c, multi):
         fig, ax = plt.subplots(figsize=(6, 4))
         styles = _style_index(g)
         for lab, gl in g.groupby("label", sort=True):
@@ -129,12 +130,12 @@ def _per_label_stats(tidy: pd.DataFrame, metric: str) -> pd.DataFrame:
         mean="mean", sem=lambda v: sem(v), n="count").reset_index()
 
 
-def _boundary_figures(tidy: pd.DataFrame) -> dict:
+def _boundary_figures(tidy: pd.DataFrame, multi: bool) -> dict:
     figs = {}
     t = tidy[tidy["metric"].isin([f"{BOUNDARY_TEST}.median_sq_l2", f"{MIN_PERT_TEST}.median_sq_l2"])]
     if t.empty or not (t["metric"] == f"{BOUNDARY_TEST}.median_sq_l2").any():
         return figs
-    for suffix, title, g in _blocks(t):
+    for suffix, title, g in _blocks(t, multi):
         b = _per_label_stats(g, f"{BOUNDARY_TEST}.median_sq_l2")
         mp = _per_label_stats(g, f"{MIN_PERT_TEST}.median_sq_l2").set_index("label")
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -164,7 +165,7 @@ def _boundary_figures(tidy: pd.DataFrame) -> dict:
     return figs
 
 
-def _corruption_type_figures(details: list[dict], severity: int = SEVERITY_DETAIL) -> dict:
+def _corruption_type_figures(details: list[dict], multi: bool, severity: int = SEVERITY_DETAIL) -> dict:
     rows = []
     for d in details:
         ent = d["suite"].get(CORRUPTION_TEST) or {}
@@ -181,7 +182,7 @@ def _corruption_type_figures(details: list[dict], severity: int = SEVERITY_DETAI
     if not rows:
         return figs
     df = pd.DataFrame(rows)
-    for suffix, title, g in _blocks(df):
+    for suffix, title, g in _blocks(df, multi):
         corrs = list(dict.fromkeys(g["corruption"]))
         styles = _style_index(g)
         series = []
@@ -198,12 +199,12 @@ def _corruption_type_figures(details: list[dict], severity: int = SEVERITY_DETAI
     return figs
 
 
-def _cost_figures(tidy: pd.DataFrame) -> dict:
+def _cost_figures(tidy: pd.DataFrame, multi: bool) -> dict:
     figs = {}
     t = tidy[tidy["metric"].isin(["train.wall_s", "train.images"]) & ~tidy["external"].astype(bool)]
     if t.empty:
         return figs
-    for suffix, title, g in _blocks(t):
+    for suffix, title, g in _blocks(t, multi):
         fig, axes = plt.subplots(1, 2, figsize=(9, 4))
         for ax, metric, ylabel in ((axes[0], "train.wall_s", "training wall-clock time (s)"),
                                    (axes[1], "train.images", "images processed (task + regularizer)")):
@@ -239,16 +240,17 @@ def make_figures(*roots, log=None) -> dict:
     curves = load_curves(*roots)
     details = load_details(*roots)
     made = {}
+    multi = tidy.groupby(["comparison_key", "protocol_id"]).ngroups > 1
     parts = {
-        "noise": lambda: _curve_figure(curves, NOISE_TEST, "noise std", "Accuracy vs Gaussian noise"),
-        "fgsm": lambda: _curve_figure(curves, FGSM_TEST, "FGSM eps", "Accuracy vs transfer FGSM"),
-        "boundary": lambda: _boundary_figures(tidy),
+        "noise": lambda: _curve_figure(curves, NOISE_TEST, "noise std", "Accuracy vs Gaussian noise", multi),
+        "fgsm": lambda: _curve_figure(curves, FGSM_TEST, "FGSM eps", "Accuracy vs transfer FGSM", multi),
+        "boundary": lambda: _boundary_figures(tidy, multi),
         "corruption_severity": lambda: {k.replace("corruptions", "corruption_severity", 1): v for k, v in
                                         _curve_figure(curves[curves["curve"] == "accuracy_vs_severity"],
                                                       CORRUPTION_TEST, "severity",
-                                                      "Corruption accuracy per severity").items()},
-        "corruption_types": lambda: _corruption_type_figures(details),
-        "training_cost": lambda: _cost_figures(tidy),
+                                                      "Corruption accuracy per severity", multi).items()},
+        "corruption_types": lambda: _corruption_type_figures(details, multi),
+        "training_cost": lambda: _cost_figures(tidy, multi),
     }
     why = {"noise": f"no `{NOISE_TEST}` curves", "fgsm": f"no `{FGSM_TEST}` curves",
            "boundary": f"no `{BOUNDARY_TEST}.median_sq_l2` results",
