@@ -315,13 +315,13 @@ def frost_textures(device, dtype=torch.float32) -> torch.Tensor:
 
 
 def _crops(tex: torch.Tensor, which: torch.Tensor, top: torch.Tensor, left: torch.Tensor, h: int, w: int):
-    """Batched crops: tex [K,C,S,S], per-image texture index/top/left -> [N,C,h,w]."""
-    s = tex.shape[-1]
+    """Batched crops: tex [K,C,S,S], per-image texture index/top/left -> [N,C,h,w] (one gather)."""
+    k, c, s = tex.shape[0], tex.shape[1], tex.shape[-1]
     yy = top.view(-1, 1, 1) + torch.arange(h, device=tex.device).view(1, h, 1)
     xx = left.view(-1, 1, 1) + torch.arange(w, device=tex.device).view(1, 1, w)
-    flat = tex.reshape(tex.shape[0], tex.shape[1], s * s)[which]  # [N,C,S*S]
-    idx = (yy * s + xx).view(len(which), 1, h * w).expand(-1, tex.shape[1], -1)
-    return flat.gather(2, idx).view(len(which), tex.shape[1], h, w)
+    idx = (which.view(-1, 1, 1) * (s * s) + yy * s + xx).reshape(-1)  # [N*h*w] into each channel
+    flat = tex.transpose(0, 1).reshape(c, k * s * s)
+    return flat[:, idx].view(c, len(which), h, w).transpose(0, 1).contiguous()
 
 
 # ----------------------------------------------------------------------------- corruptions
@@ -487,7 +487,7 @@ def elastic_transform(x, severity=1, generator=None):
     y = _bilinear_sample(x, src_y, src_x, "reflect101")
     # smooth random displacement field (skimage gaussian, mode='reflect', truncate=3)
     k = gaussian_kernel1d(p["sigma"], 3.0)
-    field = -1 + 2 * torch.rand((n, 2, h, w), generator=generator, device=dev, dtype=torch.float64)
+    field = -1 + 2 * torch.rand((n, 2, h, w), generator=generator, device=dev, dtype=x.dtype)
     if len(k) > 1:
         field = conv2d_same(conv2d_same(field, k.view(1, -1), "symmetric"), k.view(-1, 1), "symmetric")
     dx, dy = p["alpha"] * field[:, 0], p["alpha"] * field[:, 1]

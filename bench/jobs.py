@@ -173,6 +173,8 @@ class _Heartbeat(threading.Thread):
 
     def stop(self):
         self._stop_evt.set()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join(timeout=10)  # never let a late heartbeat overwrite the final status
 
 
 def _evaluate(run_dir: Path, cfg, log) -> None:

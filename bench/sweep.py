@@ -247,34 +247,25 @@ def show_leaderboard(roots, log=print) -> bool:
     return True
 
 
-def write_reports(roots, out_dir: Path, log=print) -> list[Path]:
-    """Leaderboard files (md/csv/html) and the plots under out_dir; returns what was written."""
-    written = []
+def write_reports(roots, out_dir: Path, log=print) -> dict:
+    """Leaderboard files (md/csv/html) in out_dir and the plots in out_dir/plots; returns
+    {"leaderboard": [paths], "plots": [paths]}."""
+    written = {"leaderboard": [], "plots": []}
     try:
         import leaderboard
         table = leaderboard.build_table(*roots)
-        for fmt in ("md", "csv", "html"):
-            try:
-                text = leaderboard.render(table, fmt)
-            except Exception as e:  # noqa: BLE001 - one renderer failing must not hide the others
-                log(f"[sweep] leaderboard as {fmt} failed: {type(e).__name__}: {e}")
-                continue
-            if text is None:
-                continue
-            p = out_dir / f"leaderboard.{fmt}"
-            from .store import atomic_write_bytes
-            atomic_write_bytes(p, (text if isinstance(text, str) else str(text)).encode())
-            written.append(p)
     except (ImportError, AttributeError) as e:
         log(f"[sweep] leaderboard files skipped: {e}")
+        return written
+    for fmt in ("md", "csv", "html"):
+        p = Path(out_dir) / f"leaderboard.{fmt}"
+        try:
+            leaderboard.write(table, fmt, p)
+            written["leaderboard"].append(p)
+        except Exception as e:  # noqa: BLE001 - one renderer failing must not hide the others
+            log(f"[sweep] leaderboard as {fmt} failed: {type(e).__name__}: {e}")
     try:
-        from leaderboard import plots
-        res = plots.plot_all([str(r) for r in roots], str(out_dir / "plots"))
-        if isinstance(res, dict):
-            res = [p for v in res.values() for p in (v if isinstance(v, (list, tuple)) else [v])]
-        written += [Path(p) for p in (res or [])]
-        if not res and (out_dir / "plots").is_dir():
-            written += sorted((out_dir / "plots").iterdir())
+        written["plots"] = [Path(p) for p in leaderboard.plot_all([str(r) for r in roots], str(Path(out_dir) / "plots"))]
     except (ImportError, AttributeError) as e:
         log(f"[sweep] plots skipped: {e}")
     return written
@@ -386,8 +377,13 @@ def cmd_demo(args) -> int:
     written = write_reports([plan.out], plan.out)
     print(f"\n[demo] finished in {(time.time() - t0) / 60:.1f} min")
     print(f"[demo] records (one folder per run): {plan.out}")
-    for p in written:
-        print(f"[demo] wrote {p}")
+    for p in written["leaderboard"]:
+        print(f"[demo] leaderboard: {p}")
+    pngs = [p for p in written["plots"] if p.suffix == ".png"]
+    if pngs:
+        print(f"[demo] plots ({len(pngs)} figures, PNG + SVG): {pngs[0].parent}/")
+        for p in pngs:
+            print(f"         {p.name}")
     print(f"[demo] again any time: python -m bench leaderboard {plan.out}   |   python -m bench plot {plan.out}")
     return code
 

@@ -361,7 +361,9 @@ def tiny_record(tmp_path_factory):
     from bench.config import build_config
     from bench.train import train
     out = tmp_path_factory.mktemp("corr")
-    cfg = build_config("tiny", dict(out=str(out), progress=False, n_train=512, epochs=2))
+    # the same small-but-learning setting as tests/test_attacks.py (~70% test accuracy)
+    cfg = build_config("tiny", dict(out=str(out), progress=False, n_train=2048, epochs=2, batch_size=64, lr=0.1,
+                                    seed=1000))
     return train(cfg, log=lambda *a, **k: None)
 
 
@@ -384,3 +386,23 @@ def test_suite_on_tiny_fashion_mnist_model(tiny_record):
     r1, r2 = small(ctx)["result"], small(ctx)["result"]
     assert r1["details"]["per_corruption"] == r2["details"]["per_corruption"]
     assert r1["details"]["per_corruption"] == {k: [per[k][1]] for k in r1["details"]["per_corruption"]}
+
+
+def test_gray_model_on_rgb_source_is_corrupted_in_rgb_then_converted(natural):
+    """A grayscale model of an RGB dataset sees corrupted RGB converted to gray (the released files'
+    route), not the corruption of its gray input."""
+    from bench.data import convert_color
+    rgb = torch.floor(natural[:12] * 255) / 255
+    gray = convert_color((rgb * 255).round().byte(), "gray").float() / 255
+    y = torch.arange(12) % 10
+    model = MeanBrightness()
+    ctx = EvalContext(model=model, x=gray, y=y, progress=False, extras={"x_source": rgb})
+    res = TESTS["corruptions"](corruptions=["snow", "frost"], severities=[2], seed=4)(ctx)["result"]
+    assert res["details"]["colour"] == "gray (corrupted in RGB, then converted)"
+    for name in ("snow", "frost"):
+        xc = cr.generate(rgb, name, 2, seed=4, out_channels=1)
+        acc = (model(xc).argmax(1) == y).float().mean().item()
+        assert res["details"]["per_corruption"][name] == [pytest.approx(acc)]
+    ctx_plain = EvalContext(model=model, x=gray, y=y, progress=False)
+    assert TESTS["corruptions"](corruptions=["snow"], severities=[2])(ctx_plain)["result"]["details"]["colour"] == \
+        "gray (corrupted on the single channel)"
