@@ -9,8 +9,9 @@ measures on the current machine:
   counted. Real data when it is on disk, else random uint8 images of the right shape (said in the
   output). A job's train time = its step budget x step time; surrogates count as `none` jobs.
 * suite: forward images each test spends per attacked image, from records of the same suite
-  protocol under --out when there are any, else from a tiny measured run (the suite on the measured
-  model over `--suite-images` test images, with a same-architecture surrogate), times the planned
+  protocol under --out when there are any, else from a tiny measured run (the suite's protocol on a
+  randomly initialised model of the same architecture at width <= 0.125 over `--suite-images` test
+  images, with a same-architecture surrogate: forward counts do not depend on width), times the planned
   number of images, divided by the measured eval forward rate (images/s) of the model. Tests that
   back-propagate through the evaluated model (min_perturbation, pgd, autoattack) count 3 forward
   equivalents per forward (forward + backward); other gradients (the transfer surrogate's) are small
@@ -21,7 +22,6 @@ Everything printed is `jobs x steps x step time` and `jobs x suite seconds`, wit
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import math
@@ -95,8 +95,10 @@ def measure_step_seconds(cfg, data, warmup: int = 2, steps: int = 6, workdir: Pa
 
 
 @torch.no_grad()
-def forward_rate(model, shape, device, batch: int = 256, repeats: int = 3) -> float:
-    """Eval-mode forward images per second of `model` at `batch` ([0, 1] inputs of `shape`)."""
+def forward_rate(model, shape, device, batch: int | None = None, repeats: int = 3) -> float:
+    """Eval-mode forward images per second of `model` at `batch` ([0, 1] inputs of `shape`; default
+    256 on a GPU, 64 on a CPU, where the rate no longer grows with the batch)."""
+    batch = batch or (256 if device.type == "cuda" else 64)
     model = model.to(device).eval()
     x = torch.rand((batch,) + tuple(shape), device=device)
     model(x)
@@ -144,8 +146,9 @@ def forward_images_per_image(suite: str, cfg, data, out: Path | None, images: in
     if missing:  # a tiny measured run of the same protocol on `images` test images
         torch.manual_seed(0)
         dev = torch.device("cpu")
-        model = model_from_config(cfg, data.channels, data.num_classes).eval()
-        surrogate = model_from_config(cfg, data.channels, data.num_classes).eval()
+        narrow = cfg.replace(width=min(cfg.width, 0.125))  # counts, not speed: a narrow model will do
+        model = model_from_config(narrow, data.channels, data.num_classes).eval()
+        surrogate = model_from_config(narrow, data.channels, data.num_classes).eval()
         x = bdata.to_float(data.test_x[:images])
         ctx = EvalContext(model=model, x=x, y=data.test_y[:images], config=cfg, device=dev, seed=0,
                           num_classes=data.num_classes, progress=False,
@@ -161,7 +164,7 @@ def forward_images_per_image(suite: str, cfg, data, out: Path | None, images: in
 
 
 # ----------------------------------------------------------------------------- the estimate
-def estimate(args, log=print, measure_steps: int = 6, warmup_steps: int = 2) -> dict:
+def estimate(args, log=print, measure_steps: int = 6, warmup_steps: int = 2, suite_images: int = 16) -> dict:
     """The estimate of a sweep's device time: a dict with every part (what `bench estimate` prints)."""
     from .config import RunConfig
     from .models import model_from_config
@@ -180,7 +183,7 @@ def estimate(args, log=print, measure_steps: int = 6, warmup_steps: int = 2) -> 
             sources[ds] = src
             device = resolve_device(cfg.device)
             rate = forward_rate(model_from_config(cfg, data.channels, data.num_classes), data.test_x.shape[1:], device)
-            per_img = forward_images_per_image(cfg.suite, cfg, data, plan.out, log=log)
+            per_img = forward_images_per_image(cfg.suite, cfg, data, plan.out, images=suite_images, log=log)
             import attacks
             tests = {t.name: t for t in attacks.build_suite(cfg.suite)}
             n_test = len(data.test_x)
@@ -253,7 +256,8 @@ def format_estimate(est: dict) -> str:
 
 
 def cmd_estimate(args) -> int:
-    est = estimate(args, measure_steps=args.measure_steps, warmup_steps=args.warmup_steps)
+    est = estimate(args, measure_steps=args.measure_steps, warmup_steps=args.warmup_steps,
+                   suite_images=args.suite_images)
     print(format_estimate(est))
     if args.json:
         from .store import atomic_write_json
@@ -270,6 +274,8 @@ def add_parser(sub) -> None:
     p.add_argument("--measure-steps", type=int, default=6, dest="measure_steps",
                    help="train steps timed per regularizer (after --warmup-steps)")
     p.add_argument("--warmup-steps", type=int, default=2, dest="warmup_steps")
+    p.add_argument("--suite-images", type=int, default=16, dest="suite_images",
+                   help="test images of the tiny suite run that counts forwards when no record has them")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the estimate as JSON")
     p.set_defaults(func=cmd_estimate)
 

@@ -50,11 +50,26 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
+def _defaults(name: str) -> dict:
+    """Default hyper-parameters of a registered regularizer ({} when it is not registered here)."""
+    try:
+        import dataclasses
+
+        import regularizers
+        return dataclasses.asdict(regularizers.get_class(name).Params())
+    except Exception:
+        return {}
+
+
 def reg_label(name: str, params: dict) -> str:
-    """`pixel_sim(alpha=5)`; the name alone when there are no hyper-parameters."""
+    """`pixel_sim(alpha=5)`: the name and the hyper-parameters that differ from the defaults."""
     if not params or name == BASELINE:
         return str(name)
-    return f"{name}(" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")"
+    d = _defaults(name)
+    shown = {k: v for k, v in params.items() if k not in d or d[k] != v}
+    if not shown:
+        return str(name)
+    return f"{name}(" + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) + ")"
 
 
 def curve_auc(x, y) -> float:

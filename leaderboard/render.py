@@ -54,6 +54,13 @@ def _setup_text(r) -> str:
     return f"{r['dataset']} ({r['color']}), {r['arch']}{w}{steps}"
 
 
+def _fmt_params(x) -> str:
+    try:
+        return f"{int(x):,}"
+    except (TypeError, ValueError):
+        return "n/a"
+
+
 def _name(r) -> str:
     return ("[ext] " if bool(r.get("external")) else "") + str(r["label"])
 
@@ -83,6 +90,29 @@ def _has_baseline(g: pd.DataFrame) -> bool:
 
 
 # ------------------------------------------------------------------------------------- term
+def _text_table(rows: list[dict], width: int) -> str:
+    """Left-aligned fixed-width table; columns that do not fit the width wrap into further
+    blocks, each repeating the first (name) column."""
+    cols = list(rows[0])
+    w = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+    first, rest = cols[0], cols[1:]
+    blocks, cur, used = [], [], w[first]
+    for c in rest:
+        if cur and used + 2 + w[c] > width:
+            blocks.append(cur)
+            cur, used = [], w[first]
+        cur.append(c)
+        used += 2 + w[c]
+    blocks.append(cur)
+    lines = []
+    for b in blocks:
+        if lines:
+            lines.append("")
+        for r in [{c: c for c in cols}] + rows:
+            lines.append("  ".join(str(r.get(c, "")).ljust(w[c]) for c in [first] + b).rstrip())
+    return "\n".join(lines)
+
+
 def render_term(table: pd.DataFrame, width: int | None = None) -> str:
     if table.empty:
         return "no records found\n"
@@ -103,8 +133,7 @@ def render_term(table: pd.DataFrame, width: int | None = None) -> str:
             if _has_baseline(g) and len(g) > 1:
                 d[f"Δ {SCORE} vs none"] = _diff(r, SCORE)
             rows.append(d)
-        df = pd.DataFrame(rows)
-        out.append(df.to_string(index=False, justify="left", line_width=width))
+        out.append(_text_table(rows, width))
         out.append("")
     out.append("values: mean ± SEM over seeds (n = seeds); Δ: difference to `none` with the same comparison key "
                "and protocol, p: Welch t-test; score: mean normalised AUC of the noise and FGSM curves (clean "
@@ -137,7 +166,7 @@ def render_md(table: pd.DataFrame) -> str:
         out.append("| " + " | ".join(_md_escape(h) for h in head) + " |")
         out.append("|" + "---|" * len(head))
         for _, r in g.iterrows():
-            cells = [_name(r), r["seeds"], fmt_num(r.get("model_params"), 6)]
+            cells = [_name(r), r["seeds"], _fmt_params(r.get("model_params"))]
             for m in ms:
                 cells += [_cell(r, m), _diff(r, m)] if with_diff else [_cell(r, m)]
             cells += [_cell(r, m) for m in costs]
@@ -229,8 +258,9 @@ def render_html(table: pd.DataFrame, title: str = "RegBench leaderboard") -> str
             parts.append(f'<td class="name">{_e(_name(r))}</td>')
             parts.append(f'<td data-v="{_e(r.get("n_seeds"))}">{_e(r["seeds"])}</td>')
             parts.append(f'<td data-v="{_e(_num_attr(r.get("model_params")))}">'
-                         f'{_e(fmt_num(r.get("model_params"), 6))}</td>')
-            parts.append(f'<td class="proto">{_e(r["protocol"])}</td>')
+                         f'{_e(_fmt_params(r.get("model_params")))}</td>')
+            parts.append(f'<td class="proto"><details><summary>{_e(r["protocol_id"])}: '
+                         f'{_e(str(r["protocol"])[:60])}…</summary>{_e(r["protocol"])}</details></td>')
             for m in ms + costs:
                 d = _diff(r, m) if m in ms else ""
                 p = r.get(f"{m}|p")

@@ -306,3 +306,48 @@ def test_crop_flip_reg_set_is_seeded_and_frozen():
     assert da["augment"] == "crop_flip" and dc["augment"] == "none"
     assert torch.equal(a, b) and not torch.equal(a, c) and a.dtype == torch.uint8
     assert torch.equal(c, data.train_x)
+
+
+def test_folder_reg_set_converted_to_task_colour_and_size(tmp_path):
+    from PIL import Image
+    from regularizers import regsets
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{k}.png")
+    cfg = SimpleNamespace(dataset="fashion_mnist", color="gray", image_size=32, data_dir=None, download=False)
+    x, desc = regsets.load_reg_images(f"folder:{tmp_path}", 10, config=cfg, augment="auto")
+    assert x.shape == (3, 1, 32, 32) and x.dtype == torch.uint8
+    assert desc["n_images"] == 3 and desc["augment"] == "none"
+    with pytest.raises(ValueError, match="valid datasets"):
+        regsets.load_reg_images("imagenet42", 10, config=cfg)
+
+
+def test_similarity_command_against_independent_computation(tmp_path):
+    import argparse
+    import json
+    from scipy import stats
+    from bench import data as bdata
+    from regularizers import analysis
+    try:
+        raw = bdata.load_raw("fashion_mnist", download=False)[0]
+    except bdata.DatasetNotFound:
+        pytest.skip("real Fashion-MNIST not installed")
+    p = argparse.ArgumentParser()
+    analysis.add_parser(p.add_subparsers())
+    args = p.parse_args(["similarity", "--reg-dataset", "fashion_mnist", "--n-images", "150", "--th", "0.7",
+                         "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    summary = json.loads((tmp_path / "similarity-fashion_mnist-n150.json").read_text())
+    assert (tmp_path / "similarity-fashion_mnist-n150.png").stat().st_size > 10_000
+    assert (tmp_path / "similarity-fashion_mnist-n150.svg").is_file()
+    imgs = bdata.fit_size(raw[:150], 32)
+    Sp = np_pixel_similarity(imgs.numpy())
+    resp = v1.V1GaborBank()(imgs.float() / 255).double().numpy()
+    resp = resp - resp.mean(0)
+    resp /= np.linalg.norm(resp, axis=1, keepdims=True)
+    Sn = resp @ resp.T
+    iu = np.triu_indices(150, 1)
+    assert summary["pairs"] == len(iu[0])
+    assert summary["pearson"] == pytest.approx(np.corrcoef(Sp[iu], Sn[iu])[0, 1], abs=1e-4)
+    assert summary["spearman"] == pytest.approx(stats.spearmanr(Sp[iu], Sn[iu]).statistic, abs=1e-3)
+    assert summary["pixel"]["pass"] == pytest.approx(np.mean(np.abs(Sp[iu]) > 0.7), abs=1e-9)

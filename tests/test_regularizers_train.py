@@ -32,20 +32,25 @@ def runs(tmp_path_factory):
         pytest.skip(f"real Fashion-MNIST not installed: {e}")
     out = tmp_path_factory.mktemp("train")
     data, res = None, {}
-    for name, hp in REGS.items():
-        rp = dict(hp, n_images=500, pairs_per_step=8) if hp else {}
-        cfg = build_config("tiny", dict(COMMON, regularizer=name, reg_params=rp, out=str(out)))
-        if data is None:
-            data = load_task_data(cfg)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            run_dir = train(cfg, log=lambda *a: None, data=data)
-        log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
-        _, model = load_trained(run_dir)
-        _, acc = evaluate_loss(model, data.test_x, data.test_y)
-        res[name] = {"dir": run_dir, "log": log, "acc": acc,
-                     "record": json.loads((run_dir / "config.json").read_text()),
-                     "metrics": json.loads((run_dir / "metrics.json").read_text())}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is as fast and immune to a busy shared machine
+    try:
+        for name, hp in REGS.items():
+            rp = dict(hp, n_images=500, pairs_per_step=8) if hp else {}
+            cfg = build_config("tiny", dict(COMMON, regularizer=name, reg_params=rp, out=str(out)))
+            if data is None:
+                data = load_task_data(cfg)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                run_dir = train(cfg, log=lambda *a: None, data=data)
+            log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
+            _, model = load_trained(run_dir)
+            _, acc = evaluate_loss(model, data.test_x, data.test_y)
+            res[name] = {"dir": run_dir, "log": log, "acc": acc,
+                         "record": json.loads((run_dir / "config.json").read_text()),
+                         "metrics": json.loads((run_dir / "metrics.json").read_text())}
+    finally:
+        torch.set_num_threads(threads)
     return res
 
 
