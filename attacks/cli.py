@@ -35,6 +35,9 @@ def cmd_eval(args) -> int:
     from bench.cli import UserError
     from bench.train import resolve_device
     only = [t.strip() for t in args.only.split(",") if t.strip()] if args.only else None
+    if getattr(args, "cifar10c_dir", None):  # read by the corruptions test (attacks/corruptions.py)
+        import os
+        os.environ["REGBENCH_CIFAR10C"] = args.cifar10c_dir
     if only:
         unknown = sorted(set(only) - set(attacks.available_tests()) - attacks.suite.OPTIONAL_TESTS)
         if unknown:
@@ -95,4 +98,6 @@ def add_parser(sub):
     p.add_argument("--model-dir", default=None, dest="model_dir", help="RobustBench model folder")
     p.add_argument("--out", default="results", help="results folder for RobustBench records")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--cifar10c-dir", default=None, dest="cifar10c_dir",
+                   help="folder of the released CIFAR-10-C .npy files (else env REGBENCH_CIFAR10C; else generated)")
     p.set_defaults(func=cmd_eval)

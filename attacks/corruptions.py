@@ -172,8 +172,8 @@ class Corruptions(SuiteTest):
                     torch.from_numpy(np.asarray(labels[idx.numpy()]).astype(np.int64)), y.cpu().long()):
                 raise ValueError(f"labels.npy in {p.cifar10c_dir} does not match the test labels of these "
                                  f"{n} images: the files must be in CIFAR-10 test-set order")
-            variant, colour = "CIFAR-10-C (released files)", ("rgb" if channels == 3 else "gray (converted from the released RGB)")
-            source = None
+            variant = "CIFAR-10-C (released files)"
+            colour = "rgb" if channels == 3 else "gray (converted from the released RGB)"
         else:
             src = _rgb_source(ctx, x)
             if src is not None:

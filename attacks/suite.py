@@ -21,9 +21,9 @@ _QUICK_N = 32  # boundary / min_perturbation images in `quick`: a CPU demo of 12
 # `full`: paper + converged boundary attack + the attacks the reviewers asked for.
 SUITES: dict[str, list[tuple[str, dict]]] = {
     "quick": [("clean", {}),
-              ("gaussian_noise", {"n": 300}),
-              ("transfer_fgsm", {"n": 300}),
-              ("corruptions", {"n_examples": 300}),
+              ("gaussian_noise", {"n": 200}),
+              ("transfer_fgsm", {"n": 200}),
+              ("corruptions", {"n_examples": 200}),
               ("min_perturbation", {"n": _QUICK_N, "steps": 50}),
               ("boundary", {"n": _QUICK_N, "repeats": 1, "steps": 50, "curve_points": 4}),
               ("pgd", {"n": 100, "steps": 5})],

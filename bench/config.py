@@ -110,7 +110,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CPU-friendly: a couple of minutes on 2 cores.
     "demo": dict(dataset="fashion_mnist", color="gray", width=0.25, epochs=3, batch_size=64, lr=0.05,
                  lr_schedule="cyclic_step", lr_step_epochs=2.0, lr_gamma=0.3, lr_cycle_epochs=3.0,
-                 n_train=5000, n_test=1000, suite="quick"),
+                 n_train=5000, n_test=500, suite="quick"),  # n_test 500: `bench demo` (12 runs + suite) in ~15 min
     # The CPU scale of `bench reproduce`: every model well trained on a 2-core machine (~1-2 min each).
     "repro_cpu": dict(dataset="fashion_mnist", color="gray", width=0.25, epochs=5, batch_size=64, lr=0.05,
                       lr_schedule="cyclic_step", lr_step_epochs=2.0, lr_gamma=0.3, lr_cycle_epochs=5.0,

@@ -157,9 +157,12 @@ def forward_images_per_image(suite: str, cfg, data, out: Path | None, images: in
             with contextlib.redirect_stdout(io.StringIO()):
                 r = t(ctx)
             used = _images_of(t, len(x))
-            skipped = "skipped" in ((r.get("result") or {}).get("details") or {})
-            found[t.name] = (r["cost"]["forward_images"] / max(used, 1),
-                             f"tiny run on {used} images" + (" (skipped there)" if skipped else ""))
+            details = (r.get("result") or {}).get("details") or {}
+            note = " (skipped there)" if "skipped" in details else ""
+            no_start = (details.get("starting_points") or {}).get("no_start") if isinstance(details, dict) else None
+            if no_start:  # an untrained model gave some images no adversarial start: they cost nothing
+                note = f" (lower bound: {no_start} of {used} images had no adversarial start)"
+            found[t.name] = (r["cost"]["forward_images"] / max(used, 1), f"tiny run on {used} images{note}")
     return {t.name: found[t.name] for t in tests}
 
 

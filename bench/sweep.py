@@ -123,7 +123,7 @@ def plan_sweep(args) -> Plan:
     import regularizers
     from . import store
     from .commands import load_plugins
-    from .config import build_config
+    from .config import RunConfig, build_config
     from .jobs import suite_needs_surrogate, surrogate_config
 
     load_plugins(getattr(args, "plugin", None))
@@ -145,8 +145,10 @@ def plan_sweep(args) -> Plan:
     for r in per:
         if r not in regs:
             raise ValueError(f"--set {r}.…: {r} is not in --regularizers ({', '.join(regs)})")
-    over = {k: getattr(args, k, None) for k in ("color", "width", "arch", "epochs", "n_train", "n_test", "suite",
-                                               "budget_seconds", "data_dir", "out", "device")}
+    # Every RunConfig field the command line sets (the shared run arguments of bench.commands).
+    over = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+            if f.name not in ("regularizer", "reg_params", "seed", "dataset", "preset", "progress")
+            and getattr(args, f.name, None) is not None}
     over["progress"] = False  # job logs are files: no progress bars in them
     base0 = build_config(args.preset, over, glob)
     if not datasets:

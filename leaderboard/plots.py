@@ -28,7 +28,7 @@ import pandas as pd  # noqa: E402
 
 from .aggregate import load_curves, load_details, load_records, sem  # noqa: E402
 
-FIXED_COLORS = {"none": "#000000", "pixel_sim": "#1f77b4", "pixel_th": "#ff7f0e", "neural_pred": "#2ca02c"}
+FIXED_COLORS = {"none": "#555555", "pixel_sim": "#1f77b4", "pixel_th": "#ff7f0e", "neural_pred": "#2ca02c"}
 _PALETTE = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8",
             "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5"]
 _STYLES = ["-", "--", ":", "-."]

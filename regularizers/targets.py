@@ -116,7 +116,10 @@ class PairTargets:
             raise ValueError(f"kind must be continuous|threshold, got {kind!r}")
         if pair_range not in PAIR_RANGES:
             raise ValueError(f"unknown pair_range {pair_range!r}; valid: {', '.join(PAIR_RANGES)}")
-        self.emb = None if embeddings is None else embeddings.to(torch.float64).cpu()
+        # float64 rows, or float32 ones for wide responses (memory); pair dots are taken in float64
+        self.emb = None if embeddings is None else embeddings.cpu()
+        if self.emb is not None and not self.emb.is_floating_point():
+            self.emb = self.emb.double()
         self.matrix = None if matrix is None else matrix.to(torch.float64).cpu()
         if self.matrix is not None and (self.matrix.dim() != 2 or self.matrix.shape[0] != self.matrix.shape[1]):
             raise ValueError(f"target matrix must be square, got shape {tuple(self.matrix.shape)}")
@@ -154,14 +157,14 @@ class PairTargets:
         """Continuous S[rows, :] (float64)."""
         if self.matrix is not None:
             return self.matrix[rows]
-        return (self.emb[rows] @ self.emb.T).clamp_(-1.0, 1.0)
+        return (self.emb[rows] @ self.emb.T).double().clamp_(-1.0, 1.0)
 
     def continuous(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """Continuous S[i, j] for index vectors (float64)."""
         i, j = i.cpu().long(), j.cpu().long()
         if self.matrix is not None:
             return self.matrix[i, j]
-        return (self.emb[i] * self.emb[j]).sum(1).clamp_(-1.0, 1.0)
+        return (self.emb[i].double() * self.emb[j].double()).sum(1).clamp_(-1.0, 1.0)
 
     def __call__(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """The regularizer's target for pairs (i, j) (float64)."""

@@ -101,7 +101,8 @@ def test_defocus_blur_matches_scipy_with_the_tables_disk(sev, natural):
     k = _np_disk_kernel(p["radius"], p["alias_blur"])
     assert k.sum() == pytest.approx(1.0)
     y = co.defocus_blur(natural[:6], sev).numpy()
-    ref = np.stack([[np.clip(ndi.correlate(ch, k, mode="mirror"), 0, 1) for ch in im] for im in natural[:6].double().numpy()])
+    ref = np.stack([[np.clip(ndi.correlate(ch, k, mode="mirror"), 0, 1) for ch in im]
+                    for im in natural[:6].double().numpy()])
     np.testing.assert_allclose(y, ref, atol=2e-6)
 
 

@@ -40,16 +40,10 @@ def _cfg(out, **kw):
     return build_config("tiny", base)
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    """Six real records (3 seeds x none/pixel_sim) plus the transfer surrogate, trained on one
-    shared DataBundle and evaluated with a cheap real suite."""
-    import os
-    if os.environ.get("LBH_CACHE"):  # DEV ONLY, remove
-        return Path(os.environ["LBH_CACHE"])
+def make_results(out: Path) -> Path:
+    """Six real records (3 seeds x none/pixel_sim) trained on one shared DataBundle and evaluated
+    with a cheap real suite; the transfer surrogate is an unregularized model with another seed."""
     assert "pixel_sim" in regularizers.available()
-    torch.set_num_threads(2)
-    out = tmp_path_factory.mktemp("lb") / "results"
     data = load_task_data(_cfg(out))
     attacks.register_suite("lb_test", SUITE + BOUNDARY)
     quiet = lambda *a, **k: None  # noqa: E731
@@ -66,6 +60,12 @@ def results(tmp_path_factory):
     shutil.rmtree(out / "surrogate")  # the surrogate is not a leaderboard row
     shutil.rmtree(out / ".cache", ignore_errors=True)  # pixel_sim's target cache
     return out
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    torch.set_num_threads(2)
+    return make_results(tmp_path_factory.mktemp("lb") / "results")
 
 
 def _runs(root: Path):
@@ -101,7 +101,13 @@ def test_tidy_table_has_one_row_per_record_and_metric(results):
             "corruptions.severity_4", "train.wall_s"} <= set(tidy["metric"])
 
 
+def _finite(v):
+    return [x for x in v if x is not None and np.isfinite(x)]
+
+
 def test_sem_mean_and_welch_match_scipy(results):
+    """Per metric: n = seeds with a finite value (a decision attack with no success reports NaN),
+    mean, SEM = scipy.stats.sem, and the Welch t-test against `none`."""
     table = build_table(results)
     assert sorted(table["regularizer"]) == ["none", "pixel_sim"]
     base = _per_seed(results, "none")
@@ -110,14 +116,20 @@ def test_sem_mean_and_welch_match_scipy(results):
         assert row["n_seeds"] == 3
         per = _per_seed(results, reg)
         assert len(per) >= 14
+        assert row["clean.accuracy|n"] == row["score|n"] == row["gaussian_noise.mean_accuracy|n"] == 3
         for metric, v in per.items():
-            assert row[f"{metric}|n"] == 3
-            assert row[f"{metric}|mean"] == pytest.approx(np.mean(v), abs=1e-12)
-            assert row[f"{metric}|sem"] == pytest.approx(stats.sem(v), abs=1e-12, nan_ok=True)
-            if reg != "none":
-                assert row[f"{metric}|diff"] == pytest.approx(np.mean(v) - np.mean(base[metric]), abs=1e-12)
-                p = stats.ttest_ind(v, base[metric], equal_var=False).pvalue
-                assert row[f"{metric}|p"] == pytest.approx(p, abs=1e-12, nan_ok=True)
+            f, fb = _finite(v), _finite(base[metric])
+            assert row[f"{metric}|n"] == len(f)
+            if not f:
+                continue
+            assert row[f"{metric}|mean"] == pytest.approx(np.mean(f), abs=1e-12)
+            if len(f) > 1:
+                assert row[f"{metric}|sem"] == pytest.approx(stats.sem(f), abs=1e-12, nan_ok=True)
+            if reg != "none" and fb:
+                assert row[f"{metric}|diff"] == pytest.approx(np.mean(f) - np.mean(fb), abs=1e-12)
+                if len(f) > 1 and len(fb) > 1:
+                    p = stats.ttest_ind(f, fb, equal_var=False).pvalue
+                    assert row[f"{metric}|p"] == pytest.approx(p, abs=1e-12, nan_ok=True)
     # the score is the mean normalised AUC of the noise and FGSM curves (trapezoid / x range)
     for rd in _runs(results):
         m = json.loads((rd / "metrics.json").read_text())
@@ -129,18 +141,28 @@ def test_sem_mean_and_welch_match_scipy(results):
         assert tidy.loc[tidy["metric"] == "score", "value"].item() == pytest.approx(np.mean(aucs))
 
 
+def _expected_cells(row, metrics):
+    return {m: fmt_value(row[f"{m}|mean"], row[f"{m}|sem"], row[f"{m}|n"]) for m in metrics}
+
+
 def test_cli_terminal_prints_both_rows_with_mean_sem_n3(results):
     out = subprocess.run([sys.executable, "-m", "bench", "leaderboard", str(results)], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
     table = build_table(results)
     for reg in REGS:
         row = _row(table, reg)
-        line = next(ln for ln in lines if ln.startswith(reg + " ") or ln.startswith(reg + "("))
-        cells = re.findall(r"\S+ ± \S+ \(n=\d+\)", line)
-        assert cells and all(c.endswith("(n=3)") for c in cells), line
-        assert fmt_value(row["clean.accuracy|mean"], row["clean.accuracy|sem"], 3) in line
+        per = _per_seed(results, reg)
+        # the row wraps into several blocks on a narrow terminal: every line that starts with its label
+        text = "\n".join(ln for ln in out.stdout.splitlines() if ln.startswith(row["label"] + "  "))
+        cells = re.findall(r"\S+ ± \S+ \(n=\d+\)", text)
+        shown = [m for m in per if not m.startswith("train.")] + ["score", "train.wall_s"]
+        assert len(cells) == len(shown), text
+        for m, cell in _expected_cells(row, shown).items():
+            assert cell in text, (m, cell)
+            assert cell.endswith(f"(n={len(_finite(per.get(m, [0, 0, 0])))})")
+        assert fmt_value(row["clean.accuracy|mean"], row["clean.accuracy|sem"], 3) in text
+        assert re.search(r"\(n=3\)", text)
 
 
 def test_md_csv_html_write_the_same_numbers(results, tmp_path):
@@ -155,18 +177,20 @@ def test_md_csv_html_write_the_same_numbers(results, tmp_path):
     csv = pd.read_csv(tmp_path / "board.csv")
     metrics = [c[:-5] for c in csv.columns if c.endswith("|mean")]
     assert "score" in metrics and "clean.accuracy" in metrics
+    shown = [m for m in metrics if ".cost." not in m and not m.startswith("train.")] + ["train.wall_s"]
     for reg in REGS:
         crow = csv[csv["regularizer"] == reg].iloc[0]
         trow = _row(table, reg)
-        md_line = next(ln for ln in md.splitlines() if ln.startswith(f"| {reg}"))
+        md_line = next(ln for ln in md.splitlines() if ln.startswith(f"| {trow['label']} |"))
         for m in metrics:
             # CSV carries the full-precision statistics; they equal the table's
-            assert crow[f"{m}|mean"] == pytest.approx(trow[f"{m}|mean"], rel=1e-12)
-            assert crow[f"{m}|n"] == 3
-            cell = fmt_value(crow[f"{m}|mean"], crow[f"{m}|sem"], crow[f"{m}|n"])
-            if m in ("score", "clean.accuracy", "train.wall_s"):
-                assert cell in md_line, (m, cell, md_line)
-                assert cell in page, (m, cell)
+            for stat in ("mean", "sem", "diff", "p"):
+                assert crow[f"{m}|{stat}"] == pytest.approx(trow[f"{m}|{stat}"], rel=1e-12, nan_ok=True)
+            assert crow[f"{m}|n"] == trow[f"{m}|n"]
+        for m, cell in _expected_cells(crow, shown).items():  # md and html show the CSV's numbers
+            assert cell in md_line, (m, cell, md_line)
+            assert cell in page, (m, cell)
+        assert crow["clean.accuracy|n"] == 3
 
 
 def test_differing_protocol_is_never_averaged(results, tmp_path):
