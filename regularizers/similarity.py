@@ -197,7 +197,11 @@ class SimilarityRegularizer(Regularizer):
         k = int(self.hp.pairs_per_step)
         i, j = self.pairs.sample(k, generator)
         target = self.pairs(i, j).float()
-        idx = torch.cat([i, j]).to(self.images.device)
+        idx = torch.cat([i, j])
+        if self.images.device.type == "cuda":  # no host sync inside the training step
+            idx = idx.pin_memory().to(self.images.device, non_blocking=True)
+        else:
+            idx = idx.to(self.images.device)
         x = self.images[idx].float().div_(255.0)
         return RegBatch(images=x, meta={"i": i, "j": j, "target": target, "groups": 2})
 

@@ -2,8 +2,8 @@
 loads offline through robustbench's own load_model, is evaluated by the suite, and appears in the
 leaderboard as an external row; bad checkpoints and missing data give clear errors."""
 import importlib.metadata
+import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 import torch
