@@ -138,17 +138,13 @@ def git_commit() -> str | None:
 
 def versions() -> dict:
     v = {"python": sys.version.split()[0], "platform": platform.platform(), "torch": torch.__version__}
-    for mod in ("torchvision", "numpy", "torchattacks", "foolbox", "pandas", "robustbench"):
+    from importlib.metadata import PackageNotFoundError, version
+    # read from the installed metadata: importing robustbench or foolbox here would cost seconds
+    for dist in ("torchvision", "numpy", "torchattacks", "foolbox", "pandas", "robustbench", "regbench"):
         try:
-            m = __import__(mod)
-            v[mod] = getattr(m, "__version__", "?")
-        except Exception:
+            v[dist] = version(dist)
+        except PackageNotFoundError:
             pass
-    try:
-        from importlib.metadata import version
-        v["regbench"] = version("regbench")
-    except Exception:
-        v["regbench"] = "dev"
     return v
 
 

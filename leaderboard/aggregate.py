@@ -256,6 +256,10 @@ def _iter_records(roots) -> Iterable[tuple[Path, dict, dict]]:
         metrics = store.read_json(run_dir / "metrics.json", {}) or {}
         if not isinstance(rec, dict):
             continue
+        if not metrics.get("suite"):
+            # trained but never evaluated (e.g. a transfer surrogate, or a run still in its suite):
+            # its training costs alone would inflate the n of its group's cost columns
+            continue
         yield run_dir, rec, metrics
 
 
@@ -374,6 +378,7 @@ def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
             if compatible(mine, theirs) and len(mine.keys() & theirs.keys()) > overlap:
                 best, overlap = bk, len(mine.keys() & theirs.keys())
         base_of[gk] = best
+    extra = {}
     for m in metrics:
         diffs, ps = [], []
         for gk in keys:
@@ -385,8 +390,10 @@ def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
             a, b = rows[gk][m], rows[bk][m]
             diffs.append(float(np.nanmean(a) - np.nanmean(b)) if len(a) and len(b) else float("nan"))
             ps.append(welch_p(a, b))
-        out[f"{m}|diff"] = diffs
-        out[f"{m}|p"] = ps
+        extra[f"{m}|diff"] = diffs
+        extra[f"{m}|p"] = ps
+    if extra:  # one concat instead of a column at a time (no fragmented frame)
+        out = pd.concat([out, pd.DataFrame(extra, index=out.index)], axis=1)
     # setup columns first, then by score (best first) within each setup
     out = out.sort_values(["dataset", "color", "arch", "width", "budget_steps", "comparison_key", f"{SCORE}|mean"],
                           ascending=[True, True, True, True, True, True, False], na_position="last", kind="stable")
