@@ -44,6 +44,18 @@ SUITES: dict[str, list[tuple[str, dict]]] = {
              ("pgd", {"n": 1000, "steps": 20}),
              ("autoattack", {"n": 1000, "eps": 1 / 255}),
              ("hop_skip_jump", {"n": 1000, "steps": 64})],
+    # The CPU scale of `bench reproduce`: the paper's tests (boundary at its 50 steps, 5 repeats) on fewer
+    # images, the honesty checks, and the white-box extras on small subsets, ~1 CPU-minute per model.
+    "repro_cpu": [("clean", {}),
+                  ("gaussian_noise", {}),
+                  ("transfer_fgsm", {}),
+                  ("transfer_fgsm_reverse", {}),
+                  ("corruptions", {"n_examples": 500}),
+                  ("min_perturbation", {"n": 100, "steps": 200}),
+                  ("boundary", {"n": 100, "repeats": 5, "steps": 50}),
+                  ("pgd", {"n": 200, "steps": 10}),
+                  ("autoattack", {"n": 32, "eps": 1 / 255}),
+                  ("hop_skip_jump", {"n": 32, "steps": 8, "max_gradient_eval_steps": 1000})],
 }
 OPTIONAL_TESTS = {"corruptions"}  # written separately: a suite still builds while it is absent
 STALL_RATIO = 4.0  # boundary median (squared L2) above this multiple of the white-box minimum: flagged

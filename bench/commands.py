@@ -1,10 +1,7 @@
 """`bench run` and `bench list`."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
-import torch
 
 
 def add_common_run_args(p):

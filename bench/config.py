@@ -112,9 +112,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                  lr_schedule="cyclic_step", lr_step_epochs=2.0, lr_gamma=0.3, lr_cycle_epochs=3.0,
                  n_train=5000, n_test=500, suite="quick"),  # n_test 500: `bench demo` (12 runs + suite) in ~15 min
     # The CPU scale of `bench reproduce`: every model well trained on a 2-core machine (~1-2 min each).
-    "repro_cpu": dict(dataset="fashion_mnist", color="gray", width=0.25, epochs=5, batch_size=64, lr=0.05,
-                      lr_schedule="cyclic_step", lr_step_epochs=2.0, lr_gamma=0.3, lr_cycle_epochs=5.0,
-                      n_train=8000, n_test=1000, suite="repro_cpu"),
+    "repro_cpu": dict(dataset="fashion_mnist", color="gray", width=0.25, epochs=4, batch_size=64, lr=0.05,
+                      lr_schedule="cyclic_step", lr_step_epochs=2.0, lr_gamma=0.3, lr_cycle_epochs=4.0,
+                      n_train=6000, n_test=1000, suite="repro_cpu"),
     # For tests: seconds.
     "tiny": dict(dataset="fashion_mnist", color="gray", width=0.125, epochs=1, batch_size=32, lr=0.05,
                  lr_schedule="constant", n_train=256, n_test=128, val_fraction=0.05, suite="quick"),

@@ -9,7 +9,6 @@ a killed run continues exactly where it stopped (bit-identical on CPU).
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass

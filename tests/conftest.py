@@ -19,3 +19,40 @@ def tiny_config(tmp_path, **kw):
     over = dict(out=str(tmp_path / "results"), progress=False)
     over.update(kw)
     return build_config("tiny", over)
+
+
+# --------------------------------------------------------------------------- sweeps
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SWEEP_TINY = ["--preset", "tiny", "--n-train", "128", "--n-test", "64"]
+# A small suite with a transfer test (so the surrogate path runs), registered by a plugin module that
+# every worker process imports (`--plugin`), exactly as a user's own suite or regularizer would be.
+SMOKE_PLUGIN_SRC = ('import attacks\n'
+                    'attacks.register_suite("sweep_smoke", [("clean", {}),\n'
+                    '                                       ("transfer_fgsm", {"n": 32, "eps": [0.0, 0.02]})])\n')
+
+
+@pytest.fixture
+def smoke(tmp_path, monkeypatch):
+    """Sweep arguments that use the small plugin suite above."""
+    d = tmp_path / "plugins"
+    d.mkdir()
+    (d / "regbench_sweep_smoke.py").write_text(SMOKE_PLUGIN_SRC)
+    monkeypatch.syspath_prepend(str(d))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT, str(d)]))
+    return SWEEP_TINY + ["--plugin", "regbench_sweep_smoke", "--suite", "sweep_smoke"]
+
+
+# --------------------------------------------------------------------------- one small trained model
+@pytest.fixture(scope="session")
+def small_trained_run(tmp_path_factory):
+    """A narrow model trained once per session on real Fashion-MNIST (~70% test accuracy: enough to
+    learn, small enough for CPU). Its seed is the surrogate seed, so `attacks.prepare_context` finds
+    this record as its own transfer surrogate instead of training a second model.
+    REGBENCH_TEST_RUNS=DIR keeps it between sessions (the trainer skips a finished run)."""
+    from bench.config import build_config
+    from bench.train import train
+    torch.set_num_threads(2)
+    out = os.environ.get("REGBENCH_TEST_RUNS") or tmp_path_factory.mktemp("shared_runs")
+    cfg = build_config("tiny", dict(out=str(out), progress=False, n_train=2048, epochs=2, batch_size=64,
+                                    lr=0.1, seed=1000))
+    return train(cfg, log=lambda *a, **k: None)

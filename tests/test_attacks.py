@@ -22,18 +22,8 @@ N_IMG = 96  # test images per context: keep everything small
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory):
-    """A narrow `tiny` model trained once. Its seed is the surrogate seed, so `prepare_context` finds
-    its own record as the transfer surrogate instead of training a second model."""
-    from bench.config import build_config
-    from bench.train import train
-    import os
-    torch.set_num_threads(2)
-    # REGBENCH_TEST_RUNS=DIR keeps the trained model between sessions (the trainer skips a finished run)
-    out = os.environ.get("REGBENCH_TEST_RUNS") or tmp_path_factory.mktemp("attack_runs")
-    cfg = build_config("tiny", dict(out=str(out), progress=False, n_train=2048, epochs=2, batch_size=64,
-                                    lr=0.1, seed=1000))
-    return train(cfg, log=lambda *a: None)
+def trained_run(small_trained_run):
+    return small_trained_run
 
 
 def make_ctx(run_dir, n=N_IMG, seed=0):

@@ -127,12 +127,17 @@ def test_cli_errors():
 
 
 def test_demo_preset_reaches_80_percent(tmp_path):
-    """The README's promise: `bench run --regularizer none --preset demo` >= 80% on real Fashion-MNIST."""
+    """The README's promise: `bench run --regularizer none --preset demo` >= 80% on real Fashion-MNIST.
+    (Trained with --no-eval, then only the clean test: the rest of the suite is tested elsewhere.)"""
     r = subprocess.run([sys.executable, "-m", "bench", "run", "--regularizer", "none", "--preset", "demo",
-                        "--no-progress", "--out", str(tmp_path), "--set", "suite=\"quick\""],
+                        "--no-progress", "--no-eval", "--out", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     run = next(tmp_path.glob("none-*"))
-    m = json.loads((run / "metrics.json").read_text())
-    assert m["suite"]["clean"]["result"]["summary"]["accuracy"] >= 0.80
     assert is_done(run)
+    r = subprocess.run([sys.executable, "-m", "bench", "eval", str(run), "--only", "clean", "--no-progress"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["suite"]["clean"]["n_examples"] == 500
+    assert m["suite"]["clean"]["result"]["summary"]["accuracy"] >= 0.80

@@ -358,14 +358,8 @@ def test_released_npy_files_are_used_and_checked(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- on a trained model
 @pytest.fixture(scope="module")
-def tiny_record(tmp_path_factory):
-    from bench.config import build_config
-    from bench.train import train
-    out = tmp_path_factory.mktemp("corr")
-    # the same small-but-learning setting as tests/test_attacks.py (~70% test accuracy)
-    cfg = build_config("tiny", dict(out=str(out), progress=False, n_train=2048, epochs=2, batch_size=64, lr=0.1,
-                                    seed=1000))
-    return train(cfg, log=lambda *a, **k: None)
+def tiny_record(small_trained_run):
+    return small_trained_run  # the same small-but-learning model as tests/test_attacks.py
 
 
 def test_suite_on_tiny_fashion_mnist_model(tiny_record):

@@ -18,22 +18,7 @@ from bench.launchers import LocalLauncher, run_jobs
 from bench.sweep import parse_seeds, plan_sweep, split_sets
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--preset", "tiny", "--n-train", "128", "--n-test", "64"]
-# A small suite with a transfer test (so the surrogate path runs), registered by a plugin module that
-# every worker process imports (`--plugin`), exactly as a user's own suite or regularizer would be.
-PLUGIN_SRC = ('import attacks\n'
-              'attacks.register_suite("sweep_smoke", [("clean", {}),\n'
-              '                                       ("transfer_fgsm", {"n": 32, "eps": [0.0, 0.02]})])\n')
-
-
-@pytest.fixture
-def smoke(tmp_path, monkeypatch):
-    d = tmp_path / "plugins"
-    d.mkdir()
-    (d / "regbench_sweep_smoke.py").write_text(PLUGIN_SRC)
-    monkeypatch.syspath_prepend(str(d))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(d)]))
-    return TINY + ["--plugin", "regbench_sweep_smoke", "--suite", "sweep_smoke"]
+from conftest import SWEEP_TINY as TINY  # noqa: E402  (tests/ is on sys.path; the `smoke` fixture lives there too)
 
 
 def sweep_args(tmp_path, *extra):
