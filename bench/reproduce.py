@@ -397,6 +397,8 @@ DIFFERENCES = {
         "fitted to mouse V1 recordings (neither the recordings nor that model are available).",
         "Corruptions: generated with the CIFAR-10-C parameters on the Fashion-MNIST test images "
         "(a 'Fashion-MNIST-C'); frost uses procedural textures.",
+        "AutoAttack is not run at this scale (its Square stage costs minutes per model on this CPU; it is in "
+        "the `full` suite).",
         "Boundary attack: foolbox 3's BoundaryAttack, started from the nearest other-class test image moved "
         "towards the original by binary search (the reference used an older foolbox); see the honesty checks.",
     ],
