@@ -271,26 +271,22 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
         rb = reg.sample(state["step"], gen) if reg.active else None
         if rb is not None:
             rb = rb.to(device)
+        extra = rb.images if (rb is not None and rb.images is not None) else None
         b = x.shape[0]
-        if reg.active and rb is not None and rb.images is not None and cfg.reg_forward == "joint":
-            logits, feats = path_forward(net, torch.cat([x, rb.images]), path, features=True)
-            ce = F.cross_entropy(logits[:b], y)
-            pen, rlog = reg([f[b:] for f in feats], rb)
-        elif reg.active and rb is not None and rb.images is not None:
+        if not reg.active:
             logits = path_forward(net, x, path)
-            ce = F.cross_entropy(logits, y)
-            groups = rb.images.chunk(int(rb.meta.get("groups", 1)))
-            parts = [path_forward(net, g, path, features=True)[1] for g in groups]
-            feats = [torch.cat(fs) for fs in zip(*parts)]
-            pen, rlog = reg(feats, rb)
-        elif reg.active:
+        elif extra is None:  # the regularizer scores the task batch's own features
             logits, feats = path_forward(net, x, path, features=True)
-            ce = F.cross_entropy(logits, y)
-            pen, rlog = reg(feats, rb)
-        else:
+        elif cfg.reg_forward == "joint":  # one forward over task + regularization images
+            logits, feats = path_forward(net, torch.cat([x, extra]), path, features=True)
+            logits, feats = logits[:b], [f[b:] for f in feats]
+        else:  # separate forwards per pair half, as the reference code
             logits = path_forward(net, x, path)
-            ce = F.cross_entropy(logits, y)
-            pen, rlog = None, {}
+            parts = [path_forward(net, g, path, features=True)[1]
+                     for g in extra.chunk(int(rb.meta.get("groups", 1)))]
+            feats = [torch.cat(fs) for fs in zip(*parts)]
+        ce = F.cross_entropy(logits, y)
+        pen, rlog = reg(feats, rb) if reg.active else (None, {})
         loss = ce if pen is None else ce + pen
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -298,8 +294,7 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
         timer.stop()
         state["step"] += 1
         state["images"] += b
-        n_reg = 0 if rb is None or rb.images is None else rb.images.shape[0]
-        state["reg_images"] += n_reg
+        state["reg_images"] += 0 if extra is None else extra.shape[0]
         running["loss"] += loss.detach().double()
         running["ce"] += ce.detach().double()
         if pen is not None:
