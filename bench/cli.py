@@ -23,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for mod in COMMAND_MODULES:
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name == mod:  # that command is not part of this install
-                continue
-            raise
-        m.add_parser(sub)
+        importlib.import_module(mod).add_parser(sub)
     return p
 
 
