@@ -1,15 +1,105 @@
 #!/usr/bin/env bash
-# Installs RegBench and everything its tests need on a fresh Debian machine (run as root or with sudo).
-# Order matters: torchattacks 3.5.1 ships an old copy of robustbench/; robustbench 1.1.1 is installed
-# after it so its own files win (a test checks this), and setuptools<81 keeps pkg_resources for it.
+# Installs RegBench into a project-local virtual environment (.venv) and never into the system
+# Python (PEP 668). Safe to run again: it re-installs only when pyproject.toml, the constraints file
+# or this script changed (a stamp file in the venv holds their hash).
+#
+#   scripts/install.sh            # .venv with the package, its test extra and robustbench
+#   VENV=/path scripts/install.sh # another location;  PY=python3.12 picks the interpreter
+#   EXTRAS=test,ray,slurm         # extras to install (default: test)
+#   TORCH_INDEX=URL               # a torch wheel index (default: the CPU index when no NVIDIA GPU;
+#                                 # PyPI's CUDA build is the fallback and the choice with a GPU)
+#
+# apt is used only for what must come from apt: Debian's dataset-fashion-mnist (the offline data)
+# and python3-venv where `python -m venv` is missing. It runs as root, or through sudo when sudo
+# works without a password prompt; otherwise the script prints the command to run and goes on.
+#
+# torchattacks 3.5.1 pins requests~=2.25.1 (requests 2.25 misses the fixes of CVE-2023-32681 and
+# CVE-2024-35195) and ships a stale copy of robustbench/. torchattacks itself never imports
+# requests: only that stale copy does. So we rebuild its wheel locally (`wheel unpack` / `wheel pack`,
+# the tool meant for editing a wheel's metadata) with the pin relaxed to requests>=2.32 and without
+# the robustbench/ copy, as version 3.5.1+regbench1. `pip check` stays clean and robustbench 1.1.1's
+# own files are the only robustbench on disk.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 PY=${PY:-python3}
-if command -v apt-get >/dev/null 2>&1 && [ ! -d /usr/share/datasets/fashion-mnist ]; then
-  SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq || true
-  $SUDO apt-get install -y -qq dataset-fashion-mnist || echo "warning: could not install dataset-fashion-mnist"
+VENV=${VENV:-$ROOT/.venv}
+EXTRAS=${EXTRAS:-test}
+CONSTRAINTS=${CONSTRAINTS:-$ROOT/scripts/constraints.txt}
+STAMP="$VENV/.regbench-install-stamp"
+
+say() { echo "[install] $*"; }
+
+as_root() {  # run a command as root: directly, or with passwordless sudo; else print it
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo -n "$@"
+  else say "needs root, skipped; run it yourself: $*"; return 1; fi
+}
+
+want_hash=$(cat pyproject.toml "$CONSTRAINTS" scripts/install.sh 2>/dev/null | sha256sum | cut -c1-16)-$EXTRAS
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want_hash" ] && [ -x "$VENV/bin/python" ]; then
+  say "$VENV is up to date (pyproject.toml unchanged); nothing to do"
+  exit 0
 fi
-$PY -m pip install -q "torch>=2.2,<=2.14.1" "torchvision>=0.17,<=0.29.1"
-$PY -m pip install -q -e ".[test]"
-$PY -m pip install -q "setuptools<81" "robustbench==1.1.1"
-$PY -m pip install -q -e ".[ray,slurm]"
+
+# 1. Debian packages: the offline Fashion-MNIST, and venv support where missing.
+if command -v apt-get >/dev/null 2>&1; then
+  need=()
+  [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
+  "$PY" -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
+  if [ ${#need[@]} -gt 0 ]; then
+    say "apt-get install ${need[*]}"
+    { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } \
+      || say "warning: could not install ${need[*]} (Fashion-MNIST then needs --data-dir)"
+  fi
+fi
+
+# 2. The virtual environment.
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV with $("$PY" --version 2>&1)"
+  "$PY" -m venv "$VENV"
+fi
+VPY="$VENV/bin/python"
+"$VPY" -m pip install -q --upgrade pip wheel 2>&1 | grep -v "^WARNING: Location" || true
+PIPC=("$VPY" -m pip install -q)
+[ -f "$CONSTRAINTS" ] && PIPC+=(-c "$CONSTRAINTS")
+
+quiet() { "$@" 2>&1 | grep -v "^WARNING: Location" || true; return "${PIPESTATUS[0]}"; }
+
+# 3. torch: a CPU build without an NVIDIA GPU, PyPI's (CUDA) build with one.
+if ! "$VPY" -c "import torch, torchvision" 2>/dev/null; then
+  idx=${TORCH_INDEX:-}
+  if [ -z "$idx" ] && ! command -v nvidia-smi >/dev/null 2>&1; then idx=https://download.pytorch.org/whl/cpu; fi
+  if [ -n "$idx" ] && quiet "${PIPC[@]}" --timeout 15 --retries 0 --index-url "$idx" torch torchvision; then
+    say "torch from $idx"
+  else
+    [ -n "$idx" ] && say "$idx not reachable: torch from the default index"
+    quiet "${PIPC[@]}" torch torchvision
+  fi
+fi
+
+# 4. torchattacks, rebuilt without the requests pin and the stale robustbench/ copy (see above).
+if ! "$VPY" -m pip show torchattacks 2>/dev/null | grep -q "^Version: .*+regbench"; then
+  wd=$(mktemp -d)
+  quiet "$VPY" -m pip download -q --no-deps -d "$wd" "torchattacks==3.5.1"
+  (cd "$wd" && "$VPY" -m wheel unpack -d un torchattacks-3.5.1-py3-none-any.whl >/dev/null)
+  d="$wd/un/torchattacks-3.5.1"
+  rm -rf "$d/robustbench"
+  sed -i -e 's/^Requires-Dist: requests (~=2.25.1)$/Requires-Dist: requests (>=2.32)/' \
+         -e 's/^Version: 3.5.1$/Version: 3.5.1+regbench1/' "$d/torchattacks-3.5.1.dist-info/METADATA"
+  mv "$d/torchattacks-3.5.1.dist-info" "$d/torchattacks-3.5.1+regbench1.dist-info"
+  mv "$d" "$wd/un/torchattacks-3.5.1+regbench1"
+  mkdir -p "$wd/dist"  # `wheel pack` writes a fresh RECORD
+  "$VPY" -m wheel pack -d "$wd/dist" "$wd/un/torchattacks-3.5.1+regbench1" >/dev/null
+  quiet "${PIPC[@]}" --force-reinstall --no-deps "$wd"/dist/torchattacks-*.whl
+  rm -rf "$wd"
+  say "torchattacks 3.5.1+regbench1 (requests>=2.32, no bundled robustbench/)"
+fi
+
+# 5. The package (editable), its extras, robustbench 1.1.1 (needs setuptools<81 for pkg_resources).
+quiet "${PIPC[@]}" -e ".[${EXTRAS},robustbench]"
+quiet "${PIPC[@]}" "requests>=2.32" "urllib3>=2"
+"$VPY" -m pip check
+echo "$want_hash" > "$STAMP"
+say "done: $VENV ($("$VPY" -c 'import torch; print("torch", torch.__version__)'))"
+say "use it with: $VENV/bin/python -m bench --help   (or: source $VENV/bin/activate)"
