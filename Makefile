@@ -1,17 +1,19 @@
-# RegBench: the two set-up commands of the README.
-PY ?= python3
-PIP ?= $(PY) -m pip
+# RegBench: the two set-up commands of the README. Both install into a project-local virtual
+# environment (.venv, created once and re-installed only when pyproject.toml, scripts/constraints.txt
+# or scripts/install.sh change) and never into the system Python.
+VENV ?= .venv
+PY := $(VENV)/bin/python
 
-.PHONY: install install-test demo test bench-perf
+.PHONY: install demo test bench-perf
 
 install:
-	./scripts/install.sh
+	VENV="$(abspath $(VENV))" ./scripts/install.sh
 
 demo: install
 	$(PY) -m bench demo
 
 test: install
-	$(PY) -m pytest -q -x tests
+	$(PY) -m pytest -q tests
 
 bench-perf: install
 	$(PY) -m pytest benchmarks --benchmark-only

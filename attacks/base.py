@@ -87,8 +87,14 @@ class SuiteTest:
             raise ValueError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
         self.params = self.Params(**params)
 
-    def protocol(self) -> dict:
-        return {"test": self.name, "version": self.version, **dataclasses.asdict(self.params)}
+    def resolve_params(self, dataset: str | None):
+        """The parameters with their per-dataset defaults filled in (default: as given). Tests whose
+        reference strengths depend on the task (noise std, FGSM eps) override this, so the values
+        actually used are what the record's protocol holds."""
+        return self.params
+
+    def protocol(self, dataset: str | None = None) -> dict:
+        return {"test": self.name, "version": self.version, **dataclasses.asdict(self.resolve_params(dataset))}
 
     def run(self, ctx: EvalContext) -> dict:
         raise NotImplementedError
@@ -103,13 +109,19 @@ class SuiteTest:
             torch.cuda.synchronize(ctx.device)
         cost = {"seconds": round(time.perf_counter() - t0, 3), "forward_calls": counting.calls,
                 "forward_images": counting.images}
-        return {"protocol": self.protocol(), "result": result, "cost": cost, "seed": ctx.seed,
+        return {"protocol": self.protocol(dataset_of(ctx)), "result": result, "cost": cost, "seed": ctx.seed,
                 "lower_is_better": list(self.lower_is_better),
                 "n_examples": int(len(ctx.x))}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(self.params).items())
         return f"{type(self).__name__}({args})"
+
+
+def dataset_of(ctx: EvalContext) -> str | None:
+    """The task's dataset name (from the run's config, or `extras["dataset"]` for a bare model)."""
+    ds = getattr(ctx.config, "dataset", None) if ctx.config is not None else None
+    return ds or ctx.extras.get("dataset")
 
 
 @torch.no_grad()
@@ -121,6 +133,24 @@ def predict(model: nn.Module, x: torch.Tensor, batch: int = 512) -> torch.Tensor
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
     return (predict(model, x, batch) == y).float().mean().item() if len(x) else float("nan")
+
+
+def shared(ctx: EvalContext, key: str, fn):
+    """Work several tests of one evaluation need (clean predictions, ...), computed once: cached in
+    `ctx.extras["_shared"]` for this model and these images (a different model or image tensor misses)."""
+    model = ctx.model.model if isinstance(ctx.model, CountingModel) else ctx.model
+    cache = ctx.extras.setdefault("_shared", {})
+    hit = cache.get(key)
+    if hit is not None and hit[0] is model and hit[1] is ctx.x:
+        return hit[2]
+    value = fn()
+    cache[key] = (model, ctx.x, value)
+    return value
+
+
+def clean_predictions(ctx: EvalContext) -> torch.Tensor:
+    """The model's predictions on all of `ctx.x`, computed once per evaluation."""
+    return shared(ctx, "clean_predictions", lambda: predict(ctx.model, ctx.x))
 
 
 # --------------------------------------------------------------------------- shared helpers for attacks

@@ -1,8 +1,13 @@
 """boundary: foolbox's BoundaryAttack (decision-based, minimal L2), the paper's main robustness figure.
 
 Protocol: n random test images (seeded by the suite seed; the same images as `min_perturbation`
-and `hop_skip_jump`), untargeted against the model's own clean prediction, r repeats with
-different attack seeds, batched over images. Figure: the median over successful images of the
+and `hop_skip_jump`), untargeted against the model's own clean prediction, r independent repeats:
+each repeat starts from its own seeded starting point (`start="random"`: a random other-class test
+image drawn with a generator seeded by (suite seed, repeat)), so the SEM over repeats measures the
+spread of the attack; the per-repeat medians are recorded (`per_repeat`). All repeats and images
+run batched together (up to `batch` rows a foolbox run), in inference mode, against the evaluated
+model with its batch norms folded into the convolutions (the same function up to float rounding,
+checked on the images; success is judged on the evaluated model itself). Figure: the median over successful images of the
 squared L2 distance per pixel (all channels; `channel="0"` is the reference code's channel-0
 variant), then mean and SEM over repeats, plus the success rate.
 
@@ -10,9 +15,13 @@ Starting points: foolbox's default initialisation (blended uniform noise) raises
 adversarial start, which is what happens on a model that predicts one class (e.g. a randomly
 initialised net). So the start of each image is the nearest (`start="nearest"`) or a seeded random
 (`start="random"`) test image that the model assigns to *another* class, moved towards the original
-by a batched binary search on the blend (as foolbox's blended-noise init does with noise); only when
-no test image has another class, seeded uniform-noise images are tried; an image with no start at
-all counts as a failure instead of aborting the run.
+by a batched binary search on the blend (as foolbox's blended-noise init does with noise) that stops
+on the adversarial side with a margin (`margin` of the blend); only when no test image has another
+class, seeded uniform-noise images are tried; an image with no start at all counts as a failure
+instead of aborting the run. A forward at another batch size can round a logit the other way, so
+every start is re-checked with foolbox's own criterion on exactly the batch the attack will see,
+and a start that is not adversarial there steps back towards its other-class image (halving the
+blend's distance to it, a few times) before it is dropped as a failure.
 
 Convergence curve: foolbox reports the current distances of its best adversarials to its
 TensorBoard logger at every step (`tb.histogram("norms", ...)`); a recording logger is swapped in for
@@ -23,33 +32,108 @@ one that stalled far above the white-box minimum (`min_perturbation`), see `suit
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn as nn
 
-from .base import (EvalContext, SuiteTest, mean_sem, predict, progress_bar, register_test, select_images,
-                   sq_l2_per_pixel)
+from .base import (CountingModel, EvalContext, SuiteTest, clean_predictions, mean_sem, predict, progress_bar,
+                   register_test, select_images, shared, sq_l2_per_pixel)
 
 
-def foolbox_model(ctx: EvalContext):
+def foolbox_model(ctx: EvalContext, model: nn.Module | None = None):
     import foolbox as fb
-    return fb.PyTorchModel(ctx.model, bounds=(0.0, 1.0), device=ctx.device)
+    return fb.PyTorchModel(model if model is not None else ctx.model, bounds=(0.0, 1.0), device=ctx.device)
 
 
+# --------------------------------------------------------------------------- the model the attacks query
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` with every BatchNorm2d that directly follows a Conv2d among a
+    module's children folded into that convolution (BN replaced by Identity). Only used after a check
+    that the copy computes the same logits (`attack_model`): a model whose child order does not match
+    its forward order falls back to itself."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    folded = copy.deepcopy(model).eval()
+    for mod in folded.modules():
+        children = list(mod.named_children())
+        for (n1, c1), (n2, c2) in zip(children, children[1:]):
+            if (isinstance(c1, nn.Conv2d) and isinstance(c2, nn.BatchNorm2d) and c2.num_features == c1.out_channels
+                    and c2.track_running_stats and c2.running_mean is not None):
+                setattr(mod, n1, fuse_conv_bn_eval(c1, c2))
+                setattr(mod, n2, nn.Identity())
+    return folded
+
+
+class CountsInto(nn.Module):
+    """Runs `model` and adds its calls and images to `counter` (the test's CountingModel), so a faster
+    copy of the evaluated model still shows in the test's recorded forward count."""
+
+    def __init__(self, model: nn.Module, counter: CountingModel | None):
+        super().__init__()
+        self.model = model
+        self.counter = counter
+
+    def forward(self, x):
+        if self.counter is not None:
+            self.counter.calls += 1
+            self.counter.images += int(x.shape[0])
+        return self.model(x)
+
+
+def attack_model(ctx: EvalContext, fold: bool = True, channels_last: bool | None = None) -> nn.Module:
+    """The model decision-based attacks query: the evaluated model with batch norms folded into its
+    convolutions (fewer memory passes per forward) and, on CUDA, channels-last; computed once per
+    evaluation, kept only when its logits match the model's on the test images (else the model itself).
+    Forwards are counted into the test's counter."""
+    base = ctx.model.model if isinstance(ctx.model, CountingModel) else ctx.model
+    counter = ctx.model if isinstance(ctx.model, CountingModel) else None
+    if channels_last is None:
+        channels_last = ctx.device.type == "cuda"
+
+    def build():
+        if not fold:
+            return base, "evaluated model"
+        try:
+            fast = fold_batchnorm(base)
+            if channels_last:
+                fast = fast.to(memory_format=torch.channels_last)
+            probe = ctx.x[:64]
+            with torch.inference_mode():
+                a, b = base(probe), fast(probe)
+            tol = 1e-4 * (1.0 + float(a.abs().max()))
+            if a.shape == b.shape and float((a - b).abs().max()) <= tol:
+                return fast, "batch norm folded into convolutions" + (", channels-last" if channels_last else "")
+        except Exception:  # noqa: BLE001  (an exotic model: attack the model itself)
+            pass
+        return base, "evaluated model (folding changed its logits)"
+
+    fast, how = shared(ctx, f"attack_model:{fold}:{channels_last}", build)
+    ctx.extras["_attack_model_kind"] = how
+    return CountsInto(fast, counter).eval()
+
+
+# --------------------------------------------------------------------------- starting points
 @torch.no_grad()
 def starting_points(ctx: EvalContext, idx: torch.Tensor, labels: torch.Tensor, start: str = "nearest",
-                    search: bool = True, search_steps: int = 12, noise_tries: int = 256):
+                    search: bool = True, search_steps: int = 12, noise_tries: int = 256, repeat: int = 0,
+                    margin: float = 1e-3, check_batch: int | None = None, model: nn.Module | None = None):
     """(starts, ok, info): an adversarial start per selected image (other-class test image, blended
-    towards the original), `ok` False where none could be found."""
+    towards the original, stopping `margin` of the blend on the adversarial side), `ok` False where
+    none could be found. `start="random"` draws the other-class image with a generator seeded by
+    (suite seed, `repeat`), so repeats start from different points. With `check_batch`, every start is
+    re-checked at that batch size and steps back towards its other-class image where needed
+    (`ensure_adversarial`). `info["anchors"]` holds the other-class images themselves."""
     if start not in ("nearest", "random"):
         raise ValueError(f"start must be 'nearest' or 'random', got {start!r}")
+    model = model if model is not None else ctx.model
     x = ctx.x[idx]
-    pool, pool_pred = ctx.x, predict(ctx.model, ctx.x)
+    pool, pool_pred = ctx.x, clean_predictions(ctx)
     n = len(x)
-    starts = x.clone()
+    anchors = x.clone()
     ok = torch.zeros(n, dtype=torch.bool, device=x.device)
-    g = torch.Generator().manual_seed(int(ctx.seed) + 31_337)
+    g = torch.Generator().manual_seed(int(ctx.seed) + 31_337 + 1_000_003 * int(repeat))
     flat_pool = pool.flatten(1)
     for i in range(0, n, 256):
         xb, lb = x[i:i + 256].flatten(1), labels[i:i + 256]
@@ -62,37 +146,81 @@ def starting_points(ctx: EvalContext, idx: torch.Tensor, labels: torch.Tensor, s
             score = torch.rand(other.shape, generator=g).to(x.device).masked_fill(~other, -1.0)
             j = score.argmax(1)
         has = other.any(1)
-        starts[i:i + 256][has] = pool[j[has]]
+        anchors[i:i + 256][has] = pool[j[has]]
         ok[i:i + 256] = has
     n_from_noise = 0
     if not bool(ok.all()):  # e.g. a one-class model: try seeded uniform noise
         noise = torch.rand((noise_tries,) + tuple(x.shape[1:]), generator=g).to(x.device)
-        npred = predict(ctx.model, noise)
+        npred = predict(model, noise)
         for k in torch.nonzero(~ok).flatten().tolist():
             cand = torch.nonzero(npred != labels[k]).flatten()
             if len(cand):
-                starts[k] = noise[cand[0]]
+                anchors[k] = noise[cand[0]]
                 ok[k] = True
                 n_from_noise += 1
+    starts = anchors.clone()
+    shape = (-1,) + (1,) * (x.dim() - 1)
     if search and bool(ok.any()):
-        # smallest blend a in [0, 1] with (1 - a) x + a start still of another class
+        # smallest blend a in [0, 1] with (1 - a) x + a anchor still of another class, then a margin
         lo = torch.zeros(n, device=x.device)
         hi = torch.ones(n, device=x.device)
-        shape = (-1,) + (1,) * (x.dim() - 1)
         for _ in range(search_steps):
             mid = (lo + hi) / 2
-            cand = (1 - mid.view(shape)) * x + mid.view(shape) * starts
-            adv = predict(ctx.model, cand) != labels
+            cand = (1 - mid.view(shape)) * x + mid.view(shape) * anchors
+            adv = predict(model, cand) != labels
             hi = torch.where(adv, mid, hi)
             lo = torch.where(adv, lo, mid)
-        blended = (1 - hi.view(shape)) * x + hi.view(shape) * starts
-        still = predict(ctx.model, blended) != labels
+        a = (hi + margin).clamp(max=1.0)
+        blended = (1 - a.view(shape)) * x + a.view(shape) * anchors
+        still = predict(model, blended) != labels
         use = ok & still
         starts[use] = blended[use]
-    return starts, ok, {"start": start, "blend_search": search, "from_noise": n_from_noise,
-                        "no_start": int((~ok).sum())}
+    stepped_back = 0
+    if check_batch is not None and bool(ok.any()):
+        sel = torch.nonzero(ok).flatten()
+        s2, keep, stepped_back = ensure_adversarial(foolbox_model(ctx, model), x[sel], labels[sel], starts[sel],
+                                                    anchors[sel], check_batch)
+        starts[sel] = s2
+        ok[sel[~keep]] = False
+    return starts, ok, {"start": start, "repeat": int(repeat), "blend_search": search, "margin": margin,
+                        "from_noise": n_from_noise, "no_start": int((~ok).sum()), "stepped_back": int(stepped_back),
+                        "anchors": anchors}
 
 
+@torch.no_grad()
+def ensure_adversarial(fmodel, x: torch.Tensor, labels: torch.Tensor, starts: torch.Tensor, anchors: torch.Tensor,
+                       batch: int, tries: int = 6):
+    """(starts, keep, n_stepped): re-check every start with foolbox's criterion on exactly the chunks of
+    `batch` rows the attack will run; a start that is not adversarial there moves half-way towards its
+    anchor (the other-class image), up to `tries` times; one that never is gets `keep` False. Returns
+    starts that are adversarial in their chunks (the chunk composition of the kept rows)."""
+    import eagerpy as ep
+    import foolbox as fb
+    from foolbox.attacks.base import get_is_adversarial
+    starts = starts.clone()
+    keep = torch.ones(len(x), dtype=torch.bool, device=x.device)
+    stepped = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for _ in range(tries + 2):
+        sel = torch.nonzero(keep).flatten()
+        bad_all = []
+        for i in range(0, len(sel), batch):
+            s = sel[i:i + batch]
+            is_adv = get_is_adversarial(fb.criteria.Misclassification(labels[s]), fmodel)
+            bad = ~is_adv(ep.astensor(starts[s])).raw.to(x.device)
+            bad_all.append(s[bad])
+        bad = torch.cat(bad_all) if bad_all else sel[:0]
+        if not len(bad):
+            break
+        for k in bad.tolist():
+            if bool((starts[k] == anchors[k]).all()) or int(stepped[k]) >= tries:
+                keep[k] = False  # the anchor itself fails at this batch size: a failure, not a crash
+            else:
+                starts[k] = (starts[k] + anchors[k]) / 2
+                stepped[k] = True
+    return starts, keep, int(stepped.sum())
+
+
+# --------------------------------------------------------------------------- convergence curve
 def _median(values: np.ndarray) -> float:
     return float(np.median(values)) if len(values) else float("nan")
 
@@ -134,14 +262,25 @@ def record_norms(checkpoints, on_step=None):
 
 
 def boundary_run(ctx: EvalContext, x: torch.Tensor, labels: torch.Tensor, starts: torch.Tensor, steps: int,
-                 checkpoints, batch: int, attack_kw: dict, bar=None):
-    """One repeat of the attack over all images (in batches): (advs, {step: L2 norms of all images})."""
+                 checkpoints, batch: int, attack_kw: dict, bar=None, model: nn.Module | None = None,
+                 anchors: torch.Tensor | None = None, info: dict | None = None):
+    """One attack over all rows (in chunks of `batch`, in inference mode): (advs, {step: L2 norms}).
+    Each chunk's starts are re-checked on exactly that chunk (`ensure_adversarial`, stepping back
+    towards `anchors`, default the starts themselves); a row left without an adversarial start keeps
+    adv = x (a failure). `info` (a dict) receives the number of stepped-back and dropped starts."""
     import foolbox as fb
-    fmodel = foolbox_model(ctx)
+    fmodel = foolbox_model(ctx, model)
     attack = fb.attacks.BoundaryAttack(steps=steps, **attack_kw)
+    anchors = starts if anchors is None else anchors
     advs, norms = [], {}
+    n_back = n_drop = 0
     for i in range(0, len(x), batch):
         xb, lb, sb = x[i:i + batch], labels[i:i + batch], starts[i:i + batch]
+        sb, keep, back = ensure_adversarial(fmodel, xb, lb, sb, anchors[i:i + batch], len(xb))
+        n_back += back
+        adv = xb.clone()
+        final = torch.zeros(len(xb))
+        seen: dict = {}
         done = [0]
 
         def tick():
@@ -149,20 +288,40 @@ def boundary_run(ctx: EvalContext, x: torch.Tensor, labels: torch.Tensor, starts
             if bar is not None:
                 bar.update(1)
 
-        with record_norms(checkpoints, tick) as seen:
-            adv = attack.run(fmodel, xb, fb.criteria.Misclassification(lb), starting_points=sb)
+        if not bool(keep.all()):  # the kept rows form a new chunk: check it as such
+            n_drop += int((~keep).sum())
+            k = torch.nonzero(keep).flatten()
+            s2, keep2, back2 = ensure_adversarial(fmodel, xb[k], lb[k], sb[k], anchors[i:i + batch][k], len(k))
+            sb[k] = s2
+            n_back += back2
+            if not bool(keep2.all()):
+                n_drop += int((~keep2).sum())
+            keep[k[~keep2]] = False
+        k = torch.nonzero(keep).flatten()
+        if len(k):
+            with record_norms(checkpoints, tick) as seen, torch.inference_mode():
+                a = attack.run(fmodel, xb[k], fb.criteria.Misclassification(lb[k]), starting_points=sb[k])
+            adv[k] = a.detach().clone()
+            final[k.cpu()] = (adv[k] - xb[k]).flatten(1).norm(dim=1).float().cpu()
         if bar is not None and done[0] < steps:  # converged early: the bar still reaches the end
             bar.update(steps - done[0])
-        final = (adv - xb).flatten(1).norm(dim=1).float().cpu()
         for c in checkpoints:
-            norms.setdefault(c, []).append(final if c >= steps or c not in seen else seen[c])
-        advs.append(adv.detach())
+            if c >= steps or c not in seen:
+                v = final
+            else:
+                v = torch.zeros(len(xb))
+                v[k.cpu()] = seen[c]
+            norms.setdefault(c, []).append(v)
+        advs.append(adv)
+    if info is not None:
+        info["stepped_back"] = info.get("stepped_back", 0) + n_back
+        info["dropped"] = info.get("dropped", 0) + n_drop
     return torch.cat(advs), {c: torch.cat(v) for c, v in norms.items()}
 
 
 @register_test("boundary")
 class Boundary(SuiteTest):
-    version = "1"
+    version = "2"  # 2: independent seeded starts per repeat, margin + re-checked starts, repeats batched
 
     @dataclass
     class Params:
@@ -170,14 +329,16 @@ class Boundary(SuiteTest):
         repeats: int = 5
         steps: int = 50  # the reference code's value; `full` uses a converged setting
         channel: str = "all"  # all: every channel | 0: the reference code's channel-0 variant
-        start: str = "nearest"  # nearest | random other-class test image
+        start: str = "random"  # random: a seeded random other-class test image per repeat | nearest (same every repeat)
         start_search: bool = True  # binary search of the blend towards the original first
+        start_margin: float = 1e-3  # the search stops this much of the blend on the adversarial side
         curve_points: int = 6
-        batch: int = 1000
+        batch: int = 1000  # rows (image x repeat) per foolbox run
         spherical_step: float = 0.01
         source_step: float = 0.01
         step_adaptation: float = 1.5
         falling_tol: float = 0.02  # flag: median fell by more than this fraction over the last stretch
+        fold_bn: bool = True  # attack the model with batch norm folded into its convolutions (same function)
 
     def run(self, ctx: EvalContext) -> dict:
         p = self.params
@@ -187,30 +348,48 @@ class Boundary(SuiteTest):
             raise ValueError("boundary: repeats and steps must be >= 1")
         idx = select_images(ctx, p.n)
         x = ctx.x[idx]
-        labels = predict(ctx.model, x)
-        starts, ok, start_info = starting_points(ctx, idx, labels, p.start, p.start_search)
+        labels = clean_predictions(ctx)[idx]
+        amodel = attack_model(ctx, fold=p.fold_bn)
         cps = curve_steps(p.steps, p.curve_points)
         dim = x[0].numel()
         kw = dict(spherical_step=p.spherical_step, source_step=p.source_step, step_adaptation=p.step_adaptation)
-        n_batches = (int(ok.sum()) + p.batch - 1) // p.batch
+        # every repeat's starting points (seeded by (seed, repeat)), then one batched attack over all rows
+        rows_r, rows_i, S, A, infos = [], [], [], [], []
+        for r in range(p.repeats):
+            starts, ok, info = starting_points(ctx, idx, labels, p.start, p.start_search, repeat=r,
+                                               margin=p.start_margin, model=amodel)
+            anchors = info.pop("anchors")
+            sel = torch.nonzero(ok).flatten()
+            rows_r.append(torch.full((len(sel),), r, dtype=torch.long))
+            rows_i.append(sel.cpu())
+            S.append(starts[sel])
+            A.append(anchors[sel])
+            infos.append(info)
+        rows_r, rows_i = torch.cat(rows_r), torch.cat(rows_i)
+        n_rows = len(rows_i)
+        run_info: dict = {}
+        success = torch.zeros(p.repeats, len(x), dtype=torch.bool)
+        dist = torch.full((p.repeats, len(x)), float("nan"))
+        norms_all = {c: torch.full((p.repeats, len(x)), float("nan")) for c in cps}
+        n_chunks = (n_rows + p.batch - 1) // p.batch
+        with progress_bar(ctx, n_chunks * p.steps, "boundary") as bar:
+            if n_rows:
+                torch.manual_seed(int(ctx.seed) * 1000)
+                xi = x[rows_i.to(x.device)]
+                li = labels[rows_i.to(x.device)]
+                adv, norms = boundary_run(ctx, xi, li, torch.cat(S), p.steps, cps, p.batch, kw, bar, model=amodel,
+                                          anchors=torch.cat(A), info=run_info)
+                with torch.no_grad():
+                    s = (predict(ctx.model, adv) != li).cpu()  # judged on the evaluated model itself
+                success[rows_r, rows_i] = s
+                dist[rows_r, rows_i] = sq_l2_per_pixel(adv, xi, p.channel).cpu()
+                for c in cps:
+                    norms_all[c][rows_r, rows_i] = norms[c]
         med, rate, curves = [], [], []
-        with progress_bar(ctx, p.repeats * n_batches * p.steps, "boundary") as bar:
-            for r in range(p.repeats):
-                torch.manual_seed(int(ctx.seed) * 1000 + r)
-                success = torch.zeros(len(x), dtype=torch.bool)
-                dist = torch.full((len(x),), float("nan"))
-                curve = [float("nan")] * len(cps)
-                if bool(ok.any()):
-                    sel = torch.nonzero(ok).flatten()
-                    adv, norms = boundary_run(ctx, x[sel], labels[sel], starts[sel], p.steps, cps, p.batch, kw, bar)
-                    with torch.no_grad():
-                        s = (predict(ctx.model, adv) != labels[sel]).cpu()
-                    success[sel.cpu()] = s
-                    dist[sel.cpu()] = sq_l2_per_pixel(adv, x[sel], p.channel).cpu()
-                    curve = [_median((norms[c][s] ** 2 / dim).numpy()) for c in cps]
-                med.append(_median(dist[success].numpy()))
-                rate.append(float(success.float().mean()))
-                curves.append(curve)
+        for r in range(p.repeats):
+            med.append(_median(dist[r][success[r]].numpy()))
+            rate.append(float(success[r].float().mean()))
+            curves.append([_median((norms_all[c][r][success[r]] ** 2 / dim).numpy()) for c in cps])
         m, sem = mean_sem(med)
         mean_curve = [float(np.nanmean([c[k] for c in curves])) if any(c[k] == c[k] for c in curves)
                       else float("nan") for k in range(len(cps))]
@@ -218,6 +397,11 @@ class Boundary(SuiteTest):
             else float("nan")
         flags = {"still_falling": bool(drop > p.falling_tol), "relative_drop_last": drop,
                  "last_stretch": [cps[-2], cps[-1]] if len(cps) > 1 else None}
+        start_info = {"start": p.start, "blend_search": p.start_search, "margin": p.start_margin,
+                      "seeded_by": "(suite seed, repeat)" if p.start == "random" else "deterministic (same every repeat)",
+                      "from_noise": sum(i["from_noise"] for i in infos), "no_start": sum(i["no_start"] for i in infos),
+                      "no_start_per_repeat": [i["no_start"] for i in infos],
+                      "stepped_back": run_info.get("stepped_back", 0), "dropped": run_info.get("dropped", 0)}
         return {"summary": {"median_sq_l2": m, "median_sq_l2_sem": sem, "success_rate": float(np.mean(rate))},
                 "curves": {"convergence": {"x": cps, "y": mean_curve, "x_label": "boundary attack steps",
                                            "y_label": "median squared L2 per pixel (all channels)"}},
@@ -227,4 +411,6 @@ class Boundary(SuiteTest):
                             "unit": "squared L2 / number of values" + (" (channel 0)" if p.channel == "0" else
                                                                          " (all channels)"),
                             "image_selection_seed": int(ctx.seed), "starting_points": start_info,
+                            "attack_model": ctx.extras.get("_attack_model_kind", "evaluated model"),
+                            "rows_per_run": min(p.batch, max(n_rows, 1)),
                             "per_repeat_convergence": curves, "flags": flags}}

@@ -44,6 +44,8 @@ def cmd_eval(args) -> int:
             raise UserError(f"unknown test(s) {', '.join(unknown)}; valid: {', '.join(attacks.available_tests())}")
     if args.suite is not None and args.suite not in attacks.SUITES:
         raise UserError(f"unknown suite {args.suite!r}; valid suites: {', '.join(attacks.available_suites())}")
+    if args.n_examples is not None and args.n_examples < 1:
+        raise UserError(f"--n-examples must be a positive number of test images, got {args.n_examples}")
     if args.robustbench:
         if args.run_dir:
             raise UserError("give either RUN_DIR or --robustbench NAME, not both")
@@ -65,9 +67,13 @@ def cmd_eval(args) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.json").is_file():
         raise UserError(f"{run_dir} is not a RegBench record (no config.json); train one with `python -m bench run`")
+    from bench import store
+    train_rec = (store.read_json(run_dir / "metrics.json", {}) or {}).get("train") or {}
+    if train_rec.get("failed"):
+        raise UserError(f"{run_dir} is a failed run ({' '.join(str(train_rec.get('error', '')).split())[:300]}); "
+                        "fix the cause and rerun `python -m bench run` with --force")
     if not (run_dir / "model.pt").is_file():
         raise UserError(f"{run_dir} has no model.pt: training has not finished (re-run `python -m bench run` to resume)")
-    from bench import store
     from bench.config import RunConfig
     cfg = RunConfig.from_dict(store.read_json(run_dir / "config.json")["config"])
     suite = args.suite or cfg.suite
@@ -75,6 +81,15 @@ def cmd_eval(args) -> int:
     progress = cfg.progress and not args.no_progress
     seed = cfg.seed if args.seed is None else args.seed
     ctx = attacks.context_for_run(run_dir, device=device, n_examples=args.n_examples, seed=seed, progress=progress)
+    if args.n_examples is not None:  # a partial evaluation never replaces a fuller stored result
+        stored = (store.read_json(run_dir / "metrics.json", {}) or {}).get("suite") or {}
+        fuller = sorted(t for t, _ in attacks.SUITES[suite] if (not only or t in only)
+                        and isinstance((stored.get(t) or {}).get("n_examples"), int)
+                        and stored[t]["n_examples"] > len(ctx.x))
+        if fuller:
+            raise UserError(f"refusing --n-examples {args.n_examples}: the record holds {', '.join(fuller)} on "
+                            f"{stored[fuller[0]]['n_examples']} test images and a {len(ctx.x)}-image run would replace "
+                            "it; evaluate a copy of the record folder instead, or leave --n-examples out")
     attacks.prepare_context(ctx, ctx.config, suite=suite, only=only)
     results = attacks.evaluate(ctx, suite=suite, run_dir=run_dir, force=args.force, only=only)
     print(f"record: {run_dir.resolve()} (suite {suite}, {len(ctx.x)} test images)")
@@ -83,21 +98,6 @@ def cmd_eval(args) -> int:
 
 
 def add_parser(sub):
-    p = sub.add_parser("eval", help="evaluate a trained record (or a RobustBench model) with a test suite")
-    p.add_argument("run_dir", nargs="?", default=None, help="a record folder written by `bench run`")
-    p.add_argument("--suite", default=None, help="quick | paper | full (default: the record's suite)")
-    p.add_argument("--n-examples", type=int, default=None, dest="n_examples",
-                   help="use only the first N test images (development)")
-    p.add_argument("--force", action="store_true", help="recompute tests already in the record")
-    p.add_argument("--only", default=None, metavar="TEST,...", help="run only these tests of the suite")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the record's)")
-    p.add_argument("--seed", type=int, default=None, help="suite seed (default: the run's seed)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--robustbench", default=None, metavar="NAME", help="evaluate a RobustBench zoo model")
-    p.add_argument("--threat-model", default=None, dest="threat_model", help="RobustBench threat model")
-    p.add_argument("--model-dir", default=None, dest="model_dir", help="RobustBench model folder")
-    p.add_argument("--out", default="results", help="results folder for RobustBench records")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.add_argument("--cifar10c-dir", default=None, dest="cifar10c_dir",
-                   help="folder of the released CIFAR-10-C .npy files (else env REGBENCH_CIFAR10C; else generated)")
-    p.set_defaults(func=cmd_eval)
+    """The `eval` subcommand: defined in bench.commands.add_eval_parser (parsed without importing torch)."""
+    from bench.commands import add_eval_parser
+    add_eval_parser(sub)

@@ -122,7 +122,7 @@ def _rgb_source(ctx: EvalContext, x: torch.Tensor):
 
 @register_test("corruptions")
 class Corruptions(SuiteTest):
-    version = "1"
+    version = "2"  # 2: clean accuracy on the same images recorded; relative robustness
 
     @dataclass
     class Params:
@@ -204,9 +204,11 @@ class Corruptions(SuiteTest):
 
         acc = np.array([per_corruption[c] for c in p.corruptions])  # [corruption, severity]
         by_sev = acc.mean(0)
-        summary = {"mean_accuracy": float(acc.mean())}
+        clean = accuracy(ctx.model, x, y)  # same images: the reference for relative robustness and relative mCE
+        summary = {"mean_accuracy": float(acc.mean()),
+                   "relative_robustness": float(acc.mean() / clean) if clean > 0 else float("nan")}
         summary.update({f"severity_{s}": float(v) for s, v in zip(p.severities, by_sev)})
-        details = {"per_corruption": per_corruption,
+        details = {"per_corruption": per_corruption, "clean_accuracy": float(clean), "severities": list(p.severities),
                    "per_corruption_mean": {c: float(np.mean(v)) for c, v in per_corruption.items()},
                    "dataset_variant": variant, "source": "released" if use_released else "generated",
                    "colour": colour, "n_examples": n, "parameters": "CIFAR-10-C (make_cifar_c.py)",

@@ -12,7 +12,7 @@ import torch
 
 from bench import store
 
-from .base import TESTS, EvalContext
+from .base import TESTS, EvalContext, dataset_of
 
 _QUICK_N = 32  # boundary / min_perturbation images in `quick`: a CPU demo of 12 runs in ~15 minutes
 
@@ -93,7 +93,7 @@ def evaluate(ctx: EvalContext, suite: str = "quick", run_dir: Path | None = None
     results = {}
     for test in build_suite(suite, only):
         prev = done.get(test.name)
-        if (not force and prev and prev.get("protocol") == test.protocol() and prev.get("seed") == ctx.seed
+        if (not force and prev and prev.get("protocol") == test.protocol(dataset_of(ctx)) and prev.get("seed") == ctx.seed
                 and prev.get("n_examples") == len(ctx.x)
                 and not (prev.get("result", {}).get("details") or {}).get("skipped")):
             log(f"[regbench] {test.name}: already in the record, skipped (--force recomputes)")

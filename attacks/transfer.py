@@ -7,39 +7,50 @@ harness trains or finds it (`attacks.prepare_context`) and this test records whi
 unregularized one): if a regularizer's gain in the forward direction is only dissimilarity to the
 surrogate, the reverse direction shows a similar "gain", which is a warning sign.
 
-The attack is torchattacks' FGSM; eps = linspace(0, 0.02, 10) on [0, 1] (CIFAR-100: 0.005).
+The attack is torchattacks' FGSM; eps = linspace(0, hi, 10) on [0, 1] with the reference code's hi per
+task: CIFAR-10 0.02, CIFAR-100 0.005, MNIST / Fashion-MNIST 0.5 (resolved into the record's protocol).
 Labels are the true labels. Without a surrogate the test reports 'skipped' (and is recomputed
 the next time the suite runs with one).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .base import CountingModel, EvalContext, SuiteTest, first_n, progress_bar, register_test, skipped
+from .base import CountingModel, EvalContext, SuiteTest, dataset_of, first_n, progress_bar, register_test, skipped
+from .summaries import curve_summary
 
 
 def default_eps(dataset: str | None) -> list:
-    top = 0.005 if (dataset or "").startswith("cifar100") else 0.02
+    """The reference's FGSM strengths for a dataset (CIFAR-10's for unknown datasets)."""
+    from .noise import MNIST_FAMILY
+    ds = (dataset or "").lower()
+    top = 0.005 if ds.startswith("cifar100") else 0.5 if ds in MNIST_FAMILY else 0.02
     return [round(float(e), 6) for e in torch.linspace(0, top, 10)]
 
 
 @register_test("transfer_fgsm")
 class TransferFGSM(SuiteTest):
-    version = "1"
+    version = "2"  # 2: per-dataset reference strengths; clean-separating summaries
 
     @dataclass
     class Params:
-        eps: list | None = None  # None: linspace(0, 0.02, 10), CIFAR-100: linspace(0, 0.005, 10)
+        eps: list | None = None  # None: linspace(0, hi, 10), hi: CIFAR-10 0.02, CIFAR-100 0.005, MNIST family 0.5
         direction: str = "forward"  # forward: surrogate -> evaluated model | reverse: evaluated -> surrogate
         n: int | None = None  # first n test images (None: all)
         batch: int = 250
 
+    def resolve_params(self, dataset):
+        if self.params.eps is not None:
+            return self.params
+        return dataclasses.replace(self.params, eps=default_eps(dataset))
+
     def run(self, ctx: EvalContext) -> dict:
         import torchattacks
-        p = self.params
+        p = self.resolve_params(dataset_of(ctx))
         if p.direction not in ("forward", "reverse"):
             raise ValueError(f"{self.name}: direction must be 'forward' or 'reverse', got {p.direction!r}")
         surrogate = ctx.extras.get("surrogate")
@@ -51,7 +62,7 @@ class TransferFGSM(SuiteTest):
             source, target = surrogate, ctx.model
         else:
             source, target = ctx.model, surrogate
-        eps_list = p.eps if p.eps is not None else default_eps(getattr(ctx.config, "dataset", None))
+        eps_list = [float(e) for e in p.eps]
         x, y = first_n(ctx, p.n)
         correct = torch.zeros(len(eps_list), dtype=torch.long)
         nb = (len(x) + p.batch - 1) // p.batch
@@ -74,7 +85,7 @@ class TransferFGSM(SuiteTest):
                    "target": "evaluated model" if p.direction == "forward" else "surrogate"}
         if sdir and ctx.run_dir and Path(sdir).resolve() == Path(ctx.run_dir).resolve():
             details["warning"] = "the surrogate is the evaluated model itself (a white-box FGSM, not a transfer)"
-        return {"summary": {"mean_accuracy": sum(acc) / len(acc), "accuracy_max_eps": acc[-1]},
+        return {"summary": curve_summary(eps_list, acc),
                 "curves": {"accuracy": {"x": [float(e) for e in eps_list], "y": acc,
                                         "x_label": "FGSM eps (L-inf, [0,1] scale)", "y_label": "accuracy"}},
                 "details": details}
@@ -83,7 +94,7 @@ class TransferFGSM(SuiteTest):
 @register_test("transfer_fgsm_reverse")
 class TransferFGSMReverse(TransferFGSM):
     """The reverse direction: FGSM from the evaluated model, accuracy of the unregularized surrogate."""
-    version = "1"
+    version = "2"
 
     @dataclass
     class Params:

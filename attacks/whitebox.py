@@ -3,21 +3,24 @@
 - `pgd`: torchattacks L-inf PGD at eps 1/255, 2/255, 4/255, 8/255 (accuracy vs true labels).
 - `autoattack`: torchattacks' AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square) at 1/255.
 - `hop_skip_jump`: foolbox HopSkipJump (L2), same images, starts and unit as `boundary`.
-- `min_perturbation`: a converged white-box minimal-L2 attack (foolbox DDN, or FMN) on the same
+- `min_perturbation`: a converged white-box minimal-L2 attack (FMN by default, or DDN) on the same
   images as `boundary`, in the same unit (median over successes of squared L2 per pixel), so a
   boundary figure can be compared with what a gradient attack finds: a boundary median far above
-  it means the decision-based attack stalled, not that the boundary is far.
+  it means the decision-based attack stalled, not that the boundary is far. It stops when done:
+  an image leaves the batch once its best adversarial distance has not improved by more than
+  `tol` (relative) for `patience` steps, and the steps each image used are recorded.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .base import (EvalContext, SuiteTest, first_n, predict, progress_bar, register_test, select_images,
-                   sq_l2_per_pixel)
-from .boundary import foolbox_model, starting_points
+from .base import (EvalContext, SuiteTest, clean_predictions, first_n, predict, progress_bar, register_test,
+                   select_images, sq_l2_per_pixel)
+from .boundary import attack_model, foolbox_model, starting_points
 
 
 def _eps_default():
@@ -62,7 +65,7 @@ class PGD(SuiteTest):
         return {"summary": summary,
                 "curves": {"accuracy": {"x": [float(e) for e in p.eps], "y": acc,
                                         "x_label": "PGD eps (L-inf, [0,1] scale)", "y_label": "accuracy"}},
-                "details": {"n_images": len(x), "clean_accuracy": float((predict(ctx.model, x) == y).float().mean())}}
+                "details": {"n_images": len(x), "clean_accuracy": float((clean_predictions(ctx)[:len(x)] == y).float().mean())}}
 
 
 @register_test("autoattack")
@@ -98,12 +101,12 @@ class AutoAttack(SuiteTest):
                             if p.version == "standard" else p.version}}
 
 
-def _distance_result(ctx, x, labels, adv, ok, channel, extra: dict) -> dict:
+def _distance_result(ctx, x, labels, adv, ok, channel, extra: dict, summary_extra: dict | None = None) -> dict:
     with torch.no_grad():
         success = (predict(ctx.model, adv) != labels) & ok
     d = sq_l2_per_pixel(adv, x, channel)[success].cpu().numpy()
     med = float(np.median(d)) if len(d) else float("nan")
-    return {"summary": {"median_sq_l2": med, "success_rate": float(success.float().mean())},
+    return {"summary": {"median_sq_l2": med, "success_rate": float(success.float().mean()), **(summary_extra or {})},
             "details": {"n_images": len(x), "image_selection_seed": int(ctx.seed),
                         "unit": "squared L2 / number of values" + (" (channel 0)" if channel == "0" else
                                                                      " (all channels)"), **extra}}
@@ -111,7 +114,7 @@ def _distance_result(ctx, x, labels, adv, ok, channel, extra: dict) -> dict:
 
 @register_test("hop_skip_jump")
 class HopSkipJump(SuiteTest):
-    version = "1"
+    version = "2"  # 2: starts with a margin, re-checked at the attack's batch size
 
     @dataclass
     class Params:
@@ -128,14 +131,17 @@ class HopSkipJump(SuiteTest):
         p = self.params
         idx = select_images(ctx, p.n)
         x = ctx.x[idx]
-        labels = predict(ctx.model, x)
-        starts, ok, info = starting_points(ctx, idx, labels, p.start)
+        labels = clean_predictions(ctx)[idx]
+        amodel = attack_model(ctx)
+        # re-checked on the very chunks the attack runs (HopSkipJump refuses a non-adversarial start)
+        starts, ok, info = starting_points(ctx, idx, labels, p.start, model=amodel, check_batch=p.batch)
+        info.pop("anchors", None)
         adv = x.clone()
         attack = fb.attacks.HopSkipJumpAttack(steps=p.steps, initial_gradient_eval_steps=p.initial_gradient_eval_steps,
                                               max_gradient_eval_steps=p.max_gradient_eval_steps)
-        fmodel = foolbox_model(ctx)
+        fmodel = foolbox_model(ctx, amodel)
         sel = torch.nonzero(ok).flatten()
-        with progress_bar(ctx, (len(sel) + p.batch - 1) // p.batch, "hop_skip_jump") as bar:
+        with progress_bar(ctx, (len(sel) + p.batch - 1) // p.batch, "hop_skip_jump") as bar, torch.inference_mode():
             for i in range(0, len(sel), p.batch):
                 s = sel[i:i + p.batch]
                 adv[s] = attack.run(fmodel, x[s], fb.criteria.Misclassification(labels[s]),
@@ -144,36 +150,192 @@ class HopSkipJump(SuiteTest):
         return _distance_result(ctx, x, labels, adv, ok, p.channel, {"steps": p.steps, "starting_points": info})
 
 
+# --------------------------------------------------------------------------- minimal L2 with early stopping
+def _l2(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).norm(dim=1)
+
+
+def _bc(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.view((-1,) + (1,) * (like.dim() - 1))
+
+
+def _normalize(grad: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Unit-L2 gradients; a zero gradient is replaced by a random direction (as foolbox's DDN does)."""
+    n = _l2(grad)
+    zero = n == 0
+    if bool(zero.any()):
+        noise = torch.randn(grad[zero].shape, generator=generator).to(grad.device, grad.dtype)
+        grad = grad.clone()
+        grad[zero] = noise
+        n = _l2(grad)
+    return grad / _bc(n.clamp_min(1e-12), grad)
+
+
+def minimal_l2(model, x: torch.Tensor, labels: torch.Tensor, method: str = "fmn", steps: int = 1000,
+               patience: int | None = 50, tol: float = 1e-3, gamma: float = 0.05, init_epsilon: float = 1.0,
+               max_stepsize: float = 1.0, min_stepsize: float | None = None, generator=None, on_step=None):
+    """Untargeted minimal-L2 adversarials of `x` ([0, 1] images) against `labels`: DDN (Rony et al. 2019)
+    or FMN (Pintor et al. 2021), written as foolbox 3.3.4's `DDNAttack` / `L2FMNAttack` (same step
+    schedules, epsilon updates and bookkeeping), with two differences: FMN projects onto the epsilon
+    ball (foolbox 3.3.4's L2 projection computes `norms / norms`, a no-op), and per-image early
+    stopping: an image leaves the batch once its best adversarial distance has not fallen by more than
+    `tol` (relative) for `patience` steps (None: never; every image then runs `steps`). Before FMN has
+    found an adversarial its epsilon is the linear estimate of the boundary times (1 + gamma) (the
+    plain estimate can creep towards a curved boundary without crossing it), FMN's gradient keeps only
+    the directions the [0, 1] box allows (else clipping can pin the distance below the boundary on
+    images with many saturated pixels, as Fashion-MNIST's black backgrounds are), and adversarials within
+    float rounding of the boundary are nudged outwards by 0.1% so they stay adversarial at any batch size.
+
+    Returns (adv, steps_used per image, forward images spent)."""
+    if method not in ("ddn", "fmn"):
+        raise ValueError(f"method must be 'ddn' or 'fmn', got {method!r}")
+    n = len(x)
+    dev = x.device
+    min_stepsize = max_stepsize / 100 if min_stepsize is None else min_stepsize
+    worst = _l2(torch.maximum(x, 1 - x))  # the largest L2 distance inside [0, 1]
+    delta = torch.zeros_like(x)
+    best_delta = torch.zeros_like(x)
+    best_l2 = worst.clone()
+    adv_found = torch.zeros(n, dtype=torch.bool, device=dev)
+    epsilon = (init_epsilon * torch.ones(n, device=dev)) if method == "ddn" else torch.full((n,), float("inf"), device=dev)
+    ref_l2 = torch.full((n,), float("inf"), device=dev)  # best distance at the last real improvement
+    last_improve = torch.zeros(n, dtype=torch.long, device=dev)
+    steps_used = torch.zeros(n, dtype=torch.long, device=dev)
+    active = torch.arange(n, device=dev)
+    forwards = 0
+    for i in range(steps):
+        if not len(active):
+            break
+        cos = (1 + math.cos(math.pi * i / steps)) / 2
+        a = active
+        xa, la, da = x[a], labels[a], delta[a].clone().requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(xa + da)
+            if method == "ddn":
+                loss = torch.nn.functional.cross_entropy(logits, la, reduction="sum")
+                margin = None
+            else:
+                true = logits.gather(1, la[:, None])[:, 0]
+                other = logits.masked_fill(torch.nn.functional.one_hot(la, logits.shape[1]).bool(),
+                                           float("-inf")).amax(1)
+                margin = true - other
+                loss = -margin.sum()
+            grad, = torch.autograd.grad(loss, da)
+        forwards += len(a)
+        steps_used[a] += 1
+        with torch.no_grad():
+            da = da.detach()
+            is_adv = logits.argmax(1) != la
+            l2 = _l2(da)
+            both = is_adv & (l2 <= best_l2[a])
+            adv_found[a] |= is_adv
+            best_l2[a] = torch.where(both, l2, best_l2[a])
+            bd = torch.where(_bc(both, da), da, best_delta[a])
+            best_delta[a] = bd
+            eps = epsilon[a]
+            if method == "ddn":
+                stepsize = 0.01 + (max_stepsize - 0.01) * cos
+                da = da + stepsize * _normalize(grad, generator)
+                eps = eps * torch.where(is_adv, 1.0 - gamma, 1.0 + gamma)
+                eps = torch.minimum(eps, worst[a])
+                da = da * _bc(eps / _l2(da).clamp_min(1e-12), da)
+            else:
+                stepsize = min_stepsize + (max_stepsize - min_stepsize) * cos
+                g_now = 0.001 + (gamma - 0.001) * cos
+                xd = xa + da  # only the directions the [0, 1] box allows (else clipping eats the step)
+                grad = grad.masked_fill(((xd <= 0) & (grad < 0)) | ((xd >= 1) & (grad > 0)), 0.0)
+                gnorm = _l2(grad).clamp_min(1e-12)
+                to_boundary = margin.detach().abs() / gnorm
+                eps = torch.where(is_adv, torch.minimum(eps * (1 - g_now), _l2(bd)),
+                                  torch.where(adv_found[a], eps * (1 + g_now), (l2 + to_boundary) * (1 + g_now)))
+                eps = torch.minimum(eps, worst[a])
+                da = da + stepsize * grad / _bc(gnorm, grad)
+                norm = _l2(da)
+                da = da * _bc(torch.minimum(torch.ones_like(norm), eps / norm.clamp_min(1e-12)), da)
+            epsilon[a] = eps
+            delta[a] = (x[a] + da).clamp(0.0, 1.0) - x[a]
+            # early stopping: a real improvement resets the patience counter
+            improved = adv_found[a] & (best_l2[a] < ref_l2[a] * (1 - tol))
+            ref_l2[a] = torch.where(improved, best_l2[a], ref_l2[a])
+            last_improve[a] = torch.where(improved, torch.full_like(last_improve[a], i), last_improve[a])
+            if patience is not None:
+                done = adv_found[a] & (i - last_improve[a] >= patience)
+                active = a[~done]
+        if on_step is not None:
+            on_step()
+    # an adversarial found at the attack's batch size can sit within float rounding of the boundary and
+    # read as clean at another batch size: nudge those outwards (x 1.001 of the distance, a few times)
+    adv = (x + best_delta).clamp(0.0, 1.0)
+    with torch.no_grad():
+        for _ in range(5):
+            bad = adv_found & (predict(model, adv) == labels)
+            forwards += len(x)
+            if not bool(bad.any()):
+                break
+            adv[bad] = (x[bad] + best_delta[bad] * 1.001).clamp(0.0, 1.0)
+            best_delta[bad] = adv[bad] - x[bad]
+    return adv.detach(), steps_used, forwards
+
+
 @register_test("min_perturbation")
 class MinPerturbation(SuiteTest):
-    version = "1"
+    version = "2"  # 2: FMN default, per-image early stopping, steps used recorded
+    lower_is_better = ("median_sq_l2", "steps_used_mean", "steps_used_median", "forward_images_per_image")
 
     @dataclass
     class Params:
         n: int = 1000  # must equal boundary's n to attack the same images
-        attack: str = "ddn"  # ddn | fmn (foolbox)
-        steps: int = 1000
+        attack: str = "fmn"  # fmn | ddn (this module's torch code, with early stopping) | ddn_foolbox | fmn_foolbox
+        steps: int = 250  # the most steps an image may use (and the length of the step-size schedule)
+        patience: int | None = 60  # an image stops after this many steps without a real improvement (None: never)
+        tol: float = 1e-3  # a real improvement: the best distance fell by more than this fraction
         channel: str = "all"
         batch: int = 500
 
     def run(self, ctx: EvalContext) -> dict:
-        import foolbox as fb
         p = self.params
-        if p.attack == "ddn":
-            attack = fb.attacks.DDNAttack(steps=p.steps)
-        elif p.attack == "fmn":
-            attack = fb.attacks.L2FMNAttack(steps=p.steps)
-        else:
-            raise ValueError(f"min_perturbation: attack must be 'ddn' or 'fmn', got {p.attack!r}")
+        if p.attack not in ("ddn", "fmn", "ddn_foolbox", "fmn_foolbox"):
+            raise ValueError(f"min_perturbation: attack must be 'fmn', 'ddn', 'ddn_foolbox' or 'fmn_foolbox', "
+                             f"got {p.attack!r}")
         idx = select_images(ctx, p.n)
         x = ctx.x[idx]
-        labels = predict(ctx.model, x)
-        fmodel = foolbox_model(ctx)
+        labels = clean_predictions(ctx)[idx]
         adv = torch.empty_like(x)
-        with progress_bar(ctx, (len(x) + p.batch - 1) // p.batch, "min_perturbation") as bar:
+        steps_used = torch.zeros(len(x), dtype=torch.long)
+        g = torch.Generator().manual_seed(int(ctx.seed) + 4_242)
+        fmodel = foolbox_model(ctx) if p.attack.endswith("_foolbox") else None
+        nb = (len(x) + p.batch - 1) // p.batch
+        with progress_bar(ctx, nb * p.steps, "min_perturbation") as bar:
             for i in range(0, len(x), p.batch):
                 xb, lb = x[i:i + p.batch], labels[i:i + p.batch]
-                adv[i:i + p.batch] = attack.run(fmodel, xb, fb.criteria.Misclassification(lb)).detach()
-                bar.update(1)
+                if fmodel is not None:  # foolbox's own attack: every image runs every step
+                    import foolbox as fb
+                    attack = fb.attacks.DDNAttack(steps=p.steps) if p.attack == "ddn_foolbox" \
+                        else fb.attacks.L2FMNAttack(steps=p.steps)
+                    adv[i:i + p.batch] = attack.run(fmodel, xb, fb.criteria.Misclassification(lb)).detach()
+                    steps_used[i:i + p.batch] = p.steps
+                    bar.update(p.steps)
+                else:
+                    done = [0]
+
+                    def tick():
+                        done[0] += 1
+                        bar.update(1)
+
+                    a, used, _ = minimal_l2(ctx.model, xb, lb, p.attack, p.steps, p.patience, p.tol,
+                                            generator=g, on_step=tick)
+                    adv[i:i + p.batch] = a
+                    steps_used[i:i + p.batch] = used.cpu()
+                    bar.update(p.steps - done[0])
         ok = torch.ones(len(x), dtype=torch.bool, device=x.device)
-        return _distance_result(ctx, x, labels, adv, ok, p.channel, {"attack": p.attack, "steps": p.steps})
+        su = steps_used.double()
+        # forward images of the attack itself (each with a backward): steps used summed over images
+        fwd = float(su.sum())
+        summary = {"steps_used_mean": float(su.mean()) if len(su) else float("nan"),
+                   "steps_used_median": float(su.median()) if len(su) else float("nan"),
+                   "forward_images_per_image": fwd / max(len(x), 1)}
+        return _distance_result(ctx, x, labels, adv, ok, p.channel,
+                                {"attack": p.attack, "steps": p.steps, "patience": p.patience, "tol": p.tol,
+                                 "steps_used": steps_used.tolist(),
+                                 "early_stopping": p.patience is not None and not p.attack.endswith("_foolbox")},
+                                summary)

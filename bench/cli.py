@@ -1,17 +1,33 @@
 """`python -m bench ...`: the command line.
 
-Subcommands live next to what they drive; each module listed in `COMMAND_MODULES` exposes
-`add_parser(subparsers)` which registers its subcommand(s) with a `func(args) -> int`.
+The parser is built without importing torch, numpy, scipy or pandas, so `--help` answers at once:
+every function in `PARSERS` lives in a module that imports only the standard library at load time,
+and registers its subcommand(s) with a `func(args) -> int` that does its heavy imports when it runs
+(`bench.commands.lazy("pkg.module:function")` for commands implemented in torch-importing packages).
+Names offered in help texts come from `bench.names` (checked against the registries by the tests).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 
-COMMAND_MODULES = ["bench.commands", "attacks.cli", "leaderboard.cli", "bench.sweep", "bench.estimate",
-                   "bench.reproduce", "regularizers.analysis"]
+# (module, function) in the order the subcommands are listed by --help
+PARSERS = [("bench.commands", "add_parser"),              # run, list
+           ("bench.commands", "add_eval_parser"),         # eval        (attacks.cli)
+           ("bench.commands", "add_leaderboard_parsers"),  # leaderboard, plot (leaderboard.cli)
+           ("bench.sweep", "add_parser"),                 # sweep, demo
+           ("bench.commands", "add_estimate_parser"),     # estimate    (bench.estimate)
+           ("bench.reproduce", "add_parser"),             # reproduce
+           ("bench.commands", "add_similarity_parser")]   # similarity  (regularizers.analysis)
+
+EPILOG = """first steps:
+  python -m bench list                          what is installed (regularizers, presets, suites, ...)
+  python -m bench run -r pixel_sim              one run with the default preset (quick: minutes on a CPU)
+  python -m bench demo                          4 regularizers x 3 seeds, leaderboard and plots
+  python -m bench COMMAND --help                the options of one command"""
 
 
 class UserError(Exception):
@@ -19,12 +35,33 @@ class UserError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench", description="RegBench: benchmark robustness regularizers.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    from . import __version__
+    p = argparse.ArgumentParser(prog="python -m bench", description="RegBench: benchmark robustness regularizers.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"regbench {__version__}",
+                   help="print the version and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     sub.required = True
-    for mod in COMMAND_MODULES:
-        importlib.import_module(mod).add_parser(sub)
+    for mod, fn in PARSERS:
+        getattr(importlib.import_module(mod), fn)(sub)
     return p
+
+
+def _stdout_gone() -> int:
+    """The reader of our stdout went away (`bench list | head`): no traceback, the usual 141 exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+    except (OSError, ValueError):
+        pass
+    return 141
+
+
+def one_line(msg) -> str:
+    """An error message as one terminal line: whitespace runs (newlines too) become one space and
+    control characters (ESC, BEL, ...) are dropped, so a name cannot drive the terminal."""
+    text = " ".join(str(msg).split())
+    return "".join(ch for ch in text if ch.isprintable())
 
 
 def main(argv=None) -> int:
@@ -32,16 +69,20 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _stdout_gone()
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, KeyError, ImportError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         if getattr(args, "debug", False):
             traceback.print_exc()
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {one_line(msg)}", file=sys.stderr)
         return 2

@@ -1,30 +1,81 @@
-"""`bench run` and `bench list`."""
+"""`bench run` and `bench list`, and the arguments of the commands whose code lives in packages that
+import torch at once (`eval`, `leaderboard`, `plot`, `estimate`, `similarity`).
+
+This module must stay importable without torch, numpy, scipy or pandas: `python -m bench --help` (and
+every `COMMAND --help`) builds the whole parser from it. Heavy imports happen inside the command
+functions only; the names offered in help texts come from `bench.names`.
+"""
 from __future__ import annotations
 
+import sys
+
+from .config import PRESETS
+from .names import DATASETS, DEVICES, MODELS, REGULARIZERS, SUITES, TESTS, joined
+
+DEFAULT_PRESET = "quick"  # what `bench run` runs without --preset, on any device; `paper` is always explicit
+CONFIRM_ABOVE_S = 3600.0  # `bench run` asks for --yes above this estimate
+
+PRESET_HELP = {
+    "paper": "the papers' protocol: grayscale CIFAR-10, ResNet18 width 1.0, 40 epochs, paper suite (GPU-days on a CPU)",
+    "quick": "Fashion-MNIST 10k images, width 0.25, 4 epochs, quick suite (minutes on 2 CPU cores)",
+    "demo": "Fashion-MNIST 5k images, width 0.25, 3 epochs, quick suite (what `bench demo` runs)",
+    "repro_cpu": "the CPU reproduction study's runs (`bench reproduce --scale cpu`)",
+    "tiny": "256 images, width 0.125, 1 epoch (seconds; tests)",
+}
 
 
+def lazy(target: str):
+    """A command function imported only when the command runs: 'package.module:function'."""
+    return LazyCommand(target)
 
+
+class LazyCommand:
+    def __init__(self, target: str):
+        self.target = target
+
+    def __call__(self, args):
+        import importlib
+        mod, fn = self.target.split(":")
+        return getattr(importlib.import_module(mod), fn)(args)
+
+    def __repr__(self):
+        return f"lazy({self.target!r})"
+
+
+# ----------------------------------------------------------------------------- shared run arguments
 def add_common_run_args(p):
-    p.add_argument("--preset", default=None, help="paper | quick | demo | tiny (defaults: the paper's values)")
-    p.add_argument("--dataset", default=None)
-    p.add_argument("--color", choices=["gray", "rgb"], default=None)
-    p.add_argument("--width", type=float, default=None, help="channel multiplier (1.0 = 64 base channels)")
-    p.add_argument("--arch", default=None)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--n-train", type=int, default=None, dest="n_train")
-    p.add_argument("--n-test", type=int, default=None, dest="n_test")
-    p.add_argument("--suite", default=None)
-    p.add_argument("--budget-seconds", type=float, default=None, dest="budget_seconds")
-    p.add_argument("--data-dir", default=None, dest="data_dir")
-    p.add_argument("--out", default=None, help="results directory (default: ./results)")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    """The options of `bench run` that `bench sweep`, `bench demo` and `bench estimate` share."""
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS), metavar="PRESET",
+                   help=f"named settings: {joined(sorted(PRESETS))} (default: {DEFAULT_PRESET}, which suits a CPU "
+                        f"machine; `paper` runs only when asked for). Options below override the preset")
+    p.add_argument("--dataset", default=None, metavar="NAME",
+                   help=f"task dataset: {joined(DATASETS, 'folder:PATH')} (default: the preset's)")
+    p.add_argument("--color", choices=["gray", "rgb"], default=None, help="image colour (default: the preset's)")
+    p.add_argument("--width", type=float, default=None,
+                   help="channel multiplier of the model: 1.0 = 64-128-256-512 channels (default: the preset's)")
+    p.add_argument("--arch", default=None, metavar="NAME", help=f"architecture: {joined(MODELS)} (default: resnet18)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the preset's)")
+    p.add_argument("--n-train", type=int, default=None, dest="n_train", metavar="N",
+                   help="use the first N training images (default: the preset's; none = all)")
+    p.add_argument("--n-test", type=int, default=None, dest="n_test", metavar="N",
+                   help="evaluate on the first N test images (default: the preset's; none = all)")
+    p.add_argument("--suite", default=None, choices=SUITES, metavar="SUITE",
+                   help=f"evaluation suite: {joined(SUITES)} (default: the preset's)")
+    p.add_argument("--budget-seconds", type=float, default=None, dest="budget_seconds", metavar="S",
+                   help="also stop training after S wall-clock seconds (the step budget stays the nominal one)")
+    p.add_argument("--data-dir", default=None, dest="data_dir", metavar="DIR",
+                   help="where datasets are (default: torchvision's download; Fashion-MNIST also from "
+                        "/usr/share/datasets/fashion-mnist)")
+    p.add_argument("--out", default=None, metavar="DIR", help="results directory (default: ./results)")
+    p.add_argument("--device", default=None, help=f"{DEVICES} (default: auto = cuda when present, else cpu)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field; reg_params.NAME=VALUE for regularizer hyper-parameters")
+                   help="override any field of bench.config.RunConfig, type-checked (e.g. lr=0.05, epochs=2); "
+                        "reg_params.NAME=VALUE for a regularizer's hyper-parameters; repeatable")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="import a module that registers regularizers")
+                   help="import a module that registers regularizers; repeatable")
     p.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the model for training (speed only; not part of the run's hash)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -45,61 +96,287 @@ def load_plugins(names):
         regularizers.load_plugin(mod)
 
 
+def _hms(s: float) -> str:
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 3600:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def preflight(args, cfg, log=print) -> float | None:
+    """Before `bench run` trains: the step budget, and the estimated device time of what is still to do
+    (the run, the transfer attack's surrogate when its record is missing, the suite), measured here by
+    `bench.estimate` (a few real train steps and a tiny suite run). Returns the estimate in seconds
+    (None when skipped or when it could not be made)."""
+    import argparse
+    import dataclasses
+
+    from .config import RunConfig
+    from .jobs import is_complete
+    from .sweep import plan_sweep
+    ns = argparse.Namespace(**{f.name: None for f in dataclasses.fields(RunConfig)})
+    ns.__dict__.update(vars(args))
+    ns.preset, ns.regularizers, ns.seeds, ns.datasets = cfg.preset, args.regularizer, str(args.seed), None
+    plan = plan_sweep(ns)
+    pending = [s for s in plan.specs if getattr(args, "force", False) or not is_complete(s)]
+    if not pending:
+        log("[run] the record is complete: nothing to train or evaluate")
+        return 0.0
+    if getattr(args, "no_estimate", False):
+        return None
+    from . import estimate as est_mod
+    log("[run] estimating the time: timing a few train steps and a tiny suite run on this device ...")
+    est = est_mod.estimate(ns, log=lambda m: log(f"  {m}"), measure_steps=4, warmup_steps=1, suite_images=8)
+    pend = {(s.kind, s.config["regularizer"]) for s in pending}
+    parts, total = [], 0.0
+    for r in est["rows"]:
+        if (r["kind"], r["regularizer"]) not in pend:
+            continue
+        what = "surrogate (for the transfer attack)" if r["kind"] == "surrogate" else "training"
+        parts.append(f"{what} {r['steps']} steps x {r['step_s']:.3f} s = {_hms(r['train_s'])}")
+        total += r["train_s"]
+        if r["kind"] == "run":
+            parts.append(f"suite {cfg.suite} {_hms(r['suite_total_s'])}")
+            total += r["suite_total_s"]
+    log(f"[run] estimate on {est.get('device')}: {_hms(total)} ({'; '.join(parts)}); a rough figure "
+        f"(from short timings), not a promise")
+    return total
+
+
 def cmd_run(args) -> int:
+    import time
+
+    from .cli import UserError
+    t0 = time.time()
+    preset_note = ""
+    if args.preset is None:
+        args.preset = DEFAULT_PRESET
+        preset_note = " (the default; --preset paper for the papers' protocol)"
     import regularizers
     from . import store
-    from .train import resolve_device, train
+    from .train import resolve_device, steps_per_epoch, train
     load_plugins(args.plugin)
     regularizers.get_class(args.regularizer)  # fail early with the list of valid names
     cfg = config_from_args(args, regularizer=args.regularizer, seed=args.seed)
-    run_dir = train(cfg)
-    acc = None
+    device = resolve_device(cfg.device)
+    if not args.no_eval:  # every name is checked before any work (a plugin may register suites)
+        import attacks
+        if cfg.suite not in attacks.SUITES:
+            raise UserError(f"unknown suite {cfg.suite!r}; valid suites: {', '.join(attacks.available_suites())}")
+    print(f"[run] preset {cfg.preset}{preset_note}: {cfg.dataset} ({cfg.color}), {cfg.arch} width {cfg.width:g}, "
+          f"regularizer {cfg.regularizer}, seed {cfg.seed}, suite {cfg.suite}, device {device}")
+    from .estimate import DATASET_SIZES
+    n_total = DATASET_SIZES.get(cfg.dataset, (None,))[0]
+    if n_total is not None:  # the split of bench.data.split_indices: validation images come on top of n_train
+        import math
+        n_fit = min(cfg.n_train or n_total, n_total)
+        n_val = max(1, math.ceil(cfg.val_fraction * n_fit))
+        n_fit = n_total - n_val if cfg.n_train is None else min(n_fit, n_total - n_val)
+        spe = steps_per_epoch(cfg, n_fit)
+        print(f"[run] step budget: {cfg.epochs} epochs x {spe} steps = {cfg.epochs * spe} steps of batch "
+              f"{cfg.batch_size} ({n_fit} training images)")
+    try:
+        est = preflight(args, cfg)
+    except (ValueError, KeyError, OSError, RuntimeError) as e:  # no estimate is no reason not to run
+        print(f"[run] no time estimate: {e}")
+        est = None
+    if est is not None and est > CONFIRM_ABOVE_S and not args.yes:
+        raise UserError(f"this run is estimated at {_hms(est)} on {device} (more than {_hms(CONFIRM_ABOVE_S)}): "
+                        f"add --yes to run it, or choose a smaller --preset (quick: minutes on a CPU)")
+    print("[run] training ...", flush=True)
+    run_dir = train(cfg, force=getattr(args, "force", False))
     if not args.no_eval:
         import attacks
-        ctx = attacks.context_for_run(run_dir, device=resolve_device(cfg.device), n_examples=None,
-                                      seed=cfg.seed, progress=cfg.progress)
-        if hasattr(attacks, "prepare_context"):
-            attacks.prepare_context(ctx, cfg)
-        attacks.evaluate(ctx, suite=cfg.suite, run_dir=run_dir, force=args.force_eval)
+        print(f"[run] evaluating with the {cfg.suite} suite ...", flush=True)
+        with store.run_lock(run_dir, log=print):  # a second identical command waits, then finds the results
+            ctx = attacks.context_for_run(run_dir, device=device, n_examples=None, seed=cfg.seed,
+                                          progress=cfg.progress)
+            if hasattr(attacks, "prepare_context"):
+                attacks.prepare_context(ctx, cfg)
+            attacks.evaluate(ctx, suite=cfg.suite, run_dir=run_dir, force=args.force_eval)
     m = store.read_json(run_dir / "metrics.json", {})
     acc = m.get("suite", {}).get("clean", {}).get("result", {}).get("summary", {}).get("accuracy")
     print(f"record: {run_dir}")
     if acc is not None:
         print(f"clean test accuracy: {acc:.4f}")
+    print(f"[run] preset {cfg.preset}, finished in {_hms(time.time() - t0)}")
     return 0
 
 
+# ----------------------------------------------------------------------------- bench list
 def cmd_list(args) -> int:
+    """Everything the install offers; with PATTERN (fnmatch wildcards, e.g. 'pixel*'), only matching names."""
+    from fnmatch import fnmatchcase
+    pat = args.pattern
+
+    def keep(name: str) -> bool:
+        return pat is None or fnmatchcase(name, pat)
+
     import regularizers
     from . import data, models
-    from .config import PRESETS
-    load_plugins(args.plugin)
-    print("regularizers:")
+    for mod in args.plugin or []:  # a plugin that fails to import is listed with its error below
+        regularizers.load_plugin(mod, strict=False)
+    sections: list[tuple[str, list[str]]] = []
+    regs = []
     for e in regularizers.entries():
-        hp = ", ".join(f"{k}={v}" for k, v in e.cls.Params().__dict__.items())
-        print(f"  {e.name:<14} [{e.source}] {hp}")
-    for name, err in regularizers.plugin_errors().items():
-        print(f"  (plugin {name} failed to load: {err})")
-    print("models:   " + ", ".join(models.available_models()))
-    print("datasets: " + ", ".join(data.available_datasets()) + ", folder:PATH")
-    print("presets:  " + ", ".join(sorted(PRESETS)))
+        if keep(e.name):
+            hp = ", ".join(f"{k}={v}" for k, v in e.cls.Params().__dict__.items())
+            regs.append(f"{e.name:<14} [{e.source}] {hp}")
+    regs += [f"(plugin {name} failed to load: {err})" for name, err in regularizers.plugin_errors().items()
+             if keep(name)]
+    sections.append(("regularizers", regs))
+    sections.append(("models", [m for m in models.available_models() if keep(m)]))
+    sections.append(("datasets", [d for d in data.available_datasets() if keep(d)]
+                     + (["folder:PATH"] if keep("folder:PATH") else [])))
+    sections.append(("presets", [f"{p:<10} {PRESET_HELP.get(p, '')}".rstrip() for p in sorted(PRESETS) if keep(p)]))
     try:
         import attacks
-        print("suites:   " + ", ".join(f"{s} ({', '.join(t for t, _ in attacks.SUITES[s])})" for s in attacks.available_suites()))
-    except ImportError:
-        pass
+        sections.append(("suites", [f"{s:<10} {', '.join(t for t, _ in attacks.SUITES[s])}"
+                                    for s in attacks.available_suites() if keep(s)]))
+        sections.append(("tests", [t for t in attacks.available_tests() if keep(t)]))
+    except ImportError as e:  # pragma: no cover - a broken install
+        print(f"(attacks not importable: {e})", file=sys.stderr)
+    shown = 0
+    for title, items in sections:
+        if not items:
+            continue
+        print(f"{title}:")
+        for it in items:
+            print(f"  {it}")
+        shown += len(items)
+    if not shown:
+        print(f"nothing matches {pat!r}", file=sys.stderr)
+        return 1
     return 0
 
 
+# ----------------------------------------------------------------------------- parsers
 def add_parser(sub):
-    p = sub.add_parser("run", help="train one (regularizer, seed) run and evaluate it")
-    p.add_argument("--regularizer", "-r", default="none")
-    p.add_argument("--seed", type=int, default=0)
+    """`run` and `list`."""
+    p = sub.add_parser("run", help="train one (regularizer, seed) run and evaluate it (default preset: quick)",
+                       description="Train one (regularizer, seed) run, then evaluate it with the preset's suite. "
+                                   "Prints the resolved preset, the step budget and an estimate of the time first; "
+                                   f"asks for --yes above {_hms(CONFIRM_ABOVE_S)}.")
+    p.add_argument("--regularizer", "-r", default="none", metavar="NAME",
+                   help=f"built-ins: {joined(REGULARIZERS)}, or a plugin's name (see `bench list`) (default: none)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     p.add_argument("--no-eval", action="store_true", help="train only")
     p.add_argument("--force-eval", action="store_true", help="recompute suite results already in the record")
+    p.add_argument("--force", action="store_true",
+                   help="retrain from scratch even if the record exists (e.g. its model.pt is damaged)")
+    p.add_argument("--yes", "-y", action="store_true",
+                   help=f"run even when the estimate is above {_hms(CONFIRM_ABOVE_S)} on this device")
+    p.add_argument("--no-estimate", action="store_true",
+                   help="skip the time estimate before training (and so its --yes check)")
     add_common_run_args(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("list", help="list regularizers, models, datasets, presets and suites")
-    p.add_argument("--plugin", action="append", default=[])
+    p = sub.add_parser("list", help="list regularizers, models, datasets, presets, suites and tests",
+                       description="List what this install offers. PATTERN (fnmatch wildcards: * ? [..]) "
+                                   "keeps only matching names, e.g. `bench list 'pixel*'`.")
+    p.add_argument("pattern", nargs="?", default=None, metavar="PATTERN",
+                   help="show only names matching this wildcard pattern (e.g. 'pixel*', '*mnist')")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import a module that registers regularizers first; repeatable")
     p.set_defaults(func=cmd_list)
+
+
+def add_eval_parser(sub):
+    p = sub.add_parser("eval", help="evaluate a trained record (or a RobustBench model) with a test suite",
+                       description="Run a suite on a trained record; each test's result is merged into its "
+                                   "metrics.json (a test already there with the same protocol is skipped).")
+    p.add_argument("run_dir", nargs="?", default=None, metavar="RUN_DIR", help="a record folder written by `bench run`")
+    p.add_argument("--suite", default=None, choices=SUITES, metavar="SUITE",
+                   help=f"{joined(SUITES)} (default: the record's suite)")
+    p.add_argument("--n-examples", type=int, default=None, dest="n_examples", metavar="N",
+                   help="use only the first N test images (development)")
+    p.add_argument("--force", action="store_true", help="recompute tests already in the record")
+    p.add_argument("--only", default=None, metavar="TEST,...", help=f"run only these tests: {joined(TESTS)}")
+    p.add_argument("--device", default=None, help=f"{DEVICES} (default: the record's)")
+    p.add_argument("--seed", type=int, default=None, help="suite seed (default: the run's seed)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--robustbench", default=None, metavar="NAME",
+                   help="evaluate a RobustBench zoo model instead of a record (e.g. Ding2020MMA)")
+    p.add_argument("--threat-model", default=None, dest="threat_model", choices=["Linf", "L2", "corruptions"],
+                   help="RobustBench threat model: Linf, L2 or corruptions")
+    p.add_argument("--model-dir", default=None, dest="model_dir", metavar="DIR",
+                   help="RobustBench model folder (MODEL_DIR/cifar10/THREAT/NAME.pt; nothing is downloaded)")
+    p.add_argument("--out", default="results", metavar="DIR",
+                   help="results folder for RobustBench records (default: %(default)s)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--cifar10c-dir", default=None, dest="cifar10c_dir", metavar="DIR",
+                   help="folder of the released CIFAR-10-C .npy files (else env REGBENCH_CIFAR10C; else generated)")
+    p.set_defaults(func=lazy("attacks.cli:cmd_eval"))
+
+
+def add_leaderboard_parsers(sub):
+    p = sub.add_parser("leaderboard", help="aggregate records: mean ± SEM over seeds, Δ vs none, Welch p")
+    p.add_argument("results", nargs="*", metavar="RESULTS_DIR", help="results directories (default: ./results)")
+    p.add_argument("--format", "-f", choices=["term", "md", "csv", "html", "json"], default=None,
+                   help="output format: term, md, csv, html or json (default: term, or html when --output ends "
+                        "in .html, json when it ends in .json)")
+    p.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--strict", action="store_true",
+                   help="a damaged record is an error (default: skipped with a warning naming it)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=lazy("leaderboard.cli:cmd_leaderboard"))
+
+    p = sub.add_parser("plot", help="the paper's figures from the records (PNG and SVG)")
+    p.add_argument("results", nargs="*", metavar="RESULTS_DIR", help="results directories (default: ./results)")
+    p.add_argument("--out", default="figures", metavar="DIR", help="output folder (default: ./figures)")
+    p.add_argument("--strict", action="store_true",
+                   help="a damaged record is an error (default: skipped with a warning naming it)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=lazy("leaderboard.cli:cmd_plot"))
+
+
+def add_estimate_parser(sub):
+    from .sweep import add_sweep_args
+    p = sub.add_parser("estimate", help="predict a sweep's device time (train + suite) from rates measured here",
+                       description="Predict the device time of a sweep (same arguments as `bench sweep`) from "
+                                   "train steps and a tiny suite run timed on this machine; prints a line per stage.")
+    add_sweep_args(p)
+    p.add_argument("--measure-steps", type=int, default=6, dest="measure_steps", metavar="K",
+                   help="train steps timed per regularizer, after the warm-up steps (default: %(default)s)")
+    p.add_argument("--warmup-steps", type=int, default=2, dest="warmup_steps", metavar="W",
+                   help="train steps run before timing starts (default: %(default)s)")
+    p.add_argument("--suite-images", type=int, default=16, dest="suite_images", metavar="N",
+                   help="test images of the tiny suite run that counts forwards when no record has them "
+                        "(default: %(default)s)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the estimate as JSON")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="measure this device's rates again (they are cached in $XDG_CACHE_HOME/regbench, "
+                        "default ~/.cache/regbench, after the first estimate)")
+    p.set_defaults(func=cmd_estimate)
+
+
+def cmd_estimate(args) -> int:
+    print(f"[estimate] planning the sweep: regularizers {args.regularizers}, seeds {args.seeds}, "
+          f"preset {args.preset or DEFAULT_PRESET}", flush=True)
+    if args.preset is None:
+        args.preset = DEFAULT_PRESET
+    from .estimate import cmd_estimate as run
+    return run(args)
+
+
+def add_similarity_parser(sub):
+    # the same text as regularizers.v1.RESPONSE_MODEL_HELP (that module imports torch)
+    response_help = ("v1gabor | v1gabor:seed=1,n_simple=64,... | path/to/model.pt (TorchScript) | "
+                     "package.module:attr | path/to/targets.npz (images + similarity or responses)")
+    p = sub.add_parser("similarity", help="correlate S^pixel with S^neural-pred on a regularization set (figure + JSON)")
+    p.add_argument("--reg-dataset", default="fashion_mnist", metavar="NAME",
+                   help=f"regularization images: {joined(DATASETS, 'folder:PATH')} (default: %(default)s)")
+    p.add_argument("--n-images", type=int, default=1000, metavar="N", help="first N images (default: %(default)s)")
+    p.add_argument("--color", choices=["gray", "rgb"], default="gray", help="image colour (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=32, metavar="PX", help="image side in pixels (default: %(default)s)")
+    p.add_argument("--reg-augment", choices=["auto", "crop_flip", "none"], default="auto",
+                   help="one-off augmentation: auto = crop+flip for CIFAR, none for the MNIST family")
+    p.add_argument("--th", type=float, default=0.8, help="threshold of S^Th (default: %(default)s)")
+    p.add_argument("--response-model", default="v1gabor", help=response_help)
+    p.add_argument("--seed", type=int, default=0, help="seed of the one-off augmentation")
+    p.add_argument("--data-dir", default=None, metavar="DIR", help="where datasets are")
+    p.add_argument("--out", default="results/similarity", metavar="DIR", help="output folder (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=lazy("regularizers.analysis:cmd_similarity"))

@@ -129,6 +129,45 @@ def parse_value(text: str) -> Any:
         return text
 
 
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+               "dict": "a JSON object, e.g. {\"alpha\": 5}"}
+
+
+def parse_field_value(key: str, text: str) -> Any:
+    """A `--set KEY=VALUE` value checked against the type of RunConfig's field KEY (`int`, `float`,
+    `bool`, `str`, `dict`, or any of them `| None`, where `null`/`none` give None). A value of the
+    wrong type is a ValueError of one line naming the key and the expected type."""
+    types = {f.name: f.type for f in fields(RunConfig)}
+    if key not in types:
+        raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(types))}")
+    tname = str(types[key]).replace(" ", "")
+    optional = tname.endswith("|None")
+    base = tname[:-len("|None")] if optional else tname
+    raw = text.strip()
+    if optional and raw.lower() in ("null", "none", ""):
+        return None
+    if base == "str":
+        return raw
+    if base == "bool":
+        low = raw.lower()
+        if low in ("true", "1", "yes", "on"):
+            return True
+        if low in ("false", "0", "no", "off"):
+            return False
+    else:
+        v = parse_value(raw)
+        if base == "int" and isinstance(v, int) and not isinstance(v, bool):
+            return v
+        if base == "int" and isinstance(v, float) and v.is_integer() and "." not in raw and "e" not in raw.lower():
+            return int(v)
+        if base == "float" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return float(v)
+        if base == "dict" and isinstance(v, dict):
+            return v
+    want = _TYPE_WORDS.get(base, base) + (" or null" if optional else "")
+    raise ValueError(f"--set {key}={text}: {key} must be {want} ({tname.replace('|', ' | ')}), got {text!r}")
+
+
 def build_config(preset: str | None = None, overrides: dict | None = None,
                  sets: list[str] | None = None) -> RunConfig:
     """Defaults <- preset <- explicit overrides <- `--set key=value` (dotted `reg_params.alpha=5`)."""
@@ -153,13 +192,75 @@ def build_config(preset: str | None = None, overrides: dict | None = None,
             continue
         if key not in valid:
             raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(valid))}")
-        d[key] = parse_value(val)
+        d[key] = parse_field_value(key, val)  # type-checked against the field (reg_params stay free-form)
     cfg = RunConfig.from_dict(d)
     validate(cfg)
     return cfg
 
 
+_DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+def _check_int(name: str, v, lo: int | None = None, hi: int | None = None, optional: bool = False) -> None:
+    if v is None and optional:
+        return
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"{name} must be an integer, got {v!r}")
+    if lo is not None and v < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{name} must be <= {hi}, got {v}")
+
+
+def _check_float(name: str, v, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+                 optional: bool = False) -> None:
+    if v is None and optional:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{name} must be a number, got {v!r}")
+    if not math.isfinite(float(v)):
+        raise ValueError(f"{name} must be a finite number, got {v!r}")
+    if lo is not None and (v <= lo if lo_open else v < lo):
+        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{name} must be <= {hi}, got {v}")
+
+
 def validate(cfg: RunConfig) -> None:
+    """Range checks of every field (one-line ValueErrors naming the field); types are parsed by
+    `parse_value`/`build_config`."""
+    _check_int("epochs", cfg.epochs, 1, 100_000)
+    _check_int("batch_size", cfg.batch_size, 1, 1_000_000)
+    _check_int("image_size", cfg.image_size, 8, 4096)
+    _check_int("n_train (--n-train)", cfg.n_train, 1, optional=True)
+    _check_int("n_test (--n-test)", cfg.n_test, 1, optional=True)
+    _check_int("steps_per_epoch", cfg.steps_per_epoch, 1, optional=True)
+    _check_int("seed (--seed)", cfg.seed, 0, 2**63 - 1)
+    _check_int("data_seed", cfg.data_seed, 0, 2**63 - 1)
+    _check_int("surrogate_seed", cfg.surrogate_seed, 0, 2**63 - 1)
+    _check_int("ckpt_every", cfg.ckpt_every, 1)
+    _check_float("width (--width)", cfg.width, 0.0, 64.0, lo_open=True)
+    _check_float("lr", cfg.lr, 0.0, lo_open=True)
+    _check_float("momentum", cfg.momentum, 0.0, 1.0)
+    _check_float("weight_decay", cfg.weight_decay, 0.0)
+    _check_float("lr_step_epochs", cfg.lr_step_epochs, 0.0, lo_open=True)
+    _check_float("lr_gamma", cfg.lr_gamma, 0.0, lo_open=True)
+    _check_float("lr_cycle_epochs", cfg.lr_cycle_epochs, 0.0, lo_open=True)
+    _check_float("budget_seconds (--budget-seconds)", cfg.budget_seconds, 0.0, lo_open=True, optional=True)
+    _check_float("val_fraction", cfg.val_fraction)
+    for name in ("regularizer", "dataset", "arch", "suite", "lr_schedule", "out"):
+        v = getattr(cfg, name)
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError(f"{name} must be a non-empty string, got {v!r}")
+    if not isinstance(cfg.reg_params, dict):
+        raise ValueError(f"reg_params must be a mapping of hyper-parameters, got {cfg.reg_params!r}")
+    if cfg.data_dir is not None and (not isinstance(cfg.data_dir, str) or not cfg.data_dir.strip()):
+        raise ValueError(f"data_dir (--data-dir) must be a path, got {cfg.data_dir!r}")
+    dev = str(cfg.device)
+    if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ValueError(f"unknown device {cfg.device!r}; valid: {', '.join(_DEVICE_NAMES)}")
+    if cfg.lr_schedule not in ("cyclic_step", "constant", "cosine"):
+        raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; valid: constant, cosine, cyclic_step")
     if cfg.color not in ("gray", "rgb"):
         raise ValueError(f"color must be 'gray' or 'rgb', got {cfg.color!r}")
     if cfg.augment not in ("auto", "crop_flip", "none"):

@@ -228,7 +228,11 @@ def load_raw(name: str, data_dir=None, download: bool = True):
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(available_datasets())}"
                          " (or folder:/path/to/images)")
-    root = Path(data_dir) if data_dir else DEFAULT_DATA_DIR
+    if data_dir and not Path(data_dir).expanduser().is_dir():
+        # an explicit folder that is not there is a typo, not a reason to read another copy of the data
+        raise DatasetNotFound(f"--data-dir {data_dir} does not exist (or is not a folder); give the folder that "
+                              f"holds the {name} files, or leave --data-dir out to use the default locations")
+    root = Path(data_dir).expanduser() if data_dir else DEFAULT_DATA_DIR
     return DATASETS[name](root, download)
 
 
@@ -236,6 +240,17 @@ def load(name: str, color: str = "gray", image_size: int = 32, n_train: int | No
          n_test: int | None = None, val_fraction: float = 0.01, data_seed: int = 0,
          data_dir=None, download: bool = True) -> DataBundle:
     trx, try_, tex, tey = load_raw(name, data_dir, download)
+    n_classes = int(torch.unique(try_).numel()) if len(try_) else 0
+    if n_classes < 2:
+        raise ValueError(f"dataset {name!r} has {n_classes} class(es) in its training images; a task needs at least 2"
+                         + (" (a folder: dataset has no labels: use it as a regularization set, "
+                            "--set reg_params.reg_dataset=folder:PATH)" if name.startswith("folder:") else ""))
+    if len(tex) == 0:
+        raise ValueError(f"dataset {name!r} has 0 test images; a task needs a test set to be evaluated")
+    if n_train is not None and n_train < 1:
+        raise ValueError(f"n_train must be >= 1, got {n_train}")
+    if n_test is not None and n_test < 1:
+        raise ValueError(f"n_test must be >= 1, got {n_test}")
     tr_idx, va_idx = split_indices(len(trx), n_train, val_fraction, data_seed)
 
     def prep(x):
@@ -261,11 +276,16 @@ def load_image_folder(path, size: int | None = None) -> torch.Tensor:
         raise DatasetNotFound(f"no images ({', '.join(sorted(exts))}) found in folder {root}")
     imgs = []
     for p in files:
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            if size is not None:
-                im = im.resize((size, size), Image.BILINEAR)
-            imgs.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))
+        try:
+            with Image.open(p) as im:
+                im = im.convert("RGB")
+                if size is not None:
+                    im = im.resize((size, size), Image.BILINEAR)
+                imgs.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            detail = " ".join(str(e).split())[:160]
+            raise ValueError(f"cannot read image {p} in folder {root} ({type(e).__name__}: {detail}); "
+                             "remove or replace the file") from None
     shapes = {tuple(t.shape) for t in imgs}
     if len(shapes) > 1:
         raise ValueError(f"images in {root} have different sizes {sorted(shapes)[:3]}...; pass a size")

@@ -1,30 +1,35 @@
 """`python -m bench estimate`: the predicted device time of a sweep (train + suite), before launching it.
 
-Takes the same arguments as `bench sweep` (the job list comes from `bench.sweep.plan_sweep`) and
-measures on the current machine:
+Takes the same arguments as `bench sweep` (the job list comes from `bench.sweep.plan_sweep`). The
+answer comes from a **per-device calibration, measured once and cached** in
+`$XDG_CACHE_HOME/regbench/calibration.json` (default `~/.cache/regbench/`; `--recalibrate` measures
+again), so a warm estimate takes seconds:
 
-* train: seconds per step of each (dataset, regularizer) with the real trainer (`bench.train.train`)
-  on its real model and regularizer, in a temporary folder: two short runs of `w` and `w + k` steps,
-  step time = (device_s difference) / k, so start-up (first-step allocations, torch.compile) is not
-  counted. Real data when it is on disk, else random uint8 images of the right shape (said in the
-  output). A job's train time = its step budget x step time; surrogates count as `none` jobs.
-* suite: forward images each test spends per attacked image, from records of the same suite
-  protocol under --out when there are any, else from a tiny measured run (the suite's protocol on a
-  randomly initialised model of the same architecture at width <= 0.125 over `--suite-images` test
-  images, with a same-architecture surrogate: forward counts do not depend on width), times the planned
-  number of images, divided by the measured eval forward rate (images/s) of the model. Tests that
-  back-propagate through the evaluated model (min_perturbation, pgd, autoattack) count 3 forward
-  equivalents per forward (forward + backward); other gradients (the transfer surrogate's) are small
-  and not counted. A tiny model may stop some attacks early (e.g. no boundary start), so the suite
-  part is an estimate within a small factor, not a promise.
-Everything printed is `jobs x steps x step time` and `jobs x suite seconds`, with the parts shown.
+* train: seconds per step of each (model, data shape, batch, regularizer) with the real trainer
+  (`bench.train.train`) in a temporary folder: two short runs of `w` and `w + k` steps, step time =
+  (device_s difference) / k, so start-up (first-step allocations, torch.compile) is not counted.
+  Real data when it is on disk, else random uint8 images of the right shape (said in the output).
+  A job's train time = its step budget x step time; surrogates count as `none` jobs.
+* suite: forward images each test spends per attacked image (its protocol's forward count), from
+  records of the same protocol under --out when there are any, else from the cache, else from a tiny
+  measured run (the protocol on a randomly initialised model of the same architecture at width
+  <= 0.125 over `--suite-images` test images, with a same-architecture surrogate: forward counts do
+  not depend on width), times the planned number of images, divided by the eval forward rate
+  (images/s) of the model measured on this device. A forward that comes with a backward counts 3
+  (min_perturbation, pgd, autoattack through the evaluated model; the transfer tests' gradient side:
+  the surrogate forward, the evaluated model reverse).
+Every line printed is `jobs x steps x step time` and `jobs x suite seconds`, with the parts and the
+assumptions shown. `estimate_run_seconds(cfg)` is the same arithmetic for one run.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import math
+import os
+import platform
 import shutil
 import tempfile
 import time
@@ -34,9 +39,99 @@ import torch
 
 # tests whose counted forwards each come with a backward through the evaluated model
 GRAD_TESTS = {"min_perturbation": 3.0, "pgd": 3.0, "autoattack": 3.0}
+GRAD_FACTOR = 3.0  # forward + backward, in forward-equivalents
 # training-set sizes (train split, test split) when the data are not on disk
 DATASET_SIZES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000), "fashion_mnist": (60000, 10000),
                  "mnist": (60000, 10000)}
+CALIBRATION_VERSION = 1
+# RunConfig fields that set the cost of a train step / an eval forward (the calibration keys)
+STEP_FIELDS = ("dataset", "color", "image_size", "arch", "width", "input_scaling", "batch_size", "regularizer",
+               "reg_params", "reg_forward", "augment", "compile", "device")
+FORWARD_FIELDS = ("dataset", "color", "image_size", "arch", "width", "input_scaling", "device")
+DATA_FIELDS = ("dataset", "color", "image_size", "n_train", "n_test", "val_fraction", "data_seed", "data_dir")
+
+
+# ----------------------------------------------------------------------------- the calibration cache
+def cache_dir() -> Path:
+    """The user's cache folder for regbench: $XDG_CACHE_HOME/regbench, else ~/.cache/regbench."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "regbench"
+
+
+def device_fingerprint(device) -> str:
+    """One line naming what a rate was measured on: the device, its model, cores and torch threads."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}|torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu:{cpu}|{os.cpu_count()} cores|{torch.get_num_threads()} threads|torch {torch.__version__}"
+
+
+class Calibration:
+    """Measured rates and counts, cached per device in `calibration.json`: `get(kind, key, measure,
+    what)` returns the cached value, or runs `measure()` (printing what it calibrates and how long it
+    took), stores and returns it. `refresh=True` measures every key again once. `measured` lists what
+    this instance measured (empty on a warm cache)."""
+
+    def __init__(self, path: Path | None = None, refresh: bool = False, log=print):
+        self.path = Path(path) if path is not None else cache_dir() / "calibration.json"
+        self.refresh = refresh
+        self.log = log
+        self.measured: list[str] = []
+        self.hits: list[str] = []
+        self._refreshed: set[str] = set()
+        try:
+            data = json.loads(self.path.read_text())
+            self.entries = data.get("entries", {}) if data.get("version") == CALIBRATION_VERSION else {}
+        except (OSError, ValueError):
+            self.entries = {}
+
+    @staticmethod
+    def key(kind: str, parts: dict) -> str:
+        blob = json.dumps(parts, sort_keys=True, default=str)
+        return f"{kind}:{hashlib.sha1(blob.encode()).hexdigest()[:16]}"
+
+    def get(self, kind: str, parts: dict, measure, what: str):
+        k = self.key(kind, parts)
+        hit = self.entries.get(k)
+        if hit is not None and not (self.refresh and k not in self._refreshed):
+            self.hits.append(what)
+            return hit["value"]
+        self.log(f"[estimate] calibrating {what} (measured once per device, cached in {self.path}) ...")
+        t0 = time.perf_counter()
+        value = measure()
+        dt = time.perf_counter() - t0
+        self.log(f"[estimate]   done in {dt:.1f} s")
+        self.entries[k] = {"value": value, "what": what, "parts": parts, "measured_s": round(dt, 3),
+                           "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self._refreshed.add(k)
+        self.measured.append(what)
+        self.save()
+        return value
+
+    def save(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps({"version": CALIBRATION_VERSION, "entries": self.entries}, indent=1,
+                                      default=str))
+            os.replace(tmp, self.path)
+        except OSError as e:  # a read-only home still gives an estimate
+            self.log(f"[estimate] could not write the calibration cache {self.path}: {e}")
+
+
+def _parts(cfg, fields, device=None) -> dict:
+    d = {f: getattr(cfg, f, None) for f in fields}
+    if device is not None:
+        d["device"] = device_fingerprint(device)
+    return d
 
 
 # ----------------------------------------------------------------------------- data
@@ -69,6 +164,25 @@ def data_for(cfg, log=print):
     return bdata.DataBundle(name=cfg.dataset, color=cfg.color, num_classes=k, train_x=imgs(n_train),
                             train_y=labels(n_train), val_x=imgs(n_val), val_y=labels(n_val),
                             test_x=imgs(n_test), test_y=labels(n_test)), "random"
+
+
+class _LazyData:
+    """The run's data, loaded only when a measurement needs the images (a warm estimate needs sizes only,
+    which are cached with the calibration)."""
+
+    def __init__(self, cfg, log):
+        self.cfg, self.log, self._d = cfg, log, None
+        self.source = None
+
+    def get(self):
+        if self._d is None:
+            self._d, self.source = data_for(self.cfg, self.log)
+        return self._d
+
+    def meta(self) -> dict:
+        d = self.get()
+        return {"n_train": len(d.train_x), "n_test": len(d.test_x), "shape": list(d.test_x.shape[1:]),
+                "channels": int(d.channels), "num_classes": int(d.num_classes), "source": self.source}
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -120,13 +234,36 @@ def _images_of(test, n_available: int) -> int:
     return n_available if n is None else min(int(n), n_available)
 
 
-def forward_images_per_image(suite: str, cfg, data, out: Path | None, images: int = 16, log=print) -> dict:
-    """{test: (forward images per attacked image, source)} for the tests of `suite`."""
+def _protocol(test, dataset):
+    try:
+        return test.protocol(dataset)
+    except TypeError:  # a test written before protocols took the dataset
+        return test.protocol()
+
+
+def _forward_equivalents(name: str, result: dict) -> float:
+    """Forward-equivalents a test's record spent: its counted forwards (x3 where each came with a
+    backward), plus the transfer surrogate's forwards (x3 on the gradient side)."""
+    cost = result.get("cost") or {}
+    fwd = float(cost.get("forward_images") or 0.0)
+    details = (result.get("result") or {}).get("details") or {}
+    sur = float(((details.get("surrogate") or {}).get("forward_images")) or 0.0) if isinstance(details, dict) else 0.0
+    if name in GRAD_TESTS:
+        return fwd * GRAD_TESTS[name]
+    if name.startswith("transfer_fgsm"):
+        reverse = details.get("direction") == "reverse" if isinstance(details, dict) else name.endswith("reverse")
+        # the attacker's forwards come with a backward; the target's are plain
+        return fwd * GRAD_FACTOR + sur if reverse else fwd + sur * GRAD_FACTOR
+    return fwd
+
+
+def forward_images_per_image(suite: str, cfg, data, out: Path | None, images: int = 16, log=print,
+                             calibration: Calibration | None = None) -> dict:
+    """{test: (forward-equivalents per attacked image, source)} for the tests of `suite`: from records of
+    the same protocol under `out`, else the calibration cache, else a tiny measured run (then cached).
+    `data` is a DataBundle or a callable returning one (called only for a tiny run)."""
     import attacks
-    from attacks.base import EvalContext
-    from . import data as bdata
     from . import store
-    from .models import model_from_config
     tests = attacks.build_suite(suite)
     found: dict[str, tuple[float, str]] = {}
     if out is not None and Path(out).is_dir():  # records of the same protocol
@@ -134,80 +271,151 @@ def forward_images_per_image(suite: str, cfg, data, out: Path | None, images: in
             m = store.read_json(mpath, {}) or {}
             for t in tests:
                 r = (m.get("suite") or {}).get(t.name)
-                if t.name in found or not r or r.get("protocol") != t.protocol():
+                if t.name in found or not r or r.get("protocol") != _protocol(t, cfg.dataset):
                     continue
                 cost, n_ex = r.get("cost") or {}, r.get("n_examples")
                 if cost.get("forward_images") is None or not n_ex:
                     continue
                 used = _images_of(t, int(n_ex))
                 if used > 0 and "skipped" not in ((r.get("result") or {}).get("details") or {}):
-                    found[t.name] = (cost["forward_images"] / used, f"record {mpath.parent.name}")
+                    found[t.name] = (_forward_equivalents(t.name, r) / used, f"record {mpath.parent.name}")
     missing = [t for t in tests if t.name not in found]
-    if missing:  # a tiny measured run of the same protocol on `images` test images
+    if not missing:
+        return {t.name: found[t.name] for t in tests}
+
+    def tiny_run(t):
+        from attacks.base import EvalContext
+        from . import data as bdata
+        from .models import model_from_config
+        d = data() if callable(data) else data
         torch.manual_seed(0)
         dev = torch.device("cpu")
         narrow = cfg.replace(width=min(cfg.width, 0.125))  # counts, not speed: a narrow model will do
-        model = model_from_config(narrow, data.channels, data.num_classes).eval()
-        surrogate = model_from_config(narrow, data.channels, data.num_classes).eval()
-        x = bdata.to_float(data.test_x[:images])
-        ctx = EvalContext(model=model, x=x, y=data.test_y[:images], config=cfg, device=dev, seed=0,
-                          num_classes=data.num_classes, progress=False,
+        model = model_from_config(narrow, d.channels, d.num_classes).eval()
+        surrogate = model_from_config(narrow, d.channels, d.num_classes).eval()
+        x = bdata.to_float(d.test_x[:images])
+        ctx = EvalContext(model=model, x=x, y=d.test_y[:images], config=cfg, device=dev, seed=0,
+                          num_classes=d.num_classes, progress=False,
                           extras={"surrogate": surrogate, "surrogate_seed": cfg.surrogate_seed})
-        for t in missing:
-            with contextlib.redirect_stdout(io.StringIO()):
-                r = t(ctx)
-            used = _images_of(t, len(x))
-            details = (r.get("result") or {}).get("details") or {}
-            note = " (skipped there)" if "skipped" in details else ""
-            no_start = (details.get("starting_points") or {}).get("no_start") if isinstance(details, dict) else None
-            if no_start:  # an untrained model gave some images no adversarial start: they cost nothing
-                note = f" (lower bound: {no_start} of {used} images had no adversarial start)"
-            found[t.name] = (r["cost"]["forward_images"] / max(used, 1), f"tiny run on {used} images{note}")
+        with contextlib.redirect_stdout(io.StringIO()):
+            r = t(ctx)
+        used = _images_of(t, len(x))
+        details = (r.get("result") or {}).get("details") or {}
+        note = " (skipped there)" if "skipped" in details else ""
+        no_start = (details.get("starting_points") or {}).get("no_start") if isinstance(details, dict) else None
+        if no_start:  # an untrained model gave some images no adversarial start: they cost nothing
+            note = f" (lower bound: {no_start} of {used} images had no adversarial start)"
+        return [_forward_equivalents(t.name, r) / max(used, 1), f"tiny run on {used} images{note}"]
+
+    for t in missing:
+        parts = {"test": t.name, "protocol": _protocol(t, cfg.dataset), "arch": cfg.arch, "dataset": cfg.dataset,
+                 "color": cfg.color, "images": images}
+        if calibration is None:
+            log(f"[estimate] counting the forwards of {t.name} on a tiny run ...")
+            fpi, how = tiny_run(t)
+        else:
+            fpi, how = calibration.get("forwards", parts, lambda t=t: tiny_run(t), f"forward count of {t.name}")
+        found[t.name] = (float(fpi), how)
     return {t.name: found[t.name] for t in tests}
 
 
 # ----------------------------------------------------------------------------- the estimate
-def estimate(args, log=print, measure_steps: int = 6, warmup_steps: int = 2, suite_images: int = 16) -> dict:
+class _Estimator:
+    """The shared arithmetic of `estimate` (a sweep) and `estimate_run_seconds` (one run)."""
+
+    def __init__(self, log=print, measure_steps: int = 6, warmup_steps: int = 2, suite_images: int = 16,
+                 refresh: bool = False, calibration: Calibration | None = None, out: Path | None = None):
+        self.log = log
+        self.measure_steps, self.warmup_steps, self.suite_images = measure_steps, warmup_steps, suite_images
+        self.cal = calibration or Calibration(refresh=refresh, log=log)
+        self.out = out
+        self.suite_cache: dict[tuple, dict] = {}
+        self.step_cache: dict[tuple, dict] = {}
+
+    def suite_part(self, cfg) -> dict:
+        from .models import model_from_config
+        from .train import resolve_device, steps_per_epoch
+        import attacks
+        key = (cfg.dataset, cfg.suite, json.dumps(_parts(cfg, DATA_FIELDS + FORWARD_FIELDS), sort_keys=True,
+                                                 default=str))
+        if key in self.suite_cache:
+            return self.suite_cache[key]
+        lazy = _LazyData(cfg, self.log)
+        device = resolve_device(cfg.device)
+        meta = self.cal.get("data", _parts(cfg, DATA_FIELDS), lazy.meta, f"data sizes of {cfg.dataset}")
+
+        def rate():
+            model = model_from_config(cfg, meta["channels"], meta["num_classes"])
+            return forward_rate(model, meta["shape"], device)
+
+        fwd_rate = self.cal.get("forward_rate", _parts(cfg, FORWARD_FIELDS, device), rate,
+                                f"eval forward rate of {cfg.arch} (width {cfg.width}) on {cfg.dataset}")
+        per_img = forward_images_per_image(cfg.suite, cfg, lazy.get, self.out, images=self.suite_images,
+                                           log=self.log, calibration=self.cal)
+        tests = {t.name: t for t in attacks.build_suite(cfg.suite)}
+        suite = {}
+        for name, (fpi, how) in per_img.items():
+            imgs = _images_of(tests[name], meta["n_test"])
+            fwd = fpi * imgs
+            suite[name] = {"forward_images_per_image": fpi, "images": imgs,
+                           "grad_factor": GRAD_TESTS.get(name, GRAD_FACTOR if name.startswith("transfer") else 1.0),
+                           "forward_images": fwd, "seconds": fwd / fwd_rate, "source": how}
+        sc = {"dataset": cfg.dataset, "lazy": lazy, "meta": meta, "forward_rate": fwd_rate, "tests": suite,
+              "seconds": sum(v["seconds"] for v in suite.values()),
+              "spe": steps_per_epoch(cfg, meta["n_train"]), "device": device}
+        self.suite_cache[key] = sc
+        return sc
+
+    def step_part(self, cfg, sc) -> dict:
+        key = json.dumps(_parts(cfg, STEP_FIELDS), sort_keys=True, default=str)
+        if key not in self.step_cache:
+            what = (f"train step time of {cfg.regularizer} on {cfg.dataset} "
+                    f"({self.warmup_steps} + {self.measure_steps} steps)")
+            self.step_cache[key] = self.cal.get(
+                "step", {**_parts(cfg, STEP_FIELDS, sc["device"]), "measure_steps": self.measure_steps,
+                         "warmup_steps": self.warmup_steps},
+                lambda: measure_step_seconds(cfg, sc["lazy"].get(), self.warmup_steps, self.measure_steps), what)
+        return self.step_cache[key]
+
+
+def assumptions(est: dict | None = None) -> list[str]:
+    return [
+        "train time = step budget x seconds per step, measured with the real trainer after warm-up steps "
+        "(data loading outside the step, checkpoint writes and evaluation of the validation split not counted)",
+        "suite time = forward-equivalents / the eval forward rate measured at one batch size on this device; "
+        "a forward with a backward counts 3 (white-box attacks, the gradient side of transfer FGSM)",
+        "forward counts per image come from records of the same protocol, else from a tiny run on a randomly "
+        "initialised model: early-stopping attacks (min_perturbation) and start searches may use other step "
+        "counts on a trained model",
+        "surrogates (transfer attacks) are trained once per dataset and count as `none` jobs; jobs already "
+        "in the records are not subtracted",
+        "rates were measured once per device and cached (--recalibrate measures again); a machine busier or "
+        "idler than at calibration time runs slower or faster",
+    ]
+
+
+def estimate(args, log=print, measure_steps: int = 6, warmup_steps: int = 2, suite_images: int = 16,
+             refresh: bool | None = None, calibration: Calibration | None = None) -> dict:
     """The estimate of a sweep's device time: a dict with every part (what `bench estimate` prints)."""
     from .config import RunConfig
-    from .models import model_from_config
     from .sweep import plan_sweep
-    from .train import resolve_device, steps_per_epoch
+    from .train import resolve_device
+    if refresh is None:
+        refresh = bool(getattr(args, "recalibrate", False))
+    t0 = time.perf_counter()
     plan = plan_sweep(args)
-    step_cache: dict[tuple, dict] = {}
-    suite_cache: dict[str, dict] = {}
+    E = _Estimator(log, measure_steps, warmup_steps, suite_images, refresh, calibration, plan.out)
     groups: dict[tuple, dict] = {}
     sources: dict[str, str] = {}
     for spec in plan.specs:
         cfg = RunConfig.from_dict(spec.config)
         ds = cfg.dataset
-        if ds not in suite_cache:
-            data, src = data_for(cfg, log)
-            sources[ds] = src
-            device = resolve_device(cfg.device)
-            rate = forward_rate(model_from_config(cfg, data.channels, data.num_classes), data.test_x.shape[1:], device)
-            per_img = forward_images_per_image(cfg.suite, cfg, data, plan.out, images=suite_images, log=log)
-            import attacks
-            tests = {t.name: t for t in attacks.build_suite(cfg.suite)}
-            n_test = len(data.test_x)
-            suite = {}
-            for name, (fpi, how) in per_img.items():
-                imgs = _images_of(tests[name], n_test)
-                fwd = fpi * imgs * GRAD_TESTS.get(name, 1.0)
-                suite[name] = {"forward_images_per_image": fpi, "images": imgs, "grad_factor": GRAD_TESTS.get(name, 1.0),
-                               "forward_images": fwd, "seconds": fwd / rate, "source": how}
-            suite_cache[ds] = {"data": data, "forward_rate": rate, "tests": suite,
-                               "seconds": sum(v["seconds"] for v in suite.values()),
-                               "spe": steps_per_epoch(cfg, len(data.train_x))}
-        sc = suite_cache[ds]
-        key = (ds, cfg.regularizer, json.dumps(cfg.reg_params, sort_keys=True))
-        if key not in step_cache:
-            log(f"[estimate] timing {cfg.regularizer} on {ds}: {warmup_steps} + {measure_steps} train steps")
-            step_cache[key] = measure_step_seconds(cfg, sc["data"], warmup_steps, measure_steps)
+        sc = E.suite_part(cfg)
+        sources[ds] = sc["meta"].get("source") or "?"
+        step = E.step_part(cfg, sc)
         gkey = (spec.kind, ds, cfg.regularizer)
         g = groups.setdefault(gkey, {"kind": spec.kind, "dataset": ds, "regularizer": cfg.regularizer,
-                                     "jobs": 0, "steps": cfg.epochs * sc["spe"],
-                                     "step_s": step_cache[key]["step_s"],
+                                     "jobs": 0, "steps": cfg.epochs * sc["spe"], "step_s": step["step_s"],
                                      "suite_s": sc["seconds"] if spec.kind == "run" else 0.0})
         g["jobs"] += 1
     rows = []
@@ -218,12 +426,28 @@ def estimate(args, log=print, measure_steps: int = 6, warmup_steps: int = 2, sui
         rows.append(g)
     total_train = sum(r["train_s"] for r in rows)
     total_suite = sum(r["suite_total_s"] for r in rows)
+    suites = {sc["dataset"]: {"forward_rate": sc["forward_rate"], "seconds_per_run": sc["seconds"], "tests": sc["tests"]}
+              for sc in E.suite_cache.values()}
     return {"rows": rows, "train_s": total_train, "suite_s": total_suite, "total_s": total_train + total_suite,
             "jobs": sum(r["jobs"] for r in rows), "data_source": sources,
-            "steps_measured": {f"{k[0]}/{k[1]}": v for k, v in step_cache.items()},
-            "suite": {ds: {"forward_rate": v["forward_rate"], "seconds_per_run": v["seconds"], "tests": v["tests"]}
-                      for ds, v in suite_cache.items()},
-            "device": str(resolve_device(RunConfig.from_dict(plan.specs[0].config).device)) if plan.specs else None}
+            "steps_measured": {k: v for k, v in E.step_cache.items()},
+            "suite": suites,
+            "device": str(resolve_device(RunConfig.from_dict(plan.specs[0].config).device)) if plan.specs else None,
+            "calibration": {"path": str(E.cal.path), "measured": list(E.cal.measured), "cached": len(E.cal.hits)},
+            "assumptions": assumptions(None), "seconds_to_estimate": time.perf_counter() - t0}
+
+
+def estimate_run_seconds(cfg, log=None, calibration: Calibration | None = None, measure_steps: int = 6,
+                         warmup_steps: int = 2, suite_images: int = 16) -> float:
+    """Predicted device seconds of one run (`cfg`: a RunConfig): its train steps x the calibrated step time
+    + its suite's forward-equivalents / the calibrated forward rate. Uses (and fills) the per-device
+    calibration cache, so after the first call it answers without measuring. Records under `cfg.out`
+    are not read (a fresh run's cost)."""
+    log = log or (lambda *a: None)
+    E = _Estimator(log, measure_steps, warmup_steps, suite_images, False, calibration, None)
+    sc = E.suite_part(cfg)
+    step = E.step_part(cfg, sc)
+    return cfg.epochs * sc["spe"] * step["step_s"] + sc["seconds"]
 
 
 def _hms(s: float) -> str:
@@ -249,18 +473,28 @@ def format_estimate(est: dict) -> str:
     for ds, s in est["suite"].items():
         lines.append(f"  suite of one {ds} run ({s['forward_rate']:.0f} forward images/s):")
         for name, t in s["tests"].items():
-            lines.append(f"    {name:<24} {t['forward_images_per_image']:.1f} fwd/img x {t['images']} img"
-                         f" x {t['grad_factor']:g} = {t['forward_images']:.0f} fwd -> {t['seconds']:.3f} s  [{t['source']}]")
+            lines.append(f"    {name:<24} {t['forward_images_per_image']:.1f} fwd-eq/img x {t['images']} img"
+                         f" = {t['forward_images']:.0f} fwd-eq -> {t['seconds']:.3f} s  [{t['source']}]")
+    lines.append("")
+    cal = est.get("calibration") or {}
+    if cal:
+        measured = cal.get("measured") or []
+        lines.append(f"calibration: {cal.get('path')} ({'measured now: ' + ', '.join(measured) if measured else 'all cached'}"
+                     f"; {cal.get('cached', 0)} cached values used; --recalibrate measures again)")
+    lines.append("assumptions:")
+    lines += [f"  - {a}" for a in (est.get("assumptions") or assumptions())]
     lines.append("")
     lines.append(f"total train: {est['train_s']:.3f} s ({_hms(est['train_s'])})")
     lines.append(f"total suite: {est['suite_s']:.3f} s ({_hms(est['suite_s'])})")
     lines.append(f"total: {est['total_s']:.3f} s ({_hms(est['total_s'])}) of device time for {est['jobs']} jobs")
+    if est["train_s"] > 0:
+        lines.append(f"suite / train: {est['suite_s'] / est['train_s']:.3f}")
     return "\n".join(lines)
 
 
 def cmd_estimate(args) -> int:
     est = estimate(args, measure_steps=args.measure_steps, warmup_steps=args.warmup_steps,
-                   suite_images=args.suite_images)
+                   suite_images=args.suite_images, refresh=bool(getattr(args, "recalibrate", False)))
     print(format_estimate(est))
     if args.json:
         from .store import atomic_write_json
@@ -270,18 +504,11 @@ def cmd_estimate(args) -> int:
 
 
 def add_parser(sub) -> None:
-    from .sweep import add_sweep_args
-    p = sub.add_parser("estimate", help="predict a sweep's device time (train + suite) from rates measured here",
-                       description=__doc__.split("\n\n")[0])
-    add_sweep_args(p)
-    p.add_argument("--measure-steps", type=int, default=6, dest="measure_steps",
-                   help="train steps timed per regularizer (after --warmup-steps)")
-    p.add_argument("--warmup-steps", type=int, default=2, dest="warmup_steps")
-    p.add_argument("--suite-images", type=int, default=16, dest="suite_images",
-                   help="test images of the tiny suite run that counts forwards when no record has them")
-    p.add_argument("--json", default=None, metavar="FILE", help="also write the estimate as JSON")
-    p.set_defaults(func=cmd_estimate)
+    """The `estimate` subcommand. Its options are defined in bench.commands.add_estimate_parser, with the
+    other commands, so that `python -m bench --help` builds its parser without importing torch."""
+    from .commands import add_estimate_parser
+    add_estimate_parser(sub)
 
 
-__all__ = ["estimate", "format_estimate", "measure_step_seconds", "forward_rate", "forward_images_per_image",
-           "data_for", "GRAD_TESTS"]
+__all__ = ["estimate", "estimate_run_seconds", "format_estimate", "measure_step_seconds", "forward_rate",
+           "forward_images_per_image", "data_for", "GRAD_TESTS", "Calibration", "cache_dir", "assumptions"]

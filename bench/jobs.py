@@ -46,6 +46,7 @@ class JobSpec:
     deps: list = field(default_factory=list)  # ids of jobs that must finish first
     plugins: list = field(default_factory=list)  # modules that register regularizers
     threads: int | None = None  # torch.set_num_threads in the job (None: leave as is)
+    evaluate: bool = True  # False: train only (a later sweep without --train-only evaluates)
 
     @property
     def log_path(self) -> Path:
@@ -98,20 +99,28 @@ def suite_complete(run_dir: Path, cfg) -> bool:
     done = (store.read_json(Path(run_dir) / "metrics.json", {}) or {}).get("suite", {})
     for test in attacks.build_suite(cfg.suite):
         prev = done.get(test.name)
-        if not prev or prev.get("protocol") != test.protocol() or prev.get("seed") != cfg.seed:
+        if not prev or prev.get("protocol") != test.protocol(cfg.dataset) or prev.get("seed") != cfg.seed:
             return False
     return True
 
 
 def is_complete(spec: JobSpec) -> bool:
-    """Nothing left to do for this job: trained, and (for a run) every suite test recorded."""
+    """Nothing left to do for this job: trained, and (for a run) every suite test recorded. A run whose
+    record holds a finished training and every current suite result is complete even without its
+    weights: studies commit configs and metrics, not weights, and a later sweep must not retrain them."""
     from .config import RunConfig
     from .train import is_done
-    if not is_done(Path(spec.run_dir)):
-        return False
-    if spec.kind == "surrogate":
+    from . import store
+    run_dir = Path(spec.run_dir)
+    if not is_done(run_dir):
+        if spec.kind != "run" or not spec.evaluate or (run_dir / "model.pt").exists():
+            return False
+        train = ((store.read_json(run_dir / "metrics.json", {}) or {}).get("train") or {})
+        if not train.get("done") or train.get("failed"):
+            return False
+    if spec.kind == "surrogate" or not spec.evaluate:
         return True
-    return suite_complete(Path(spec.run_dir), RunConfig.from_dict(spec.config))
+    return suite_complete(run_dir, RunConfig.from_dict(spec.config))
 
 
 def read_status(run_dir: Path) -> dict | None:
@@ -228,7 +237,7 @@ def run_job(spec: JobSpec | dict) -> dict:
                 got = train(cfg, log=log)
                 if Path(got).resolve() != run_dir.resolve():
                     raise RuntimeError(f"trainer wrote {got}, expected {run_dir} (config changed in flight?)")
-                if spec.kind == "run":
+                if spec.kind == "run" and spec.evaluate:
                     _evaluate(run_dir, cfg, log)
         except (KeyboardInterrupt, SystemExit) as e:
             hb.stop()

@@ -10,6 +10,8 @@ a killed run continues exactly where it stopped (bit-identical on CPU).
 from __future__ import annotations
 
 import math
+import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +27,92 @@ from .config import RunConfig, lr_at
 from .models import count_parameters, model_from_config
 
 
+class NonFiniteLoss(ValueError):
+    """The loss (cross-entropy or the regularizer's penalty) became NaN or infinite: the run stops
+    and its record is marked failed."""
+
+    def __init__(self, message: str, step: int, term: str):
+        super().__init__(message)
+        self.step, self.term = step, term
+
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
 def resolve_device(name: str = "auto") -> torch.device:
+    """`auto | cpu | cuda | cuda:N | mps` -> a torch.device that exists on this machine (a ValueError
+    in one line otherwise: an unknown name, or CUDA asked for where there is none)."""
+    name = "auto" if name is None else str(name).strip()
+    if not _DEVICE_RE.match(name):
+        raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            why = "this torch has no CUDA support" if torch.version.cuda is None else "no CUDA device is visible"
+            raise ValueError(f"--device {name}: CUDA is not available on this machine ({why}); use --device cpu "
+                             "or auto")
+        idx = int(name.split(":")[1]) if ":" in name else 0
+        if idx >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps: MPS is not available on this machine; use --device cpu or auto")
     return torch.device(name)
+
+
+def determinism_info(device: torch.device) -> dict:
+    """What decides whether a rerun is bit-identical (recorded in config.json, outside the hash)."""
+    d = {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
+         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+         "float32_matmul_precision": torch.get_float32_matmul_precision(),
+         "mkldnn_enabled": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
+         "device_type": device.type,
+         "bit_identical_when": "same torch version, device kind, thread count and step path (CPU fp32 path: "
+                               "reruns and resumed runs are bit-identical; other thread counts or CUDA "
+                               "(bf16 autocast, cuDNN) give close but not identical weights)"}
+    if device.type == "cuda":
+        d.update(cudnn_deterministic=torch.backends.cudnn.deterministic, cudnn_benchmark=torch.backends.cudnn.benchmark,
+                 cuda_matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+                 CUBLAS_WORKSPACE_CONFIG=os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    return d
+
+
+def _available_memory(device: torch.device) -> int | None:
+    """Free bytes on the device (CUDA) or available host memory (CPU); None when unknown."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except Exception:
+        return None
+    return None
+
+
+def check_step_memory(model, reg, cfg: RunConfig, channels: int, device: torch.device) -> None:
+    """Refuse, before allocating anything large, a step whose activations cannot fit: about
+    12 x the stem + stage outputs per image (kept for backward), times the task batch plus the
+    regularizer's extra images."""
+    extra = int(reg.images_per_step()) if reg.active else 0
+    n_img = cfg.batch_size + extra
+    if n_img <= 256:
+        return
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        _, feats = model(torch.zeros(1, channels, cfg.image_size, cfg.image_size, device=device), features=True)
+    model.train(was)
+    per_image = 12 * sum(f.numel() * 4 for f in feats)
+    need = n_img * per_image
+    avail = _available_memory(device)
+    if avail is not None and need > avail:
+        raise ValueError(f"one training step needs about {need / 2**30:.1f} GiB ({n_img} images through the model: "
+                         f"batch_size {cfg.batch_size} + {extra} regularization images) but {device} has "
+                         f"{avail / 2**30:.1f} GiB available; lower pairs_per_step or batch_size")
 
 
 def seed_all(seed: int) -> None:
@@ -48,8 +132,30 @@ def steps_per_epoch(cfg: RunConfig, n_train: int) -> int:
 
 
 def is_done(run_dir: Path) -> bool:
-    m = store.read_json(Path(run_dir) / "metrics.json", {}) or {}
-    return (Path(run_dir) / "model.pt").is_file() and bool(m.get("train", {}).get("done"))
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.pt").is_file():
+        return False
+    m = store.read_json(run_dir / "metrics.json", {}) or {}  # damaged: DamagedRecord saying how to redo it
+    t = m.get("train") or {}
+    return bool(t.get("done")) and not t.get("failed")
+
+
+def damaged_hint(run_dir: Path) -> str:
+    return (f"retrain with `python -m bench run ... --force` (same arguments), or move the folder {Path(run_dir)} "
+            "away")
+
+
+def check_model_file(run_dir: Path) -> None:
+    """A finished record's model.pt must load (weights_only): else a one-line error with the fix."""
+    try:
+        store.load_state(Path(run_dir) / "model.pt")
+    except store.CorruptCheckpoint as e:
+        raise store.CorruptCheckpoint(f"{e}; {damaged_hint(run_dir)}") from None
+
+
+def mark_failed(run_dir: Path, message: str, **extra) -> None:
+    """Leave a record that says it failed (never `done`), with the reason."""
+    store.merge_metrics(run_dir, {"train": {"done": False, "failed": True, "error": message, **extra}})
 
 
 def load_task_data(cfg: RunConfig) -> bdata.DataBundle:
@@ -177,30 +283,97 @@ class DeviceTimer:
         return self.total
 
 
-def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Path:
-    """Train the run a config describes (or resume it, or skip it when done); returns its folder."""
+def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None, force: bool = False) -> Path:
+    """Train the run a config describes (or resume it, or skip it when done); returns its folder.
+
+    Everything that can be wrong with the input (device, regularizer and its hyper-parameters,
+    data, memory of one step) is checked before the run folder is created. The run lock
+    (`store.run_lock`) is held while training, so a second identical command waits. A non-finite
+    loss stops the run (`NonFiniteLoss`) and marks the record failed. `force`: retrain a finished
+    (or damaged) record from scratch."""
+    from .config import validate
+    validate(cfg)
     run_dir = store.run_dir_for(cfg)
-    if is_done(run_dir):
+    device = resolve_device(cfg.device)
+    if not force and is_done(run_dir):
+        check_model_file(run_dir)
         log(f"[regbench] already trained: {run_dir}")
         return run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
+    reg = regs.get(cfg.regularizer, **cfg.reg_params)
     seed_all(cfg.seed)
     if data is None:
         data = load_task_data(cfg)
     data = data.to(device)
     n_train = len(data.train_x)
+    if n_train < 1 or len(data.val_x) < 1:
+        raise ValueError(f"dataset {cfg.dataset!r} leaves {n_train} training and {len(data.val_x)} validation images; "
+                         "need at least 1 of each")
     spe = steps_per_epoch(cfg, n_train)
     total_steps = cfg.epochs * spe
 
     model = model_from_config(cfg, data.channels, data.num_classes).to(device)
-    reg = regs.get(cfg.regularizer, **cfg.reg_params)
+    check_step_memory(model, reg, cfg, data.channels, device)
     cache_dir = Path(cfg.out).expanduser().resolve() / ".cache"
     reg.setup(regs.RegContext(config=cfg, data=data, model=model, device=device, cache_dir=cache_dir,
                               seed=cfg.seed))
     reg.to(device)
     path = step_path(cfg, device)
     net = prepare_model(model, path)
+    with store.run_lock(run_dir, log=log):
+        if not force and is_done(run_dir):  # finished by another process while we waited
+            check_model_file(run_dir)
+            log(f"[regbench] already trained: {run_dir}")
+            return run_dir
+        if force:
+            for name in ("model.pt", "regularizer.pt", "checkpoint.pt", "metrics.json", "train_log.jsonl"):
+                (run_dir / name).unlink(missing_ok=True)
+        try:
+            _train_locked(cfg, log, data, run_dir, device, reg, model, net, path, n_train, spe, total_steps)
+        except (NonFiniteLoss, regs.base.PenaltyError) as e:
+            mark_failed(run_dir, str(e), **({"failed_step": e.step, "failed_term": e.term}
+                                            if isinstance(e, NonFiniteLoss) else {}))
+            raise
+    return run_dir
+
+
+class _FiniteGuard:
+    """Stops training at the first non-finite loss term. CPU: checked every step before the
+    backward pass (the weights stay finite). CUDA: flags kept on the device and read at log points
+    and before every checkpoint (no host sync in the step); the step is still named exactly."""
+
+    def __init__(self, device: torch.device, run_name: str):
+        self.eager = device.type != "cuda"
+        self.run_name = run_name
+        self.code = torch.zeros((), dtype=torch.int64, device=device)  # 0 ok, 1 CE, 2 penalty
+        self.step = torch.zeros((), dtype=torch.int64, device=device)
+
+    def _raise(self, code: int, step: int, value=None):
+        term = "cross-entropy (CE)" if code == 1 else "regularizer penalty"
+        v = f" ({value})" if value is not None else ""
+        raise NonFiniteLoss(f"training stopped: non-finite {term}{v} at step {step} of {self.run_name}; the record "
+                            "is marked failed (lower lr or alpha, or check the regularizer's targets)",
+                            step, "ce" if code == 1 else "penalty")
+
+    def update(self, step: int, ce: torch.Tensor, pen: torch.Tensor | None):
+        if self.eager:
+            if not bool(torch.isfinite(ce)):
+                self._raise(1, step, float(ce))
+            if pen is not None and not bool(torch.isfinite(pen)):
+                self._raise(2, step, float(pen))
+            return
+        bad = torch.where(~torch.isfinite(ce.detach()), 1, 0)
+        if pen is not None:
+            bad = torch.where((bad == 0) & ~torch.isfinite(pen.detach()), 2, bad)
+        first = (self.code == 0) & (bad > 0)
+        self.step = torch.where(first, step, self.step)
+        self.code = torch.where(first, bad, self.code)
+
+    def check(self):
+        if not self.eager and int(self.code) != 0:
+            self._raise(int(self.code), int(self.step))
+
+
+def _train_locked(cfg, log, data, run_dir, device, reg, model, net, path, n_train, spe, total_steps):
 
     record = {"config": cfg.to_dict(), "hash": cfg.hash(), "comparison_key": cfg.comparison_key(),
               "regularizer": reg.describe(), "versions": store.versions(), "git_commit": store.git_commit(),
@@ -211,7 +384,7 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
                        "n_val": len(data.val_x), "n_test": len(data.test_x)},
               "budget": {"epochs": cfg.epochs, "steps_per_epoch": spe, "steps": total_steps,
                          "batch_size": cfg.batch_size, "budget_seconds": cfg.budget_seconds},
-              "step_path": path.describe()}
+              "step_path": path.describe(), "determinism": determinism_info(device)}
     store.atomic_write_json(run_dir / "config.json", record)
 
     params = list(model.parameters()) + [p for p in reg.parameters() if p.requires_grad]
@@ -223,7 +396,11 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
     perm, gen = None, None
     ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.is_file():
-        ck = store.load_state(ckpt_path, map_location=device)
+        try:
+            ck = store.load_state(ckpt_path, map_location=device)
+        except store.CorruptCheckpoint as e:
+            raise store.CorruptCheckpoint(f"{e}; delete {ckpt_path} to restart this run from step 0, or "
+                                          f"{damaged_hint(run_dir)}") from None
         model.load_state_dict(ck["model"])
         reg.load_state_dict(ck["regularizer"])
         opt.load_state_dict(ck["optimizer"])
@@ -255,6 +432,7 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
     # running sums stay on the device (float64) and are read only at log points: no host sync
     running = {"loss": 0.0, "ce": 0.0, "reg": 0.0, "n": 0}
     timer = DeviceTimer(device, state["device_s"])
+    guard = _FiniteGuard(device, run_dir.name)
     while state["step"] < total_steps:
         epoch, in_epoch = divmod(state["step"], spe)
         if in_epoch == 0 or perm is None:
@@ -288,6 +466,7 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
         ce = F.cross_entropy(logits, y)
         pen, rlog = reg(feats, rb) if reg.active else (None, {})
         loss = ce if pen is None else ce + pen
+        guard.update(state["step"] + 1, ce, pen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -309,6 +488,7 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
             log(f"[regbench] {run_dir.name}: ~{per * 1000:.0f} ms/step, estimated "
                 f"{per * (total_steps - state['step']) / 60:.1f} min for {total_steps - state['step']} more steps")
         if state["step"] % 50 == 0 or state["step"] == total_steps or (state["step"] % spe == 0):
+            guard.check()
             entry = {"step": state["step"], "epoch": state["step"] / spe, "lr": lr,
                      "loss": float(running["loss"]) / running["n"], "ce": float(running["ce"]) / running["n"],
                      "reg_raw": float(running["reg"]) / running["n"]}
@@ -333,12 +513,14 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
             state["device_s"] = timer.seconds()
             state["wall_s"] += time.perf_counter() - t_call
             t_call = time.perf_counter()
+            guard.check()
             save_checkpoint()
         if over_budget:
             stopped_by = "budget_seconds"
             break
     if progress is not None:
         progress.close()
+    guard.check()
     state["device_s"] = timer.seconds()
     state["wall_s"] += time.perf_counter() - t_call
 
@@ -367,7 +549,6 @@ def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None) -> Pa
     store.merge_metrics(run_dir, {"train": train_rec})
     ckpt_path.unlink(missing_ok=True)
     log(f"[regbench] trained {run_dir} ({state['step']} steps, {state['wall_s']:.1f} s)")
-    return run_dir
 
 
 def load_trained(run_dir: Path, device="cpu"):
@@ -379,5 +560,13 @@ def load_trained(run_dir: Path, device="cpu"):
     cfg = RunConfig.from_dict(rec["config"])
     m = rec["model"]
     model = model_from_config(cfg, m["channels"], m["num_classes"])
-    model.load_state_dict(store.load_state(run_dir / "model.pt"))
+    try:
+        state = store.load_state(run_dir / "model.pt")
+    except store.CorruptCheckpoint as e:
+        raise store.CorruptCheckpoint(f"{e}; {damaged_hint(run_dir)}") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise store.CorruptCheckpoint(f"{run_dir / 'model.pt'} does not fit the record's model "
+                                      f"({str(e).splitlines()[0][:160]}); {damaged_hint(run_dir)}") from None
     return cfg, model.to(device).eval()

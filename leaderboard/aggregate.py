@@ -15,9 +15,11 @@ equal_var=False). pandas does the grouping; scipy does the statistics; nothing i
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import sys
 import warnings
 from pathlib import Path
 from typing import Iterable
@@ -27,6 +29,9 @@ import pandas as pd
 from scipy import stats
 
 from bench import store
+
+from .derived import corruption_error_rows
+from .stats import holm, welch_interval
 
 # Columns that identify an aggregated row (besides the statistics).
 GROUP_COLS = ["dataset", "color", "arch", "width", "budget_steps", "regularizer", "reg_params",
@@ -231,14 +236,14 @@ def _assign_protocols(metas: list[dict]) -> None:
                 m.update(protocol_id=_short_hash(cmap), protocol=protocol_text(cmap), protocol_map=_canon(cmap))
 
 
-def _read_all(roots) -> list[tuple[Path, dict, dict, dict]]:
+def _read_all(roots, strict: bool | None = None) -> list[tuple[Path, dict, dict, dict]]:
     """(run_dir, config record, metrics, meta) of every record, protocol clusters assigned."""
     if not roots:
         roots = ("results",)
     missing = [str(r) for r in roots if not Path(r).exists()]
     if missing:
         raise FileNotFoundError(f"results directory not found: {', '.join(missing)}")
-    out = [(d, rec, m, _record_meta(d, rec, m)) for d, rec, m in _iter_records(roots)]
+    out = [(d, rec, m, _record_meta(d, rec, m)) for d, rec, m in _iter_records(roots, strict)]
     _assign_protocols([x[3] for x in out])
     for x in out:
         x[3].pop("_sig", None)
@@ -250,26 +255,105 @@ TIDY_COLS = ["run_dir", "hash", "dataset", "color", "arch", "width", "model_para
              "protocol_id", "protocol", "protocol_map", "test", "metric", "value", "kind", "lower_is_better", "score_basis"]
 
 
-def _iter_records(roots) -> Iterable[tuple[Path, dict, dict]]:
+# ------------------------------------------------------------------ robust record loading
+_LOADING = {"strict": False, "warned": None, "warn": None}
+
+
+@contextlib.contextmanager
+def loading_options(strict: bool = False, warn=None):
+    """Within the block, record loading is strict (a damaged record is an error) or not (it is
+    skipped with a warning), and each warning is emitted once (the plots read the records
+    several times). `warn(message)` defaults to a `warning: ...` line on stderr."""
+    old = dict(_LOADING)
+    _LOADING.update(strict=bool(strict), warned=set(), warn=warn)
+    try:
+        yield
+    finally:
+        _LOADING.clear()
+        _LOADING.update(old)
+
+
+def _warn(msg: str) -> None:
+    seen = _LOADING.get("warned")
+    if seen is not None:
+        if msg in seen:
+            return
+        seen.add(msg)
+    fn = _LOADING.get("warn")
+    if fn is not None:
+        fn(msg)
+    else:
+        print(f"warning: {msg}", file=sys.stderr)
+
+
+def _record_key(run_dir: Path, rec: dict) -> tuple:
+    """A record is one (config hash, seed): copies of it (overlapping roots, a copied folder) are one."""
+    cfg = rec.get("config") or {}
+    return (str(rec.get("hash") or run_dir.name), repr(cfg.get("seed")), str(rec.get("external") or ""))
+
+
+def _iter_records(roots, strict: bool | None = None) -> Iterable[tuple[Path, dict, dict]]:
+    """Every evaluated, successful record under the roots, each (config hash, seed) once.
+
+    A damaged config.json/metrics.json is skipped with a warning naming the file (an error when
+    `strict`); a failed record (non-finite training, ...) is never ranked; duplicates are counted
+    once (the copy with the most suite results is kept) with a warning naming the others."""
+    strict = _LOADING["strict"] if strict is None else strict
+    damaged, failed = [], []
+    found: dict[tuple, list] = {}
+    seen_dirs = set()
     for run_dir in store.find_records(*roots):
-        rec = store.read_json(run_dir / "config.json")
-        metrics = store.read_json(run_dir / "metrics.json", {}) or {}
-        if not isinstance(rec, dict):
+        real = run_dir.resolve()
+        if real in seen_dirs:  # the same folder reached through two roots
+            _warn(f"record {run_dir} is reached through more than one results root; counted once")
+            continue
+        seen_dirs.add(real)
+        try:
+            rec = store.read_json(run_dir / "config.json")
+            if not isinstance(rec, dict):
+                raise store.DamagedRecord(run_dir / "config.json", "not a JSON object")
+            metrics = store.read_json(run_dir / "metrics.json", {}) or {}
+            if not isinstance(metrics, dict):
+                raise store.DamagedRecord(run_dir / "metrics.json", "not a JSON object")
+        except store.DamagedRecord as e:
+            if strict:
+                raise store.DamagedRecord(e.path, f"{e.detail} (--strict; without it the record is skipped)") from None
+            damaged.append(e.path)
+            _warn(f"skipped damaged record file {e.path}: {e.detail}")
+            continue
+        train = metrics.get("train") or {}
+        if isinstance(train, dict) and (train.get("failed") or train.get("done") is False):
+            failed.append(run_dir)
+            why = " ".join(str(train.get("error") or "training did not finish").split())[:200]
+            _warn(f"skipped failed record {run_dir}: {why}")
             continue
         if not metrics.get("suite"):
             # trained but never evaluated (e.g. a transfer surrogate, or a run still in its suite):
             # its training costs alone would inflate the n of its group's cost columns
             continue
-        yield run_dir, rec, metrics
+        found.setdefault(_record_key(run_dir, rec), []).append((run_dir, rec, metrics))
+    if damaged:
+        _warn(f"{len(damaged)} damaged record(s) skipped (--strict makes this an error)")
+    for key, items in found.items():
+        if len(items) > 1:
+            items.sort(key=lambda x: -len(x[2].get("suite") or {}))  # stable: the first of equals stays
+            others = ", ".join(str(x[0]) for x in items[1:])
+            _warn(f"{len(items)} copies of record {key[0]} (seed {key[1]}) counted once: using {items[0][0]}, "
+                  f"ignoring {others}")
+        yield items[0]
 
 
-def load_records(*roots) -> pd.DataFrame:
+def load_records(*roots, strict: bool | None = None) -> pd.DataFrame:
     """Every record under the roots as a tidy DataFrame: one row per (record, metric)."""
     rows = []
-    for run_dir, rec, metrics, meta in _read_all(roots):
+    records = list(_read_all(roots, strict))
+    # metrics that need the `none` records of the same comparison (leaderboard.derived)
+    derived = corruption_error_rows([(meta, metrics.get("suite") or {}) for _, _, metrics, meta in records])
+    for run_dir, rec, metrics, meta in records:
         mrows = _record_metrics(metrics)
         if not mrows:
             continue
+        mrows += derived.get(meta["run_dir"], [])
         score, basis = record_score(mrows)
         mrows.append({"test": "", "metric": SCORE, "value": score, "kind": "score", "lower_is_better": False})
         for r in mrows:
@@ -380,18 +464,31 @@ def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
         base_of[gk] = best
     extra = {}
     for m in metrics:
-        diffs, ps = [], []
+        diffs, ps, los, his = [], [], [], []
         for gk in keys:
             bk = base_of.get(gk)
             if bk is None or m not in rows[gk] or m not in rows[bk]:
-                diffs.append(float("nan"))
-                ps.append(float("nan"))
+                for col in (diffs, ps, los, his):
+                    col.append(float("nan"))
                 continue
             a, b = rows[gk][m], rows[bk][m]
             diffs.append(float(np.nanmean(a) - np.nanmean(b)) if len(a) and len(b) else float("nan"))
             ps.append(welch_p(a, b))
+            _, lo, hi, _ = welch_interval(a, b)
+            los.append(lo)
+            his.append(hi)
         extra[f"{m}|diff"] = diffs
         extra[f"{m}|p"] = ps
+        extra[f"{m}|ci_low"] = los
+        extra[f"{m}|ci_high"] = his
+    # Holm across the metrics of a row (costs and the score excluded): what a reader scanning a row
+    # for "significant" cells needs; the raw p stays in `|p`.
+    tested = [m for m in metrics if meta_m.loc[m, "kind"] in ("summary", "auc")]
+    if tested and extra:
+        pmat = np.array([extra[f"{m}|p"] for m in tested], float)  # [metric, row]
+        adj = np.array([holm(pmat[:, j]) for j in range(pmat.shape[1])], float).T if pmat.size else pmat
+        for i, m in enumerate(tested):
+            extra[f"{m}|p_holm"] = list(adj[i])
     if extra:  # one concat instead of a column at a time (no fragmented frame)
         out = pd.concat([out, pd.DataFrame(extra, index=out.index)], axis=1)
     # setup columns first, then by score (best first) within each setup
@@ -406,12 +503,12 @@ def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def build_table(*roots_or_df) -> pd.DataFrame:
+def build_table(*roots_or_df, strict: bool | None = None) -> pd.DataFrame:
     """Aggregated leaderboard from results directories, or from a tidy DataFrame of load_records."""
     if len(roots_or_df) == 1 and isinstance(roots_or_df[0], pd.DataFrame):
         tidy = roots_or_df[0]
     else:
-        tidy = load_records(*roots_or_df)
+        tidy = load_records(*roots_or_df, strict=strict)
     return aggregate(tidy)
 
 

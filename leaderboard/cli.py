@@ -5,15 +5,31 @@ import sys
 from pathlib import Path
 
 
+def render_json(table) -> str:
+    """The leaderboard table as JSON: a list of rows, one object per (setup, regularizer, metric) row with
+    the same columns as the CSV (missing values are null)."""
+    import json
+    rows = json.loads(table.to_json(orient="records", date_format="iso", default_handler=str))
+    return json.dumps(rows, indent=1, ensure_ascii=False) + "\n"
+
+
 def cmd_leaderboard(args) -> int:
     from . import build_table, write
+    from .aggregate import loading_options
     roots = args.results or ["results"]
-    table = build_table(*roots)
+    with loading_options(strict=getattr(args, "strict", False)):  # damaged records: skipped with a warning
+        table = build_table(*roots)
     if table.empty:
         print(f"no records found under {', '.join(roots)}", file=sys.stderr)
         return 1
-    fmt = args.format or ("html" if args.output and str(args.output).endswith(".html") else "term")
-    text = write(table, fmt, args.output)
+    fmt = args.format or {".html": "html", ".json": "json"}.get(Path(args.output).suffix if args.output else "", "term")
+    if fmt == "json":
+        text = render_json(table)
+        if args.output:
+            from bench.store import atomic_write_bytes
+            atomic_write_bytes(Path(args.output), text.encode("utf-8"))
+    else:
+        text = write(table, fmt, args.output)
     if args.output:
         print(f"wrote {args.output} ({len(table)} rows)")
     else:
@@ -27,7 +43,9 @@ def cmd_plot(args) -> int:
     for r in roots:
         if not Path(r).exists():
             raise FileNotFoundError(f"results directory not found: {r}")
-    paths = plot_all(roots, args.out)
+    from .aggregate import loading_options
+    with loading_options(strict=getattr(args, "strict", False)):
+        paths = plot_all(roots, args.out)
     for p in paths:
         print(p)
     if not paths:
@@ -37,16 +55,6 @@ def cmd_plot(args) -> int:
 
 
 def add_parser(sub):
-    p = sub.add_parser("leaderboard", help="aggregate records: mean ± SEM over seeds, Δ vs none, Welch p")
-    p.add_argument("results", nargs="*", metavar="RESULTS_DIR", help="results directories (default: ./results)")
-    p.add_argument("--format", "-f", choices=["term", "md", "csv", "html"], default=None,
-                   help="output format (default: term, or html when --output ends in .html)")
-    p.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE instead of stdout")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=cmd_leaderboard)
-
-    p = sub.add_parser("plot", help="the paper's figures from the records (PNG and SVG)")
-    p.add_argument("results", nargs="*", metavar="RESULTS_DIR", help="results directories (default: ./results)")
-    p.add_argument("--out", default="figures", metavar="DIR", help="output folder (default: ./figures)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=cmd_plot)
+    """`leaderboard` and `plot`: defined in bench.commands.add_leaderboard_parsers (no torch/pandas to parse)."""
+    from bench.commands import add_leaderboard_parsers
+    add_leaderboard_parsers(sub)

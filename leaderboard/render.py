@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -65,6 +66,31 @@ def _name(r) -> str:
     return ("[ext] " if bool(r.get("external")) else "") + str(r["label"])
 
 
+# C0 and C1 control characters (ESC, BEL, CR, ...) and DEL: a name must not drive the terminal
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def strip_control(text) -> str:
+    """`text` without control characters (each becomes a visible `?`), for terminal output."""
+    return _CONTROL.sub("?", str(text))
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """OWASP CSV-injection rule: a text cell starting with = + - @ tab or CR gets a leading
+    apostrophe so spreadsheet tools show it as text; numbers (and text that is just a number,
+    such as "-0.5") stay as they are."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
 def _cell(r, m) -> str:
     return fmt_value(r.get(f"{m}|mean"), r.get(f"{m}|sem"), r.get(f"{m}|n"))
 
@@ -113,6 +139,10 @@ def _text_table(rows: list[dict], width: int) -> str:
     return "\n".join(lines)
 
 
+def _term_clean_rows(rows: list[dict]) -> list[dict]:
+    return [{strip_control(k): strip_control(v) for k, v in r.items()} for r in rows]
+
+
 def render_term(table: pd.DataFrame, width: int | None = None) -> str:
     if table.empty:
         return "no records found\n"
@@ -121,9 +151,9 @@ def render_term(table: pd.DataFrame, width: int | None = None) -> str:
     for g in _blocks(table):
         ms = _present(g, _terminal_metrics(table))
         r0 = g.iloc[0]
-        out.append(f"== {_setup_text(r0)} | suite {r0.get('suite_name')} | protocol {r0['protocol_id']} | "
-                   f"score: {r0.get('score_basis')}")
-        proto = str(r0["protocol"])
+        out.append(strip_control(f"== {_setup_text(r0)} | suite {r0.get('suite_name')} | protocol "
+                                 f"{r0['protocol_id']} | score: {r0.get('score_basis')}"))
+        proto = strip_control(r0["protocol"])
         out.append("   " + (proto if len(proto) <= width - 3 else proto[:width - 4] + "…"))
         rows = []
         for _, r in g.iterrows():
@@ -133,7 +163,7 @@ def render_term(table: pd.DataFrame, width: int | None = None) -> str:
             if _has_baseline(g) and len(g) > 1:
                 d[f"Δ {SCORE} vs none"] = _diff(r, SCORE)
             rows.append(d)
-        out.append(_text_table(rows, width))
+        out.append(_text_table(_term_clean_rows(rows), width))
         out.append("")
     out.append("values: mean ± SEM over seeds (n = seeds); Δ: difference to `none` with the same comparison key "
                "and protocol, p: Welch t-test; score: mean normalised AUC of the noise and FGSM curves (clean "
@@ -177,7 +207,14 @@ def render_md(table: pd.DataFrame) -> str:
 
 # -------------------------------------------------------------------------------------- csv
 def render_csv(table: pd.DataFrame) -> str:
-    return table.to_csv(index=False)
+    """Every column; text cells (and headers) that a spreadsheet would run as a formula are
+    neutralised (`csv_safe`), numeric columns are written unchanged."""
+    safe = table.copy()
+    for c in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[c]) and not pd.api.types.is_bool_dtype(safe[c]):
+            safe[c] = safe[c].astype(object).map(csv_safe)
+    safe.columns = [csv_safe(str(c)) for c in safe.columns]
+    return safe.to_csv(index=False)
 
 
 # ------------------------------------------------------------------------------------- html
@@ -233,7 +270,7 @@ def render_html(table: pd.DataFrame, title: str = "RegBench leaderboard") -> str
              f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{_e(title)}</h1>",
              "<p>Values: mean ± SEM over seeds (n = seeds). Below each value: Δ = difference to "
              "<code>none</code> with the same comparison key and protocol, and the Welch t-test p-value "
-             "(bold when p &lt; 0.05). Click a column header to sort.</p>"]
+             "(bold when Holm-corrected across the row's metrics p &lt; 0.05). Click a column header to sort.</p>"]
     if table.empty:
         parts.append("<p>No records found.</p>")
     ms_all, costs_all = _shown_metrics(table)
@@ -263,7 +300,7 @@ def render_html(table: pd.DataFrame, title: str = "RegBench leaderboard") -> str
                          f'{_e(str(r["protocol"])[:60])}…</summary>{_e(r["protocol"])}</details></td>')
             for m in ms + costs:
                 d = _diff(r, m) if m in ms else ""
-                p = r.get(f"{m}|p")
+                p = r.get(f"{m}|p_holm", r.get(f"{m}|p"))
                 sig = p is not None and not (isinstance(p, float) and math.isnan(p)) and p < 0.05
                 dspan = f'<br><span class="{"d sig" if sig else "d"}">Δ {_e(d)}</span>' if d else ""
                 parts.append(f'<td data-v="{_e(_num_attr(r.get(f"{m}|mean")))}">{_e(_cell(r, m))}{dspan}</td>')

@@ -122,18 +122,7 @@ def cmd_similarity(args) -> int:
 
 
 def add_parser(sub):
-    from .v1 import RESPONSE_MODEL_HELP
-    p = sub.add_parser("similarity", help="correlate S^pixel with S^neural-pred on a regularization set (figure + JSON)")
-    p.add_argument("--reg-dataset", default="fashion_mnist", help="a registered dataset or folder:PATH")
-    p.add_argument("--n-images", type=int, default=1000)
-    p.add_argument("--color", choices=["gray", "rgb"], default="gray")
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--reg-augment", choices=["auto", "crop_flip", "none"], default="auto")
-    p.add_argument("--th", type=float, default=0.8)
-    p.add_argument("--response-model", default="v1gabor", help=RESPONSE_MODEL_HELP)
-    p.add_argument("--seed", type=int, default=0, help="seed of the one-off augmentation")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", default="results/similarity")
-    p.add_argument("--json", action="store_true", help="also print the summary as JSON")
-    p.add_argument("--debug", action="store_true")
-    p.set_defaults(func=cmd_similarity)
+    """The `similarity` subcommand. Its options are defined in bench.commands.add_similarity_parser, with the
+    other commands, so that `python -m bench --help` builds its parser without importing torch."""
+    from bench.commands import add_similarity_parser
+    add_similarity_parser(sub)

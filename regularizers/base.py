@@ -23,6 +23,7 @@ running means) are saved with the checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -53,6 +54,49 @@ class RegContext:
     seed: int = 0
 
 
+class PenaltyError(TypeError, ValueError):
+    """A regularizer's penalty() returned something other than a scalar tensor."""
+
+
+def _type_name(t) -> str:
+    return t if isinstance(t, str) else getattr(t, "__name__", str(t))
+
+
+def check_hparam(owner: str, name: str, value, typ):
+    """`value` checked against a Params field's declared type (`int`, `float`, `str`, `bool`;
+    other annotations are not checked): an integer field takes integers only (an integral float
+    such as 5000.0 becomes 5000; 2.7 or 1e400 is an error), a float field finite numbers, a str
+    field strings, a bool field booleans. Returns the (possibly converted) value."""
+    t = _type_name(typ).replace(" ", "")
+    base = t.split("|")[0]
+    optional = "None" in t.split("|")
+    if value is None and optional:
+        return value
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{owner}: {name} must be true or false, got {value!r}")
+        return value
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{owner}: {name} must be an integer, got {value!r}")
+        if isinstance(value, float):
+            if not math.isfinite(value) or not value.is_integer():
+                raise ValueError(f"{owner}: {name} must be an integer, got {value!r}")
+            value = int(value)
+        return value
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{owner}: {name} must be a number, got {value!r}")
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
+        return float(value)
+    if base == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"{owner}: {name} must be a string, got {value!r}")
+        return value
+    return value
+
+
 class Regularizer(nn.Module):
     name: ClassVar[str] = "?"
 
@@ -67,6 +111,8 @@ class Regularizer(nn.Module):
         if unknown:
             raise ValueError(f"{self.name}: unknown hyper-parameter(s) {', '.join(unknown)}; "
                              f"valid: {', '.join(sorted(valid))}")
+        types = {f.name: f.type for f in dataclasses.fields(self.Params)}
+        hp = {k: check_hparam(f"regularizer {self.name}", k, v, types[k]) for k, v in hp.items()}
         self.hp = self.Params(**hp)
         self.last_log: dict = {}
 
@@ -77,6 +123,11 @@ class Regularizer(nn.Module):
     def sample(self, step: int, generator: torch.Generator | None = None) -> RegBatch | None:
         """The extra images for this step (default: none)."""
         return None
+
+    def images_per_step(self) -> int:
+        """How many extra images `sample` puts through the model per step (for the trainer's
+        memory estimate before it allocates anything; default: none)."""
+        return 0
 
     def penalty(self, feats: list[torch.Tensor], batch: RegBatch | None):
         """Return the unweighted penalty (a scalar tensor), or (penalty, dict to log)."""
@@ -91,6 +142,18 @@ class Regularizer(nn.Module):
     def forward(self, feats: list[torch.Tensor], batch: RegBatch | None = None):
         out = self.penalty(feats, batch)
         raw, extra = (out if isinstance(out, tuple) else (out, {}))
+        if not isinstance(raw, torch.Tensor):
+            raise PenaltyError(f"regularizer {self.name!r}: penalty() must return a scalar torch.Tensor "
+                               f"(shape (), floating point, connected to the model's features), got a "
+                               f"{type(raw).__name__}")
+        if raw.numel() != 1 or not raw.is_floating_point():
+            raise PenaltyError(f"regularizer {self.name!r}: penalty() must return a scalar floating-point tensor "
+                               f"(shape ()), got a {str(raw.dtype).replace('torch.', '')} tensor of shape "
+                               f"{tuple(raw.shape)}; reduce it (e.g. .mean())")
+        raw = raw.reshape(())
+        if not isinstance(extra, dict):
+            raise PenaltyError(f"regularizer {self.name!r}: penalty() may return (tensor, dict), got a "
+                               f"{type(extra).__name__} as its second item")
         alpha = float(getattr(self.hp, "alpha", 1.0))
         log = {"reg_raw": raw.detach(), "reg_weighted": alpha * raw.detach()}
         log.update(extra)

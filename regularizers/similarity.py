@@ -126,6 +126,8 @@ class SimilarityRegularizer(Regularizer):
         transform: str = "atanh"  # atanh: g = 2*arctanh with eps | identity: plain MSE
         eps: float = 1e-5
         beta: float = 0.9
+        shuffle: bool = False  # control (Li et al.): targets of a seeded permutation of the image indices
+        shuffle_seed: int = 0
 
     target_kind = "continuous"
 
@@ -166,20 +168,38 @@ class SimilarityRegularizer(Regularizer):
         """What, besides the images, decides the targets (for the record and the cache key)."""
         return {"target": "pixel", "version": 1}
 
+    def images_per_step(self) -> int:
+        return 2 * int(self.hp.pairs_per_step)
+
+    def _check_pairs(self, n_pairs: int, n_images: int, which: str = "") -> None:
+        k = int(self.hp.pairs_per_step)
+        if k > n_pairs:
+            raise ValueError(f"{self.name}: pairs_per_step={k} exceeds the {n_pairs} {which}pairs (i<j) of the "
+                             f"{n_images} regularization images; use at most {n_pairs} or add images (n_images)")
+
     def setup(self, ctx) -> None:
         h = self.hp
         images, desc = self.reg_images(ctx)
+        self._check_pairs(len(images) * (len(images) - 1) // 2, len(images))
         ident = self.target_identity(ctx)
         key = regsets.cache_key(desc["sha256"], ident)
         t = regsets.cached_tensors(ctx.cache_dir, key, lambda: self.build_targets(ctx, images, desc))
-        self.pairs = targets.PairTargets(embeddings=t.get("embeddings"), matrix=t.get("matrix"),
+        emb, mat = t.get("embeddings"), t.get("matrix")
+        shuffle = None
+        if h.shuffle:
+            emb, mat, shuffle = targets.shuffled(emb, mat, int(h.shuffle_seed))
+        self.pairs = targets.PairTargets(embeddings=emb, matrix=mat,
                                          kind=self.target_kind, th=h.th, pair_range=h.pair_range)
+        if h.pair_range != "all":
+            self._check_pairs(self.pairs.allowed_pairs, len(images), f"allowed ({h.pair_range}) ")
         self.images = images.to(ctx.device)
         data_channels = ctx.data.channels if ctx.data is not None else images.shape[1]
         chans = feature_channels(ctx.model, data_channels, images.shape[-1], ctx.device)
         self.sim = PairSimilarity(chans, beta=h.beta).to(ctx.device)
         self.info = {"reg_set": desc, "target": ident, "cache_key": key, "pair_fraction": self.pairs.fraction,
                      "allowed_pairs": self.pairs.allowed_pairs}
+        if shuffle is not None:
+            self.info["shuffle"] = shuffle
 
     def describe(self) -> dict:
         d = super().describe()
@@ -234,6 +254,18 @@ class PixelTh(SimilarityRegularizer):
     target_kind = "threshold"
 
 
+@register("pixel_shuffle")
+class PixelShuffle(SimilarityRegularizer):
+    """Control for pixel_sim (after Li et al.'s shuffled-target control): the continuous S^pixel with
+    its image indices permuted (seeded), so the target keeps its value distribution but loses its
+    relation to the images. A gain of pixel_sim that pixel_shuffle also shows is "any similarity-
+    matching penalty helps", not "pixel similarity helps"."""
+
+    @dataclass
+    class Params(SimilarityRegularizer.Params):
+        shuffle: bool = True
+
+
 @register("neural_pred")
 class NeuralPred(SimilarityRegularizer):
     """S^neural-pred: cosine similarity of responses of a response model, centred over the N
@@ -283,4 +315,4 @@ class NeuralPred(SimilarityRegularizer):
 
 
 __all__ = ["g_transform", "similarity_loss", "PairSimilarity", "SimilarityRegularizer", "PixelSim", "PixelTh",
-           "NeuralPred", "feature_channels", "TRANSFORMS"]
+           "NeuralPred", "PixelShuffle", "feature_channels", "TRANSFORMS"]

@@ -95,6 +95,21 @@ def pair_mask(S: torch.Tensor, pair_range: str = "all", th: float = 0.8) -> torc
     raise ValueError(f"unknown pair_range {pair_range!r}; valid: {', '.join(PAIR_RANGES)}")
 
 
+def shuffled(embeddings: torch.Tensor | None, matrix: torch.Tensor | None, seed: int):
+    """The shuffled-target control: a seeded permutation p of the N image indices, so that the target
+    of pair (i, j) becomes S[p(i), p(j)]. Rows of the embeddings (or rows and columns of the matrix)
+    are permuted; the images stay where they are. The multiset of off-diagonal target values is
+    unchanged, their relation to the images is gone. Returns (embeddings, matrix, description)."""
+    n = int((embeddings if embeddings is not None else matrix).shape[0])
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    if embeddings is not None:
+        embeddings = embeddings[perm].contiguous()
+    if matrix is not None:
+        matrix = matrix[perm][:, perm].contiguous()
+    fixed = int((perm == torch.arange(n)).sum())
+    return embeddings, matrix, {"seed": int(seed), "n": n, "fixed_points": fixed}
+
+
 # --------------------------------------------------------------------------- pair targets
 class PairTargets:
     """Targets for pairs (i, j) of N regularization images, and a seeded sampler of pairs i < j.

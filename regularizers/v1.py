@@ -197,7 +197,14 @@ def load_npz_targets(path) -> NpzTargets:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"response-model file not found: {path}")
-    with np.load(path, allow_pickle=False) as z:
+    import zipfile
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is not a readable .npz file ({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is a single .npy array, not an .npz archive with 'images' and 'similarity'/'responses'")
+    with z:
         keys = set(z.files)
         if "images" not in keys or not ({"similarity", "responses"} & keys):
             raise ValueError(f"{path}: an .npz target needs 'images' and 'similarity' (or 'responses'); "
@@ -205,17 +212,51 @@ def load_npz_targets(path) -> NpzTargets:
         imgs = _images_to_nchw_uint8(z["images"])
         n = len(imgs)
         sim = resp = rel = None
+        if n < 2:
+            raise ValueError(f"{path}: 'images' holds {n} image(s); a target needs at least 2")
         if "similarity" in keys:
-            sim = torch.from_numpy(np.asarray(z["similarity"], dtype=np.float64))
+            sim = torch.from_numpy(_numeric(z, "similarity", path))
             if tuple(sim.shape) != (n, n):
-                raise ValueError(f"{path}: 'similarity' has shape {tuple(sim.shape)}, expected ({n}, {n})")
+                raise ValueError(f"{path}: 'similarity' has shape {tuple(sim.shape)}, expected ({n}, {n}) "
+                                 f"for its {n} images")
+            _finite(sim, "similarity", path)
             if not torch.allclose(sim, sim.T, atol=1e-6) or sim.abs().max() > 1 + 1e-6:
                 raise ValueError(f"{path}: 'similarity' must be symmetric with values in [-1, 1]")
         else:
-            resp = torch.from_numpy(np.asarray(z["responses"], dtype=np.float64)).reshape(n, -1)
+            a = _numeric(z, "responses", path)
+            if a.ndim == 1:
+                a = a[:, None]
+            if a.ndim != 2 or a.shape[0] != n or a.shape[1] < 1:
+                raise ValueError(f"{path}: 'responses' has shape {a.shape}, expected (N, U) = ({n}, units) "
+                                 f"for its {n} images")
+            resp = torch.from_numpy(a)
+            _finite(resp, "responses", path)
         if "reliability" in keys:
-            rel = torch.from_numpy(np.asarray(z["reliability"], dtype=np.float64)).flatten()
+            r = _numeric(z, "reliability", path)
+            rel = torch.from_numpy(r).flatten()
+            _finite(rel, "reliability", path)
+            if resp is not None and (r.ndim > 1 or rel.numel() != resp.shape[1]):
+                raise ValueError(f"{path}: 'reliability' has shape {r.shape}, expected ({resp.shape[1]},): one "
+                                 "weight per response unit")
+            if (rel < 0).any():
+                raise ValueError(f"{path}: 'reliability' weights must be non-negative")
     return NpzTargets(imgs, sim, resp, rel, _file_digest(path))
+
+
+def _numeric(z, key: str, path) -> np.ndarray:
+    """An npz array as float64, or a one-line error naming the key (strings, objects, ...)."""
+    a = z[key]
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: '{key}' must be a numeric array, got dtype {a.dtype}")
+    return np.asarray(a, dtype=np.float64)
+
+
+def _finite(t: torch.Tensor, key: str, path) -> None:
+    bad = ~torch.isfinite(t)
+    if bad.any():
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{path}: '{key}' holds {int(bad.sum())} non-finite value(s) (NaN/Inf), the first at "
+                         f"index {first}; fix or drop them before using the file as a target")
 
 
 def _parse_v1(spec: str) -> dict:

@@ -64,18 +64,29 @@ VPY="$VENV/bin/python"
 PIPC=("$VPY" -m pip install -q)
 [ -f "$CONSTRAINTS" ] && PIPC+=(-c "$CONSTRAINTS")
 
-quiet() { "$@" 2>&1 | grep -v "^WARNING: Location" || true; return "${PIPESTATUS[0]}"; }
+# Runs a command, shows its output minus pip's find-links noise, and returns the command's own status
+# (a plain `cmd | grep || true` would hide a failure under `set -o pipefail`).
+quiet() {
+  local out rc=0
+  out=$("$@" 2>&1) || rc=$?
+  [ -z "$out" ] || printf '%s\n' "$out" | grep -v -e "^WARNING: Location" -e "^WARNING: Retrying" || true
+  return "$rc"
+}
 
-# 3. torch: a CPU build without an NVIDIA GPU, PyPI's (CUDA) build with one.
+# 3. torch: a CPU build without an NVIDIA GPU, PyPI's (CUDA) build with one. The CPU index is an
+#    *extra* index: torch's own dependencies still come from the default index (at the pinned versions),
+#    and pip prefers X+cpu over X. When that index cannot be reached, pip falls back to the default
+#    index's build; the line below says which build was installed.
 if ! "$VPY" -c "import torch, torchvision" 2>/dev/null; then
   idx=${TORCH_INDEX:-}
   if [ -z "$idx" ] && ! command -v nvidia-smi >/dev/null 2>&1; then idx=https://download.pytorch.org/whl/cpu; fi
-  if [ -n "$idx" ] && quiet "${PIPC[@]}" --timeout 15 --retries 0 --index-url "$idx" torch torchvision; then
-    say "torch from $idx"
+  if [ -n "$idx" ]; then
+    quiet "${PIPC[@]}" --timeout 15 --retries 1 --extra-index-url "$idx" torch torchvision \
+      || { say "torch from $idx failed: torch from the default index"; quiet "${PIPC[@]}" torch torchvision; }
   else
-    [ -n "$idx" ] && say "$idx not reachable: torch from the default index"
     quiet "${PIPC[@]}" torch torchvision
   fi
+  say "$("$VPY" -c 'import torch; print("torch", torch.__version__, "(CUDA build)" if torch.version.cuda else "(CPU build)")')"
 fi
 
 # 4. torchattacks, rebuilt without the requests pin and the stale robustbench/ copy (see above).

@@ -1,0 +1,78 @@
+"""Facts of the installed environment that scripts/install.sh promises (issue 13): no security downgrade of
+requests/urllib3, a clean `pip check`, only the four packages installed (no stray `benchmarks`), the
+rebuilt torchattacks without its requests pin and its stale robustbench copy, and (via `make test`) a
+virtual environment rather than the system Python."""
+import importlib.metadata as md
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _version_tuple(v: str) -> tuple:
+    out = []
+    for part in v.split("+")[0].split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        if not digits:
+            break
+        out.append(int(digits))
+    return tuple(out)
+
+
+def test_requests_and_urllib3_are_current():
+    assert _version_tuple(md.version("requests")) >= (2, 32), md.version("requests")  # CVE-2023-32681, CVE-2024-35195
+    assert _version_tuple(md.version("urllib3")) >= (2,), md.version("urllib3")
+    import requests
+    assert _version_tuple(requests.__version__) >= (2, 32)
+
+
+def test_pip_check_is_clean():
+    r = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_only_the_four_packages_are_installed(tmp_path):
+    code = ("import importlib.util as u, sys; sys.path = [p for p in sys.path if p not in ('', '.')];"
+            "print({m: u.find_spec(m) is not None for m in ('bench', 'regularizers', 'attacks', 'leaderboard', 'benchmarks')})")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    found = eval(r.stdout)  # noqa: S307 - our own dict literal
+    assert found == {"bench": True, "regularizers": True, "attacks": True, "leaderboard": True, "benchmarks": False}
+    r = subprocess.run([sys.executable, "-c", "import benchmarks"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode != 0 and "ModuleNotFoundError" in r.stderr
+
+
+def test_torchattacks_is_the_rebuilt_wheel_without_pin_or_robustbench_copy():
+    dist = md.distribution("torchattacks")
+    assert dist.version.startswith("3.5.1"), dist.version
+    reqs = dist.requires or []
+    assert not any(r.replace(" ", "").startswith("requests~=2.25") or "requests(~=2.25" in r.replace(" ", "")
+                   for r in reqs), reqs
+    files = [str(f) for f in (dist.files or [])]
+    assert files and not [f for f in files if f.startswith("robustbench/")], "torchattacks ships robustbench/"
+    import torchattacks  # still importable and working
+    assert hasattr(torchattacks, "FGSM")
+
+
+def test_running_in_a_virtual_environment():
+    if os.environ.get("REGBENCH_REQUIRE_VENV") != "1" and sys.prefix == sys.base_prefix:
+        pytest.skip("not run from a virtual environment (make test runs .venv/bin/python, and sets no flag)")
+    assert sys.prefix != sys.base_prefix, "expected the project's virtual environment, not the system Python"
+    assert (Path(sys.prefix) / "pyvenv.cfg").is_file()
+
+
+def test_install_script_uses_a_venv_and_the_constraints():
+    text = (ROOT / "scripts" / "install.sh").read_text()
+    assert "-m venv" in text and "--break-system-packages" not in text
+    pins = [ln for ln in (ROOT / "scripts" / "constraints.txt").read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")]
+    names = {ln.split("==")[0].lower() for ln in pins}
+    assert all("==" in ln for ln in pins), "constraints must be exact pins"
+    assert {"torch", "torchvision", "numpy", "requests", "urllib3", "foolbox", "robustbench", "pytest"} <= names
+    assert "torchattacks" not in names and "regbench" not in names
