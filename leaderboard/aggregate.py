@@ -194,9 +194,17 @@ SCORE_TESTS = ("gaussian_noise", "transfer_fgsm")
 
 
 def record_score(metric_rows: list[dict]) -> tuple[float, str]:
-    """The sortable summary score of one record and what it is based on: the mean of the
-    normalised AUCs of the main Gaussian-noise and transfer-FGSM curves (each test's first
-    curve), or clean accuracy where neither is present."""
+    """The sortable summary score of one record and what it is based on: the mean relative
+    robustness (accuracy / the model's own clean accuracy, over the perturbed levels) of the
+    Gaussian-noise and transfer-FGSM curves, so that clean accuracy does not decide the ranking;
+    older records without it fall back to the normalised AUC of those curves; clean accuracy where
+    neither test is present."""
+    rel = {r["test"]: r for r in metric_rows
+           if r["test"] in SCORE_TESTS and r["metric"] == f"{r['test']}.relative_robustness"
+           and np.isfinite(r["value"])}
+    if rel:
+        return (float(np.mean([r["value"] for r in rel.values()])),
+                "mean relative robustness of " + " & ".join(sorted(rel)))
     per_test = {}
     for r in metric_rows:
         if r["kind"] == "auc" and r["test"] in SCORE_TESTS:

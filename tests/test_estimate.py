@@ -24,6 +24,12 @@ def _small_suite():
     attacks.SUITES.pop(SMALL_SUITE, None)
 
 
+@pytest.fixture(autouse=True)
+def _own_calibration_cache(tmp_path, monkeypatch):
+    # the estimate caches its per-device calibration under $XDG_CACHE_HOME/regbench: not the user's here
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
 def _args(out, regs="none", seeds="0-1", extra=()):
     return build_parser().parse_args(["estimate", "--preset", "tiny", "--regularizers", regs, "--seeds", seeds,
                                       "--out", str(out), "--set", f"suite={SMALL_SUITE}", *extra])
