@@ -20,9 +20,7 @@ def prepare_context(ctx: EvalContext, cfg, suite: str | None = None, only=None, 
     """Find or train the transfer surrogate (a normal record next to the evaluated run) and put it in
     `ctx.extras` ("surrogate", "surrogate_dir", "surrogate_seed"). Does nothing when the suite has no
     transfer test or there is no config (e.g. a zoo model): the transfer tests then report 'skipped'."""
-    import fcntl
     from pathlib import Path
-    from bench import store
     from bench.train import load_trained, train
     if cfg is None:
         return ctx
@@ -34,16 +32,11 @@ def prepare_context(ctx: EvalContext, cfg, suite: str | None = None, only=None, 
     scfg = surrogate_config(cfg).replace(device=str(ctx.device), progress=ctx.progress)
     if ctx.run_dir is not None:  # next to the evaluated record, wherever that now lives
         scfg = scfg.replace(out=str(Path(ctx.run_dir).resolve().parent))
-    target = store.run_dir_for(scfg)
-    # Two evaluations sharing a surrogate train it once. Not `store.locked(target)`: the trainer takes
-    # that lock itself (flock is per open file, so holding it here would deadlock).
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.surrogate.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            sdir = train(scfg, log=log)
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    # Two evaluations sharing a surrogate train it once: `train` holds the surrogate record's run lock
+    # (`store.run_lock`, re-entrant within a process, so a run that is its own surrogate does not block
+    # itself). No second lock here: a separate surrogate lock taken before the run lock would deadlock
+    # against `bench run` of the surrogate config, which holds its run lock while it evaluates.
+    sdir = train(scfg, log=log)
     _, model = load_trained(sdir, ctx.device)
     ctx.extras.update(surrogate=model, surrogate_dir=str(sdir), surrogate_seed=scfg.seed)
     return ctx

@@ -332,7 +332,7 @@ class MinPerturbation(SuiteTest):
         # forward images of the attack itself (each with a backward): steps used summed over images
         fwd = float(su.sum())
         summary = {"steps_used_mean": float(su.mean()) if len(su) else float("nan"),
-                   "steps_used_median": float(su.median()) if len(su) else float("nan"),
+                   "steps_used_median": float(np.median(su.numpy())) if len(su) else float("nan"),
                    "forward_images_per_image": fwd / max(len(x), 1)}
         return _distance_result(ctx, x, labels, adv, ok, p.channel,
                                 {"attack": p.attack, "steps": p.steps, "patience": p.patience, "tol": p.tol,

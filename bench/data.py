@@ -219,6 +219,9 @@ def split_indices(n_total: int, n_train: int | None, val_fraction: float, seed: 
     return perm[n_val:n_val + n_tr], perm[:n_val]
 
 
+_HAS_FALLBACK = {"fashion_mnist"}  # datasets also read from a system copy (Debian's package)
+
+
 def load_raw(name: str, data_dir=None, download: bool = True):
     """(train_x, train_y, test_x, test_y) as uint8/int64 tensors at native size and colour."""
     if name.startswith("folder:"):
@@ -228,8 +231,9 @@ def load_raw(name: str, data_dir=None, download: bool = True):
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(available_datasets())}"
                          " (or folder:/path/to/images)")
-    if data_dir and not Path(data_dir).expanduser().is_dir():
+    if data_dir and name in _HAS_FALLBACK and not Path(data_dir).expanduser().is_dir():
         # an explicit folder that is not there is a typo, not a reason to read another copy of the data
+        # (datasets without a fallback copy report the folders they looked in, or download into it)
         raise DatasetNotFound(f"--data-dir {data_dir} does not exist (or is not a folder); give the folder that "
                               f"holds the {name} files, or leave --data-dir out to use the default locations")
     root = Path(data_dir).expanduser() if data_dir else DEFAULT_DATA_DIR

@@ -72,6 +72,7 @@ PLUGIN_SRC = textwrap.dedent('''
             return feats[-1].mean() * 0
 
     attacks.register_suite("bad_input_smoke", [("clean", {}), ("gaussian_noise", {"n": 16, "stds": [0.0, 0.2]})])
+    attacks.register_suite("bad_input_transfer", [("clean", {}), ("transfer_fgsm", {"n": 16, "eps": [0.0, 0.1]})])
 ''')
 
 
@@ -494,6 +495,17 @@ def test_second_identical_run_waits_for_the_run_lock(tmp_path):
     assert p.returncode == 0, "".join(seen) + rest
     assert rest.count("[regbench] trained ") == 1
     assert store.read_json(rd / "metrics.json")["train"]["done"] is True
+
+
+def test_run_that_is_its_own_surrogate_does_not_deadlock(plugin_dir, tmp_path, capsys):
+    """`bench run` holds the run lock while evaluating; the transfer test's surrogate is this very
+    record (regularizer none, seed = surrogate_seed): train() takes the same lock again."""
+    code, out, err = cli(["run", *TINY, "--out", tmp_path, "--seed", "1000", "--set", "suite=bad_input_transfer"],
+                         capsys)
+    assert code == 0, err
+    (m,) = list(tmp_path.glob("*/metrics.json"))
+    suite = store.read_json(m)["suite"]
+    assert "transfer_fgsm" in suite and not (suite["transfer_fgsm"]["result"].get("details") or {}).get("skipped")
 
 
 def test_run_lock_is_reentrant_and_separate_from_the_merge_lock(tmp_path):
