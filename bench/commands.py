@@ -59,8 +59,8 @@ def add_common_run_args(p):
                    help="use the first N training images (default: the preset's; none = all)")
     p.add_argument("--n-test", type=int, default=None, dest="n_test", metavar="N",
                    help="evaluate on the first N test images (default: the preset's; none = all)")
-    p.add_argument("--suite", default=None, choices=SUITES, metavar="SUITE",
-                   help=f"evaluation suite: {joined(SUITES)} (default: the preset's)")
+    p.add_argument("--suite", default=None, metavar="SUITE",
+                   help=f"evaluation suite: {joined(SUITES)}, or one a --plugin registers (default: the preset's)")
     p.add_argument("--budget-seconds", type=float, default=None, dest="budget_seconds", metavar="S",
                    help="also stop training after S wall-clock seconds (the step budget stays the nominal one)")
     p.add_argument("--data-dir", default=None, dest="data_dir", metavar="DIR",
@@ -287,8 +287,8 @@ def add_eval_parser(sub):
                        description="Run a suite on a trained record; each test's result is merged into its "
                                    "metrics.json (a test already there with the same protocol is skipped).")
     p.add_argument("run_dir", nargs="?", default=None, metavar="RUN_DIR", help="a record folder written by `bench run`")
-    p.add_argument("--suite", default=None, choices=SUITES, metavar="SUITE",
-                   help=f"{joined(SUITES)} (default: the record's suite)")
+    p.add_argument("--suite", default=None, metavar="SUITE",
+                   help=f"{joined(SUITES)}, or one a --plugin registers (default: the record's suite)")
     p.add_argument("--n-examples", type=int, default=None, dest="n_examples", metavar="N",
                    help="use only the first N test images (development)")
     p.add_argument("--force", action="store_true", help="recompute tests already in the record")

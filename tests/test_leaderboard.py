@@ -164,11 +164,13 @@ def test_cli_terminal_prints_both_rows_with_mean_sem_n3(results):
         # the row wraps into several blocks on a narrow terminal: every line that starts with its label
         text = "\n".join(ln for ln in out.stdout.splitlines() if ln.startswith(row["label"] + "  "))
         cells = re.findall(r"\S+ ± \S+ \(n=\d+\)", text)
-        shown = [m for m in per if not m.startswith("train.")] + ["score", "train.wall_s"]
+        derived = [m for m in ("corruptions.mce_vs_none", "corruptions.relative_mce_vs_none")
+                   if f"{m}|mean" in row and row[f"{m}|n"] > 0]  # leaderboard.derived: needs the none records
+        shown = [m for m in per if not m.startswith("train.") and _finite(per[m])] + derived + ["score", "train.wall_s"]
         assert len(cells) == len(shown), text
         for m, cell in _expected_cells(row, shown).items():
             assert cell in text, (m, cell)
-            assert cell.endswith(f"(n={len(_finite(per.get(m, [0, 0, 0])))})")
+            assert cell.endswith(f"(n={len(_finite(per.get(m, [0, 0, 0])))})") or m in derived
         assert fmt_value(row["clean.accuracy|mean"], row["clean.accuracy|sem"], 3) in text
         assert re.search(r"\(n=3\)", text)
 
