@@ -31,7 +31,7 @@ SUITES: dict[str, list[tuple[str, dict]]] = {
               ("gaussian_noise", {}),
               ("transfer_fgsm", {}),
               ("corruptions", {}),
-              ("min_perturbation", {"n": 1000}),  # FMN, early stopping (<= 250 steps): ~1000-step DDN's median
+              ("min_perturbation", {"n": 1000}),  # DDN, early stopping (<= 250 steps): 1000-step DDN's median
               ("boundary", {"n": 1000, "repeats": 5, "steps": 50}),
               ("transfer_fgsm_reverse", {})],
     "full": [("clean", {}),
@@ -45,7 +45,7 @@ SUITES: dict[str, list[tuple[str, dict]]] = {
              ("autoattack", {"n": 1000, "eps": 1 / 255}),
              ("hop_skip_jump", {"n": 1000, "steps": 64})],
     # The CPU scale of `bench reproduce`: the paper's tests (boundary at its 50 steps, 5 repeats) on fewer
-    # images, the honesty checks (min_perturbation: FMN with early stopping, converged, on the boundary's
+    # images, the honesty checks (min_perturbation: DDN with early stopping, converged, on the boundary's
     # 50 images), PGD and HopSkipJump on small subsets: about 1-1.5 CPU-minutes per model at width 0.25
     # (benchmarks/bench_eval_cost.py measures it against the preset's training).
     # AutoAttack is left to `full`: its Square stage (5000 queries an image) alone costs minutes per model here.

@@ -304,7 +304,8 @@ def forward_images_per_image(suite: str, cfg, data, out: Path | None, images: in
         note = " (skipped there)" if "skipped" in details else ""
         no_start = (details.get("starting_points") or {}).get("no_start") if isinstance(details, dict) else None
         if no_start:  # an untrained model gave some images no adversarial start: they cost nothing
-            note = f" (lower bound: {no_start} of {used} images had no adversarial start)"
+            note = (f" (lower bound: the untrained model left {no_start} image-repeats of {used} images without an "
+                    f"adversarial start; a trained model's record counts them)")
         return [_forward_equivalents(t.name, r) / max(used, 1), f"tiny run on {used} images{note}"]
 
     for t in missing:

@@ -1,4 +1,4 @@
-"""Minimal-perturbation honesty check: the suite's default (`min_perturbation`: FMN with per-image early
+"""Minimal-perturbation honesty check: the suite's default (`min_perturbation`: DDN with per-image early
 stopping, at most 250 steps) vs the 1000-step DDN it replaces (foolbox `DDNAttack(steps=1000)`, every image
 every step), same images and model (reference ResNet18 at width 0.25, briefly trained on Fashion-MNIST).
 Figures: forward images of the evaluated model (each with a backward) fast / reference (goal <= 0.25) and

@@ -54,7 +54,7 @@ def test_min_perturbation_records_steps_used_per_image(ctx):
     assert res["summary"]["steps_used_median"] == pytest.approx(float(np.median(used)))
     # every step of every image is one forward (with a backward) of the evaluated model, counted
     assert out["cost"]["forward_images"] >= sum(used)
-    assert res["summary"]["success_rate"] == 1.0 and out["protocol"]["attack"] == "fmn"
+    assert res["summary"]["success_rate"] == 1.0 and out["protocol"]["attack"] == "ddn"
 
 
 # --------------------------------------------------------------------------- boundary starts and repeats
