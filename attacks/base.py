@@ -12,7 +12,7 @@ Result convention (the leaderboard and the plots read only this shape):
      "details": {...}}                       # optional: anything else (flags, per-corruption tables)
 
 Higher-is-better is the default for a summary metric; a test lists the metrics where lower is
-better (e.g. a distance) in `lower_is_better`.
+better (e.g. an error rate or a cost; distances to the boundary are higher-is-better) in `lower_is_better`.
 """
 from __future__ import annotations
 

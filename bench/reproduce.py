@@ -365,9 +365,13 @@ def render_report(scale: str, out: Path, report: Path, sims: list[dict], meta: d
     suite_p = dict(_suite_tests(preset.get("suite")))
     if "boundary" in suite_p:
         b = suite_p["boundary"]
+        import attacks
+        mp = attacks.TESTS["min_perturbation"](**suite_p.get("min_perturbation", {})).params
         md.append(f"- Boundary attack: {b.get('n')} test images x {b.get('repeats')} repeats (paper: 1000 x 5), "
-                  f"{b.get('steps')} steps as in the reference code; `min_perturbation` (foolbox DDN, "
-                  f"{suite_p.get('min_perturbation', {}).get('steps')} steps) on the same images is its converged reference.")
+                  f"{b.get('steps')} steps as in the reference code, each repeat from its own seeded random "
+                  f"other-class starting image (so the repeats are independent); `min_perturbation` "
+                  f"({getattr(mp, 'attack', 'ddn')}, at most {getattr(mp, 'steps', '?')} steps with early stopping) on the "
+                  "same images is its converged reference.")
     extras = [f"{t} ({', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in suite_p[t].items())})"
               for t in ("pgd", "autoattack", "hop_skip_jump") if t in suite_p]
     if extras:
@@ -457,8 +461,9 @@ DIFFERENCES = {
         "(a 'Fashion-MNIST-C'); frost uses procedural textures.",
         "AutoAttack is not run at this scale (its Square stage costs minutes per model on this CPU; it is in "
         "the `full` suite).",
-        "Boundary attack: foolbox 3's BoundaryAttack, started from the nearest other-class test image moved "
+        "Boundary attack: foolbox 3's BoundaryAttack, started from a random other-class test image moved "
         "towards the original by binary search (the reference used an older foolbox); see the honesty checks.",
+        "HopSkipJump is not run at this scale either (the `full` suite has it).",
     ],
     "gpu": [
         "neural_pred: the target comes from our seeded V1 Gabor energy model, not from recordings.",
