@@ -7,6 +7,7 @@ from .suite import SUITES, available_suites, build_suite, context_for_run, evalu
 import importlib.util as _ilu
 if _ilu.find_spec(f"{__name__}.corruptions") is not None:  # written separately; the suite builds without it
     from . import corruptions  # noqa: F401
+from . import robustbench_suite  # noqa: F401,E402  (the `robustbench` suite: RobustBench's protocol)
 
 TRANSFER_TESTS = ("transfer_fgsm", "transfer_fgsm_reverse")
 

@@ -319,6 +319,12 @@ def add_leaderboard_parsers(sub):
     p.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--strict", action="store_true",
                    help="a damaged record is an error (default: skipped with a warning naming it)")
+    p.add_argument("--metrics", default=None, metavar="PATTERN",
+                   help="show these metrics (fnmatch patterns, comma-separated, e.g. 'boundary.*,clean.*'; '*': all) "
+                        "instead of the key view (csv/json always carry every column)")
+    p.add_argument("--robustbench", default=None, metavar="DATASET:THREAT",
+                   help="rank records evaluated with the `robustbench` suite among RobustBench's published rows "
+                        "(cifar10:Linf, cifar10:L2, cifar10:corruptions)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=lazy("leaderboard.cli:cmd_leaderboard"))
 

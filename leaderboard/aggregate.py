@@ -147,6 +147,8 @@ def _record_meta(run_dir: Path, rec: dict, metrics: dict) -> dict:
         "seed": cfg.get("seed", 0),
         "suite_name": metrics.get("suite_name", cfg.get("suite")),
         "protocol_id": _short_hash(sig), "protocol": protocol_text(sig), "protocol_map": _canon(sig), "_sig": sig,
+        "skipped": _canon({t: str(((e or {}).get("result") or {}).get("details", {}).get("skipped"))
+                           for t, e in (metrics.get("suite") or {}).items() if _skipped(e)}),
     }
 
 
@@ -260,7 +262,8 @@ def _read_all(roots, strict: bool | None = None) -> list[tuple[Path, dict, dict,
 
 TIDY_COLS = ["run_dir", "hash", "dataset", "color", "arch", "width", "model_params", "budget_steps", "epochs",
              "n_test", "regularizer", "reg_params", "label", "comparison_key", "external", "seed", "suite_name",
-             "protocol_id", "protocol", "protocol_map", "test", "metric", "value", "kind", "lower_is_better", "score_basis"]
+             "protocol_id", "protocol", "protocol_map", "test", "metric", "value", "kind", "lower_is_better", "score_basis",
+             "skipped"]
 
 
 # ------------------------------------------------------------------ robust record loading
@@ -433,7 +436,7 @@ def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
     info = df.groupby(GROUP_COLS, sort=False, dropna=False).agg(
         label=("label", "first"), external=("external", "max"), model_params=("model_params", "max"),
         protocol=("protocol", "first"), protocol_map=("protocol_map", "first"), suite_name=("suite_name", "first"), epochs=("epochs", "first"),
-        n_test=("n_test", "first"), score_basis=("score_basis", "first"),
+        n_test=("n_test", "first"), score_basis=("score_basis", "first"), skipped=("skipped", "first"),
         seeds=("seed", lambda s: ",".join(str(x) for x in sorted(set(int(i) for i in s)))),
         n_seeds=("run_dir", "nunique"))
     meta_m = df.drop_duplicates("metric").set_index("metric")

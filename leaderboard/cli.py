@@ -23,13 +23,19 @@ def cmd_leaderboard(args) -> int:
         print(f"no records found under {', '.join(roots)}", file=sys.stderr)
         return 1
     fmt = args.format or {".html": "html", ".json": "json"}.get(Path(args.output).suffix if args.output else "", "term")
-    if fmt == "json":
+    if getattr(args, "robustbench", None):  # this project's rows ranked among RobustBench's published ones
+        from .published import board, render_board
+        text = render_board(board(table, args.robustbench), fmt)
+        if args.output:
+            from bench.store import atomic_write_bytes
+            atomic_write_bytes(Path(args.output), text.encode("utf-8"))
+    elif fmt == "json":
         text = render_json(table)
         if args.output:
             from bench.store import atomic_write_bytes
             atomic_write_bytes(Path(args.output), text.encode("utf-8"))
     else:
-        text = write(table, fmt, args.output)
+        text = write(table, fmt, args.output, metrics=getattr(args, "metrics", None))
     if args.output:
         print(f"wrote {args.output} ({len(table)} rows)")
     else:

@@ -156,10 +156,16 @@ def _boundary_figures(tidy: pd.DataFrame, multi: bool) -> dict:
         ax.set_xticklabels(labels, rotation=30 if len(labels) > 3 else 0, fontsize=8,
                            ha="right" if len(labels) > 3 else "center")
         ax.set_xlabel("regularizer")
-        ax.set_ylabel("median squared L2 per pixel")
+        ax.set_ylabel("median squared L2 per pixel (log scale)")
         ax.set_title(f"Boundary attack distance: {title}\nmean ± SEM over seeds", fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=6)
+        # the white-box minimum is 40-100x below the boundary figure: a log axis shows both
+        if (b["mean"] > 0).any():
+            ax.set_yscale("log")
+        ax.grid(axis="y", alpha=0.3, which="both")
+        # the legend goes below the axes, where it covers no bar
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22 if len(labels) > 3 else -0.15),
+                  ncol=2, frameon=False)
+        fig.set_size_inches(6.5, 4.5 + 0.18 * len(labels))
         fig.tight_layout()
         figs[f"boundary{suffix}"] = fig
     return figs
@@ -230,7 +236,57 @@ def _cost_figures(tidy: pd.DataFrame, multi: bool) -> dict:
     return figs
 
 
-FIGURES = ("noise", "fgsm", "boundary", "corruption_severity", "corruption_types", "training_cost")
+DIFF_METRICS = (("clean.accuracy", "clean accuracy"),
+                ("gaussian_noise.relative_robustness", "noise rel. robustness"),
+                ("transfer_fgsm.relative_robustness", "transfer FGSM rel. robustness"),
+                ("corruptions.relative_robustness", "corruptions rel. robustness"),
+                ("boundary.median_sq_l2", "boundary median sq. L2"),
+                ("min_perturbation.median_sq_l2", "white-box min. sq. L2"))
+
+
+def _diff_to_none_figures(tidy: pd.DataFrame, multi: bool) -> dict:
+    """One row per metric, one point per regularizer: the difference of its mean to `none` with the 95%
+    Welch interval (leaderboard.aggregate), a zero line; distances relative to none's mean (in %)."""
+    from .aggregate import aggregate
+    figs = {}
+    table = aggregate(tidy)
+    if table.empty or not (table["regularizer"] == "none").any():
+        return figs
+    for key, g in table.groupby(["comparison_key", "protocol_id"], sort=False):
+        regs = g[g["regularizer"] != "none"]
+        base = g[g["regularizer"] == "none"]
+        rows = [(m, lab) for m, lab in DIFF_METRICS if f"{m}|diff" in g and regs[f"{m}|diff"].notna().any()]
+        if regs.empty or base.empty or not rows:
+            continue
+        fig, axes = plt.subplots(len(rows), 1, figsize=(8, 0.6 + 1.4 * len(rows)), sharex=False, squeeze=False)
+        for ax, (m, lab) in zip(axes[:, 0], rows):
+            ref = float(base.iloc[0][f"{m}|mean"])
+            rel = m.endswith("median_sq_l2") and ref > 0  # distances: in % of none's value
+            f = 100.0 / ref if rel else 1.0
+            for j, (_, r) in enumerate(regs.iterrows()):
+                d, lo, hi = r[f"{m}|diff"] * f, r.get(f"{m}|ci_low", np.nan) * f, r.get(f"{m}|ci_high", np.nan) * f
+                err = None if not (np.isfinite(lo) and np.isfinite(hi)) else [[d - lo], [hi - d]]
+                ax.errorbar([d], [j], xerr=err, fmt="o", color=color_for(r["regularizer"]), capsize=3, ms=5,
+                            label=f"{r['label']} (95% interval)")
+            ax.axvline(0, color="k", lw=0.9, label="none (zero line)")
+            ax.set_xlabel("Δ to none" + (" (% of none)" if rel else ""), fontsize=8)
+            ax.set_ylabel("regularizer", fontsize=8)
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+            ax.set_yticks(range(len(regs)))
+            ax.set_yticklabels(list(regs["label"]), fontsize=8)
+            ax.set_ylim(-0.6, len(regs) - 0.4)
+            ax.set_title(f"{lab}: Δ to none" + (" (% of none)" if rel else ""), fontsize=9, loc="left")
+            ax.tick_params(axis="x", labelsize=8)
+            ax.grid(axis="x", alpha=0.3)
+        r0 = g.iloc[0]
+        fig.suptitle(f"Difference to none, 95% Welch interval: {r0['dataset']} ({r0['color']})", fontsize=10)
+        fig.tight_layout()
+        suffix = f"_{g.iloc[0]['dataset']}_{key[0]}_{key[1]}" if multi else ""
+        figs[f"diff_to_none{suffix}"] = fig
+    return figs
+
+
+FIGURES = ("noise", "fgsm", "boundary", "diff_to_none", "corruption_severity", "corruption_types", "training_cost")
 
 
 def make_figures(*roots, log=None) -> dict:
@@ -245,6 +301,7 @@ def make_figures(*roots, log=None) -> dict:
         "noise": lambda: _curve_figure(curves, NOISE_TEST, "noise std", "Accuracy vs Gaussian noise", multi),
         "fgsm": lambda: _curve_figure(curves, FGSM_TEST, "FGSM eps", "Accuracy vs transfer FGSM", multi),
         "boundary": lambda: _boundary_figures(tidy, multi),
+        "diff_to_none": lambda: _diff_to_none_figures(tidy, multi),
         "corruption_severity": lambda: {k.replace("corruptions", "corruption_severity", 1): v for k, v in
                                         _curve_figure(curves[curves["curve"] == "accuracy_vs_severity"],
                                                       CORRUPTION_TEST, "severity",
@@ -254,6 +311,7 @@ def make_figures(*roots, log=None) -> dict:
     }
     why = {"noise": f"no `{NOISE_TEST}` curves", "fgsm": f"no `{FGSM_TEST}` curves",
            "boundary": f"no `{BOUNDARY_TEST}.median_sq_l2` results",
+           "diff_to_none": "no `none` row with a regularized row beside it",
            "corruption_severity": f"no `{CORRUPTION_TEST}` severity curves",
            "corruption_types": f"no `{CORRUPTION_TEST}` per-corruption results at severity {SEVERITY_DETAIL}",
            "training_cost": "no training costs (only external models?)"}

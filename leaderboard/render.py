@@ -310,16 +310,22 @@ def render_html(table: pd.DataFrame, title: str = "RegBench leaderboard") -> str
     return "\n".join(parts) + "\n"
 
 
-def render(table: pd.DataFrame, fmt: str = "term") -> str:
-    """The table as text in one of term | md | csv | html."""
+def render(table: pd.DataFrame, fmt: str = "term", metrics: str | None = None) -> str:
+    """The table as text in one of term | md | csv | html. term/md/html show the key view
+    (leaderboard.keyview) unless `metrics` (fnmatch patterns, comma-separated) picks columns; csv: all."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    from . import keyview
+    if fmt != "csv" and metrics is None:
+        return keyview.render_key(table, fmt)
+    if fmt != "csv" and not table.empty:
+        table = keyview.restrict(table, metrics)
     return {"term": render_term, "md": render_md, "csv": render_csv, "html": render_html}[fmt](table)
 
 
-def write(table: pd.DataFrame, fmt: str = "term", output=None) -> str:
+def write(table: pd.DataFrame, fmt: str = "term", output=None, metrics: str | None = None) -> str:
     """Render and write to `output` (atomically) or return the text for printing when None."""
-    text = render(table, fmt)
+    text = render(table, fmt, metrics)
     if output is not None:
         from bench.store import atomic_write_bytes
         atomic_write_bytes(Path(output), text.encode("utf-8"))

@@ -22,6 +22,14 @@ The model is evaluated by the same suite (`attacks.build_suite` / `attacks.evalu
 colour track's test images from `bench.data` (CIFAR-10 in RGB at 32x32; `dataset` picks another
 bench dataset in colour, e.g. Fashion-MNIST for tests) and written as a normal record marked
 external, so it appears in the leaderboard as a row of its own.
+
+Transfer tests need a surrogate of the model's own data and colour: `zoo_surrogate` finds a finished
+`none` record of that dataset in RGB at 32x32 under the results folder (any architecture of this
+project), or trains one (`surrogate_preset`, default `quick`, at the config's surrogate seed), so a
+zoo row is scored like any record instead of by noise alone. The `robustbench` suite
+(attacks/robustbench_suite.py: AutoAttack standard at L-inf 8/255 and L2 0.5, CIFAR-10-C) is
+RobustBench's own protocol; its rows can be ranked among RobustBench's published entries
+(leaderboard/published.py).
 """
 from __future__ import annotations
 
@@ -173,10 +181,39 @@ def _test_images(dataset: str, n_examples, data_dir=None, download: bool = True)
     return d
 
 
+def zoo_surrogate(dataset: str, out, device="cpu", *, preset: str = "quick", data_dir=None, download: bool = True,
+                  progress: bool = False, log=print, roots=()) -> Path:
+    """A finished, unregularized (`none`) record of `dataset` in RGB at 32x32: the transfer surrogate of
+    a zoo model. Found under `out` (and `roots`), else trained with `preset` into `out`."""
+    from bench.config import build_config
+    from bench.train import train
+    for root in (out, *roots):
+        if not Path(root).exists():
+            continue
+        for rd in sorted(store.find_records(root)):
+            try:
+                rec = store.read_json(rd / "config.json") or {}
+                train_m = (store.read_json(rd / "metrics.json", {}) or {}).get("train") or {}
+            except Exception:  # noqa: BLE001 - a damaged record is simply not a candidate
+                continue
+            cfg = rec.get("config") or {}
+            if (cfg.get("regularizer") == "none" and not rec.get("external") and cfg.get("dataset") == dataset
+                    and cfg.get("color") == "rgb" and int(cfg.get("image_size") or 0) == 32
+                    and (rd / "model.pt").is_file() and train_m.get("done") and not train_m.get("failed")):
+                return rd
+    cfg = build_config(preset, dict(dataset=dataset, color="rgb", image_size=32, regularizer="none", reg_params={},
+                                    seed=1000, out=str(out), device=str(device), progress=progress,
+                                    data_dir=data_dir, download=download))
+    log(f"[regbench] no `none` record of {dataset} (rgb, 32x32) under {out}: training the transfer surrogate "
+        f"(preset {preset})")
+    return train(cfg.replace(seed=cfg.surrogate_seed), log=log)
+
+
 def eval_robustbench(name: str, threat_model: str, model_dir, suite: str = "paper", n_examples: int | None = None,
                      out="results", device="cpu", dataset: str = "cifar10", *, zoo_dataset: str | None = None,
                      seed: int = 0, data_dir=None, download: bool = True, force: bool = False,
-                     progress: bool = True, log=print) -> Path:
+                     progress: bool = True, log=print, only=None, surrogate_preset: str = "quick",
+                     surrogate_dir=None) -> Path:
     """Evaluate a RobustBench zoo model with the suite and write it as an external record; returns
     the run directory. `dataset` is the bench dataset whose test images are used (in colour);
     `zoo_dataset` the RobustBench dataset of the model (default: `dataset` for CIFAR, else cifar10)."""
@@ -223,6 +260,14 @@ def eval_robustbench(name: str, threat_model: str, model_dir, suite: str = "pape
     ctx = attacks.EvalContext(model=model, x=bdata.to_float(d.test_x).to(device), y=d.test_y.to(device),
                               config=cfg, run_dir=run_dir, device=device, seed=seed, num_classes=d.num_classes,
                               progress=progress)
-    attacks.evaluate(ctx, suite=suite, run_dir=run_dir, force=force, log=log)
+    names = [t for t, _ in attacks.SUITES[suite] if not only or t in only]
+    if any(t in attacks.TRANSFER_TESTS for t in names):  # a surrogate of the model's own data and colour
+        from bench.train import load_trained
+        sdir = Path(surrogate_dir) if surrogate_dir else zoo_surrogate(
+            dataset, out, device, preset=surrogate_preset, data_dir=data_dir, download=download, log=log)
+        _, smodel = load_trained(sdir, device)
+        ctx.extras.update(surrogate=smodel, surrogate_dir=str(sdir),
+                          surrogate_seed=(store.read_json(Path(sdir) / "config.json") or {}).get("config", {}).get("seed"))
+    attacks.evaluate(ctx, suite=suite, run_dir=run_dir, force=force, only=only, log=log)
     log(f"[regbench] RobustBench {name} ({threat_model}) evaluated on {len(d.test_x)} {dataset} test images: {run_dir}")
     return run_dir

@@ -74,9 +74,9 @@ def similarity_figure(S_pix: np.ndarray, S_neu: np.ndarray, summary: dict, out_b
     for axis, S, title in ((ax[0], S_pix, "$S^{pixel}$"), (ax[1], S_neu, "$S^{neural\\text{-}pred}$ (V1 model)")):
         im = axis.imshow(S[:k, :k], vmin=-1, vmax=1, cmap="RdBu_r", interpolation="nearest")
         axis.set_title(f"{title}, first {k} images")
-        axis.set_xticks([])
-        axis.set_yticks([])
-        fig.colorbar(im, ax=axis, fraction=0.046)
+        axis.set_xlabel(f"image index j (0-{k - 1})")
+        axis.set_ylabel(f"image index i (0-{k - 1})")
+        fig.colorbar(im, ax=axis, fraction=0.046).set_label("cosine similarity S[i, j]")
     ax[2].scatter(a[sel], b[sel], s=2, alpha=0.3, rasterized=True)
     th = summary["th"]
     for v in (th, -th):

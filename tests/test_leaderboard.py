@@ -154,7 +154,7 @@ def _expected_cells(row, metrics):
 
 
 def test_cli_terminal_prints_both_rows_with_mean_sem_n3(results):
-    out = subprocess.run([sys.executable, "-m", "bench", "leaderboard", str(results)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "bench", "leaderboard", str(results), "--metrics", "*"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     table = build_table(results)
@@ -178,7 +178,7 @@ def test_cli_terminal_prints_both_rows_with_mean_sem_n3(results):
 def test_md_csv_html_write_the_same_numbers(results, tmp_path):
     table = build_table(results)
     for fmt in ("md", "csv", "html"):
-        rc = subprocess.run([sys.executable, "-m", "bench", "leaderboard", str(results), "--format", fmt,
+        rc = subprocess.run([sys.executable, "-m", "bench", "leaderboard", str(results), "--format", fmt, "--metrics", "*",
                              "--output", str(tmp_path / f"board.{fmt}")], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
         assert rc.returncode == 0, rc.stderr
