@@ -4,15 +4,19 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test bench-perf
+.PHONY: install install-test demo test bench-perf
 
 install:
 	VENV="$(abspath $(VENV))" ./scripts/install.sh
 
+# the tests also drive the Ray and SLURM (submitit) launchers, so they need those extras
+install-test:
+	VENV="$(abspath $(VENV))" EXTRAS=test,ray,slurm ./scripts/install.sh
+
 demo: install
 	$(PY) -m bench demo
 
-test: install
+test: install-test
 	$(PY) -m pytest -q tests
 
 bench-perf: install

@@ -98,7 +98,9 @@ def evaluate_claims(tidy) -> list[dict]:
             else:
                 c.effect, c.effect_source = s.effect_value(c.base_mean)
             comps.append(c)
-        verdict = stats.judge_claim(comps) if len(comps) == len(cl["specs"]) else "not tested (records missing)"
+        verdict = stats.judge_claim(comps)  # judges the comparisons that have data
+        if len(comps) < len(cl["specs"]):
+            verdict = "not tested (records missing)"
         note = ""
         need = cl.get("needs")
         if need and results.get(need, {}).get("verdict") not in ("reproduced", "partly"):
@@ -123,4 +125,5 @@ def fmt_comparison(c: dict) -> str:
             f"{g(c['base_mean'], 4)} ± {g(c['base_sem'], 2)} (n={c['base_n']}); difference {c['diff']:+.3g} "
             f"[95% CI {c['ci_low']:+.3g}, {c['ci_high']:+.3g}], {ptxt}; detectable with power 0.8: "
             f"±{g(c['detectable'])}; effect judged against: {c['effect_source']} "
-            f"({'higher' if c['higher_is_better'] else 'lower'} is better) → **{c['verdict']}**{seeds}")
+            f"({'higher' if c['higher_is_better'] else 'lower'} is better)"
+            + (f" → **{c['verdict']}**{seeds}" if c.get("verdict") else ""))

@@ -11,9 +11,10 @@ from __future__ import annotations
 REGULARIZERS = ("none", "pixel_sim", "pixel_th", "neural_pred", "pixel_shuffle")
 DATASETS = ("cifar10", "cifar100", "fashion_mnist", "mnist")  # plus folder:PATH
 MODELS = ("resnet18", "resnet34")
-SUITES = ("quick", "paper", "full", "repro_cpu")
+SUITES = ("quick", "paper", "full", "repro_cpu", "robustbench")
 TESTS = ("clean", "gaussian_noise", "uniform_noise", "salt_pepper_noise", "transfer_fgsm", "transfer_fgsm_reverse", "boundary", "min_perturbation",
-         "corruptions", "pgd", "autoattack", "hop_skip_jump")
+         "corruptions", "pgd", "autoattack", "hop_skip_jump", "rb_autoattack_linf", "rb_autoattack_l2",
+         "rb_corruptions")
 LAUNCHERS = ("local", "ray", "slurm")
 DEVICES = "auto | cpu | cuda | cuda:N"
 

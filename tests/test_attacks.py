@@ -48,10 +48,13 @@ def test_model_is_not_trivial(ctx):
 def test_noise_curve_falls_from_clean_accuracy(ctx):
     out = GaussianNoise()(ctx)
     curve = out["result"]["curves"]["accuracy"]
-    assert curve["x"][0] == 0.0 and curve["x"][-1] == pytest.approx(0.1) and len(curve["x"]) == 10
+    # Fashion-MNIST: the reference's std linspace(0, 0.5, 10) (CIFAR's 0.1 would barely leave clean accuracy)
+    assert curve["x"][0] == 0.0 and curve["x"][-1] == pytest.approx(0.5) and len(curve["x"]) == 10
     assert curve["y"][0] == pytest.approx(accuracy(ctx.model, ctx.x, ctx.y), abs=1e-6)
-    # 0.1 noise must hurt; one image of slack for a single noisy flip between neighbouring stds
-    assert non_increasing(curve["y"], tol=1.0 / len(ctx.x)) and curve["y"][-1] <= curve["y"][0]
+    # the curve leaves clean accuracy: well below it at the strongest level; one image of slack for a
+    # single noisy flip between neighbouring stds
+    assert non_increasing(curve["y"], tol=1.0 / len(ctx.x)) and curve["y"][-1] < 0.7 * curve["y"][0]
+    assert out["result"]["summary"]["strength_50"] is None or 0 < out["result"]["summary"]["strength_50"] <= 0.5
     assert out["cost"]["forward_calls"] == 10 and out["cost"]["seconds"] > 0
 
 
@@ -93,9 +96,10 @@ def test_prepare_context_finds_surrogate_and_fgsm_falls(trained_run):
     out = TransferFGSM(n=64)(c)
     res = out["result"]
     y = res["curves"]["accuracy"]["y"]
-    assert res["curves"]["accuracy"]["x"][-1] == pytest.approx(0.02)
+    assert res["curves"]["accuracy"]["x"][-1] == pytest.approx(0.5)  # Fashion-MNIST's reference eps
     assert y[0] == pytest.approx(accuracy(c.model, c.x[:64], c.y[:64]), abs=1e-6)
-    assert non_increasing(y) and y[-1] < y[0]
+    # falls from clean towards chance (FGSM at large eps need not be monotone: label leaking)
+    assert y[1] < y[0] and max(y[1:]) < 0.6 * y[0] and min(y) < 0.3
     assert res["details"]["surrogate"]["run_dir"] == str(trained_run)
     assert res["details"]["surrogate"]["forward_calls"] > 0
     assert "warning" in res["details"]  # surrogate == evaluated model is reported, not hidden
