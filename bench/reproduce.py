@@ -297,26 +297,21 @@ def honesty_section(tidy, regs) -> str:
         m = claims.values(tidy, reg, "min_perturbation.median_sq_l2")
         if b and m:
             lines.append(f"| {reg} | {np.mean(b):.4g} | {np.mean(m):.4g} | {np.mean(b) / max(np.mean(m), 1e-12):.1f} |")
+    def diffs(metric: str, what: str) -> list[str]:
+        out = []
+        for reg in regs:
+            c = stats.compare(claims.values(tidy, reg, metric), claims.values(tidy, "none", metric)) \
+                if reg != "none" else None
+            if c:
+                out.append(f"- `{reg}`: {what} difference to none's {c.diff:+.3g} [95% CI {c.ci_low:+.3g}, "
+                           f"{c.ci_high:+.3g}], p = {c.p:.2g}")
+        return out
     lines += ["", "The converged white-box minimum against `none` (the distance the boundary figure should measure):", ""]
-    for reg in regs:
-        if reg == "none":
-            continue
-        c = stats.compare(claims.values(tidy, reg, "min_perturbation.median_sq_l2"),
-                          claims.values(tidy, "none", "min_perturbation.median_sq_l2"))
-        if c:
-            lines.append(f"- `{reg}`: difference {c.diff:+.3g} [95% CI {c.ci_low:+.3g}, {c.ci_high:+.3g}], "
-                         f"p = {c.p:.2g}")
+    lines += diffs("min_perturbation.median_sq_l2", "white-box minimal sq. L2:")
     lines += ["", "Reverse transfer (attacker: the evaluated model; target: the unregularized surrogate). If a "
               "regularized model looks robust to transfer only because it differs from the surrogate, its own "
               "FGSM examples also transfer poorly to the surrogate:", ""]
-    for reg in regs:
-        if reg == "none":
-            continue
-        c = stats.compare(claims.values(tidy, reg, "transfer_fgsm_reverse.relative_robustness"),
-                          claims.values(tidy, "none", "transfer_fgsm_reverse.relative_robustness"))
-        if c:
-            lines.append(f"- `{reg}`: surrogate's relative robustness under `{reg}`'s FGSM: difference to none's "
-                         f"{c.diff:+.3g} [95% CI {c.ci_low:+.3g}, {c.ci_high:+.3g}], p = {c.p:.2g}")
+    lines += diffs("transfer_fgsm_reverse.relative_robustness", "the surrogate's relative robustness under its FGSM:")
     return "\n".join(lines)
 
 

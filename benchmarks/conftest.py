@@ -56,14 +56,8 @@ def _bench_threads():
 
 def machine() -> str:
     """One line naming the machine a figure came from."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from bench.estimate import cpu_name
+    cpu = cpu_name()
     s = f"CPU: {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads"
     if torch.cuda.is_available():
         s = f"GPU: {torch.cuda.get_device_name(0)}; " + s
