@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import EvalContext, SuiteTest, first_n, progress_bar, register_test
+from .base import EvalContext, SuiteTest, dataset_of, first_n, progress_bar, register_test
 from .summaries import curve_summary
 
 MNIST_FAMILY = ("mnist", "fashion_mnist", "kmnist", "emnist")
@@ -86,7 +86,6 @@ class _NoiseTest(SuiteTest):
         return dataclasses.replace(self.params, **{self.level_name: reference_levels(self.kind, dataset)})
 
     def run(self, ctx: EvalContext) -> dict:
-        from .base import dataset_of
         p = self.resolve_params(dataset_of(ctx))
         levels = [float(s) for s in getattr(p, self.level_name)]
         if p.clamp not in ("image", "unit"):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import EvalContext, SuiteTest, accuracy, dataset_of, first_n, register_test, skipped
+from .base import EvalContext, SuiteTest, accuracy, dataset_of, first_n, predict, register_test, skipped
 
 RB_LINF_EPS = 8 / 255
 RB_L2_EPS = 0.5
@@ -91,9 +91,7 @@ class _RBAutoAttack(SuiteTest):
         import logging
         logging.getLogger("auto-attack").setLevel(logging.WARNING)
         adv = run_autoattack(ctx.model, x, y, self.NORM, p.eps, seed=int(ctx.seed), batch=p.batch, device=ctx.device)
-        with torch.no_grad():
-            robust = torch.cat([ctx.model(adv[i:i + p.batch]).argmax(1) == y[i:i + p.batch]
-                                for i in range(0, len(x), p.batch)]) if len(x) else torch.zeros(0, dtype=torch.bool)
+        robust = predict(ctx.model, adv, p.batch) == y
         d = (adv - x).flatten(1)
         dist = d.abs().amax(1) if self.NORM == "Linf" else d.norm(dim=1)
         clean = accuracy(ctx.model, x, y)
