@@ -25,19 +25,21 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
-TESTS: dict[str, type] = {}
+from bench.core.registry import Registry
+
+def _check_test(name, cls) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, SuiteTest)):
+        raise TypeError(f"@register_test({name!r}) expects a SuiteTest subclass, got {cls!r}")
 
 
-def register_test(name: str):
-    def deco(cls):
-        cls.name = name
-        TESTS[name] = cls
-        return cls
-    return deco
+def _set_name(name, cls) -> None:
+    cls.name = name
 
 
-def available_tests() -> list[str]:
-    return sorted(TESTS)
+# Suite tests by name; third-party packages add theirs through the entry-point group `regbench.tests`.
+TESTS = Registry("suite test", "regbench.tests", check=_check_test, on_register=_set_name, label="registered")
+register_test = TESTS.register
+available_tests = TESTS.names
 
 
 class CountingModel(nn.Module):
@@ -56,9 +58,19 @@ class CountingModel(nn.Module):
 
 
 @dataclass
+class Surrogate:
+    """The unregularized source model of the transfer attacks, provided by the application (a record
+    it found or trained: `run_dir`, `seed`) or by the caller (any `nn.Module` taking [0, 1] images)."""
+    model: nn.Module
+    run_dir: str | None = None
+    seed: int | None = None
+
+
+@dataclass
 class EvalContext:
     """What a test sees: the model (eval mode, [0, 1] inputs), the test images as floats in
-    [0, 1], labels, the run's config and folder, the device, the suite's seed."""
+    [0, 1], labels, the run's config and folder (None for a bare model), the task's dataset name (the
+    reference strengths depend on it), the device, the suite's seed and the transfer surrogate."""
     model: nn.Module
     x: torch.Tensor
     y: torch.Tensor
@@ -67,7 +79,9 @@ class EvalContext:
     device: torch.device = torch.device("cpu")
     seed: int = 0
     num_classes: int = 10
-    extras: dict = field(default_factory=dict)  # e.g. surrogate models, other resources
+    dataset: str | None = None
+    surrogate: Surrogate | None = None
+    extras: dict = field(default_factory=dict)  # optional inputs of single tests (test_indices, x_source)
     progress: bool = True
 
 
@@ -119,9 +133,9 @@ class SuiteTest:
 
 
 def dataset_of(ctx: EvalContext) -> str | None:
-    """The task's dataset name (from the run's config, or `extras["dataset"]` for a bare model)."""
+    """The task's dataset name (from the run's config, or `ctx.dataset` for a bare model)."""
     ds = getattr(ctx.config, "dataset", None) if ctx.config is not None else None
-    return ds or ctx.extras.get("dataset")
+    return ds or ctx.dataset
 
 
 @torch.no_grad()
@@ -184,19 +198,6 @@ def sq_l2_per_pixel(adv: torch.Tensor, x: torch.Tensor, channel: str = "all") ->
     elif channel != "all":
         raise ValueError(f"channel must be 'all' or '0', got {channel!r}")
     return d.flatten(1).pow(2).mean(1)
-
-
-def mean_sem(values) -> tuple[float, float]:
-    """Mean and standard error of the mean over repeats (NaNs ignored; SEM 0 for one value)."""
-    import math
-    v = [float(a) for a in values if a == a]
-    if not v:
-        return float("nan"), float("nan")
-    m = sum(v) / len(v)
-    if len(v) < 2:
-        return m, 0.0
-    var = sum((a - m) ** 2 for a in v) / (len(v) - 1)
-    return m, math.sqrt(var / len(v))
 
 
 def skipped(reason: str) -> dict:

@@ -39,7 +39,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .base import (CountingModel, EvalContext, SuiteTest, clean_predictions, mean_sem, predict, progress_bar,
+from bench.core.stats import mean_sem
+
+from .base import (CountingModel, EvalContext, SuiteTest, clean_predictions, predict, progress_bar,
                    register_test, select_images, shared, sq_l2_per_pixel)
 
 

@@ -97,7 +97,7 @@ CIFAR_C_PARAMS: dict[str, dict[int, dict]] = {
 }
 
 FROST_TEXTURE_SEED = 1234
-LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as OpenCV's RGB2GRAY and bench.data.convert_color
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as OpenCV's RGB2GRAY and bench.core.data.convert_color
 
 
 # ----------------------------------------------------------------------------- helpers

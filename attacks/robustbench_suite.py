@@ -3,9 +3,8 @@
 Tests (registered here; the suite is registered at the bottom):
   * `rb_autoattack_linf`  AutoAttack `standard` (APGD-CE, APGD-T, FAB-T, Square) at L-inf eps 8/255,
   * `rb_autoattack_l2`    the same at L2 eps 0.5,
-    both through the AutoAttack implementation robustbench.eval uses (`from autoattack import
-    AutoAttack`: the GitHub package, or PyPI's `pyautoattack` aliased as `autoattack` by
-    leaderboard.robustbench), with robustbench.eval.benchmark's arguments (norm, eps,
+    both through the AutoAttack implementation robustbench.eval uses (the GitHub `autoattack`
+    package, or PyPI's `pyautoattack`: the same code under another module name), with robustbench.eval.benchmark's arguments (norm, eps,
     version='standard'); robust accuracy = the model's accuracy on the returned adversarials
     against the true labels (robustbench.utils.clean_accuracy), on the first `n` test images.
     Note: robustbench 1.1.1's `benchmark()` itself cannot drive pyautoattack 0.2.0 (it passes
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import EvalContext, SuiteTest, accuracy, dataset_of, first_n, predict, register_test, skipped
+from .suite import register_suite
 
 RB_LINF_EPS = 8 / 255
 RB_L2_EPS = 0.5
@@ -46,11 +46,16 @@ def not_applicable(ctx: EvalContext) -> str | None:
 
 
 def autoattack_class():
-    """The AutoAttack class robustbench.eval imports (`autoattack`, aliased to pyautoattack when needed)."""
-    from leaderboard.robustbench import _alias_autoattack
-    _alias_autoattack()
-    import autoattack
-    return autoattack.AutoAttack
+    """The AutoAttack class robustbench.eval uses: the GitHub `autoattack` package when installed, else
+    PyPI's `pyautoattack` (the same code under another module name; `leaderboard.robustbench` aliases
+    the two for robustbench's own import)."""
+    import importlib
+    import importlib.util
+    try:
+        github = importlib.util.find_spec("autoattack") is not None
+    except (ImportError, ValueError):
+        github = False
+    return importlib.import_module("autoattack" if github else "pyautoattack").AutoAttack
 
 
 def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, norm: str, eps: float, seed: int | None = 0,
@@ -174,9 +179,4 @@ SUITE = [("clean", {}),
          ("transfer_fgsm", {})]
 
 
-def register() -> None:
-    from .suite import register_suite
-    register_suite("robustbench", SUITE)
-
-
-register()
+register_suite("robustbench", SUITE)

@@ -1,8 +1,11 @@
-"""Named suites (lists of tests with their parameters) and the evaluation of a record.
+"""Named suites (lists of tests with their parameters) and the evaluation of a model.
 
-Each test's result goes into the record's metrics.json under `suite.<test>` (atomically, merged)
-with its protocol, seed and cost. A test already there with the same protocol, seed and number of
-examples is not recomputed unless `force`.
+The suite judges any `nn.Module` and never trains. With a record, each test's result goes into the
+record's metrics.json under `suite.<test>` (atomically, merged; `bench.core.records.Record`) with its
+protocol, seed and cost; a test whose result there is current (`Record.result_is_current`: same
+protocol, seed and number of images, not skipped) is not recomputed unless `force`.
+Third-party packages add suites through the entry-point group `regbench.suites` (a list of
+(test name, parameters) pairs).
 """
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ from pathlib import Path
 
 import torch
 
-from bench import store
+from bench.core import data as bdata
+from bench.core.records import Record, as_record
+from bench.core.registry import Registry
 
 from .base import TESTS, EvalContext, dataset_of
 
@@ -19,7 +24,7 @@ _QUICK_N = 32  # boundary / min_perturbation images in `quick`: a CPU demo of 12
 # Every test with its parameters. `quick`: a cheap CPU smoke version of everything that is cheap;
 # `paper`: the paper's protocol (plus the honesty checks, which are cheap next to it);
 # `full`: paper + converged boundary attack + the attacks the reviewers asked for.
-SUITES: dict[str, list[tuple[str, dict]]] = {
+BUILTIN_SUITES: dict[str, list[tuple[str, dict]]] = {
     "quick": [("clean", {}),
               ("gaussian_noise", {"n": 200}),
               ("transfer_fgsm", {"n": 200}),
@@ -58,61 +63,64 @@ SUITES: dict[str, list[tuple[str, dict]]] = {
                   ("boundary", {"n": 40, "repeats": 5, "steps": 50}),
                   ("pgd", {"n": 100, "steps": 5})],
 }
-OPTIONAL_TESTS = {"corruptions"}  # written separately: a suite still builds while it is absent
 STALL_RATIO = 4.0  # boundary median (squared L2) above this multiple of the white-box minimum: flagged
 
 
+def _check_suite(name, tests) -> None:
+    if not isinstance(tests, (list, tuple)) or not all(
+            isinstance(t, (list, tuple)) and len(t) == 2 and isinstance(t[0], str) and isinstance(t[1], dict)
+            for t in tests):
+        raise TypeError(f"suite {name!r} must be a list of (test name, parameters dict) pairs, got {tests!r}")
+
+
+SUITES = Registry("suite", "regbench.suites", check=_check_suite, label="valid suites")
+for _name, _tests in BUILTIN_SUITES.items():
+    SUITES.register(_name, _tests)
+available_suites = SUITES.names
+
+
 def register_suite(name: str, tests: list[tuple[str, dict]]) -> None:
-    SUITES[name] = list(tests)
+    """Register (or replace) a named suite: a list of (test name, parameters) pairs."""
+    SUITES.register(name, [(str(n), dict(p)) for n, p in tests], replace=True)
 
 
-def available_suites() -> list[str]:
-    return sorted(SUITES)
+def suite_tests(name: str) -> list[str]:
+    """The test names of a suite, in order."""
+    return [t for t, _ in SUITES[name]]
 
 
 def build_suite(name: str, only: list[str] | None = None):
-    if name not in SUITES:
-        raise ValueError(f"unknown suite {name!r}; valid suites: {', '.join(available_suites())}")
     tests = []
     for tname, params in SUITES[name]:
         if only and tname not in only:
             continue
-        if tname not in TESTS and tname in OPTIONAL_TESTS:
-            continue
         if tname not in TESTS:
-            raise ValueError(f"suite {name!r} names unknown test {tname!r}; registered: {', '.join(sorted(TESTS))}")
+            raise ValueError(f"suite {name!r} names unknown test {tname!r}; registered: {', '.join(TESTS.names())}")
         tests.append(TESTS[tname](**params))
     return tests
 
 
-def evaluate(ctx: EvalContext, suite: str = "quick", run_dir: Path | None = None, force: bool = False,
+def evaluate(ctx: EvalContext, suite: str = "quick", run_dir: Path | Record | None = None, force: bool = False,
              only: list[str] | None = None, log=print) -> dict:
-    """Run a suite on a model; with `run_dir`, merge each result into its metrics.json."""
-    done = {}
+    """Run a suite on a model; with a record (`run_dir`), put each result into it and reuse the results
+    that are current there."""
+    record = None if run_dir is None else as_record(run_dir)
+    done = {} if record is None else record.results()
     ctx.extras.pop("_shared", None)  # work shared by the tests (clean predictions, ...): once per evaluation
-    if run_dir is not None:
-        done = (store.read_json(Path(run_dir) / "metrics.json", {}) or {}).get("suite", {})
     results = {}
     for test in build_suite(suite, only):
         prev = done.get(test.name)
-        if (not force and prev and prev.get("protocol") == test.protocol(dataset_of(ctx)) and prev.get("seed") == ctx.seed
-                and prev.get("n_examples") == len(ctx.x)
-                and not (prev.get("result", {}).get("details") or {}).get("skipped")):
+        if not force and Record.result_is_current(prev, test.protocol(dataset_of(ctx)), ctx.seed, len(ctx.x)):
             log(f"[regbench] {test.name}: already in the record, skipped (--force recomputes)")
             results[test.name] = prev
             continue
         log(f"[regbench] {test.name}: running {test!r} on {len(ctx.x)} images")
-        out = test(ctx)
-        results[test.name] = out
-        if run_dir is not None:
-            with store.locked(run_dir):
-                m = store.read_json(Path(run_dir) / "metrics.json", {}) or {}
-                m.setdefault("suite", {})[test.name] = out
-                m["suite_name"] = suite
-                store.atomic_write_json(Path(run_dir) / "metrics.json", m)
-    flags = cross_checks(results if run_dir is None else {**done, **results})
-    if run_dir is not None:
-        store.merge_metrics(Path(run_dir), {"suite_flags": flags})
+        results[test.name] = out = test(ctx)
+        if record is not None:
+            record.put_result(test.name, out, suite)
+    flags = cross_checks(results if record is None else {**done, **results})
+    if record is not None:
+        record.merge({"suite_flags": flags})
     for f in flags:
         log(f"[regbench] flag: {f['message']}")
     return results
@@ -145,17 +153,16 @@ def cross_checks(results: dict) -> list[dict]:
     return flags
 
 
-def context_for_run(run_dir: Path, device="cpu", n_examples: int | None = None, seed: int = 0,
-                    progress: bool = True) -> EvalContext:
-    """EvalContext of a trained record: its model and its test set."""
-    from bench import data as bdata
-    from bench.train import load_task_data, load_trained
+def context_for_run(run_dir, device="cpu", n_examples: int | None = None, seed: int = 0,
+                    progress: bool = True, surrogate=None) -> EvalContext:
+    """EvalContext of a trained record: its model and its test set (the first `n_examples` of it)."""
     device = torch.device(device)
-    cfg, model = load_trained(run_dir, device)
-    d = load_task_data(cfg)
+    record = as_record(run_dir)
+    cfg, model = record.load_model(device)
+    d = bdata.load_for_config(cfg)
     x, y = d.test_x, d.test_y
     if n_examples is not None:
         x, y = x[:n_examples], y[:n_examples]
     return EvalContext(model=model, x=bdata.to_float(x).to(device), y=y.to(device), config=cfg,
-                       run_dir=Path(run_dir), device=device, seed=seed, num_classes=d.num_classes,
-                       progress=progress)
+                       run_dir=record.path, device=device, seed=seed, num_classes=d.num_classes,
+                       dataset=cfg.dataset, surrogate=surrogate, progress=progress)

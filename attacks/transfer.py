@@ -2,7 +2,8 @@
 
 Forward direction (the paper's protocol): the surrogate is an unregularized model of the same
 architecture, dataset and colour trained with a different seed (`RunConfig.surrogate_seed`); the
-harness trains or finds it (`attacks.prepare_context`) and this test records which one it used.
+application provides it (`bench.app.pipeline.provide_surrogate` finds or trains it; the suite
+never trains) as `EvalContext.surrogate`, and this test records which one it used.
 `transfer_fgsm_reverse` swaps the roles (gradients from the evaluated model, accuracy of the
 unregularized one): if a regularizer's gain in the forward direction is only dissimilarity to the
 surrogate, the reverse direction shows a similar "gain", which is a warning sign.
@@ -62,11 +63,10 @@ class TransferFGSM(SuiteTest):
         p = self.resolve_params(dataset_of(ctx))
         if p.direction not in ("forward", "reverse"):
             raise ValueError(f"{self.name}: direction must be 'forward' or 'reverse', got {p.direction!r}")
-        surrogate = ctx.extras.get("surrogate")
-        if surrogate is None:
+        if ctx.surrogate is None:
             return skipped("no surrogate model: evaluate a trained record (bench eval RUN_DIR) so the harness "
                            "can train or find the unregularized surrogate")
-        surrogate = CountingModel(surrogate).to(ctx.device).eval()
+        surrogate = CountingModel(ctx.surrogate.model).to(ctx.device).eval()
         if p.direction == "forward":
             source, target = surrogate, ctx.model
         else:
@@ -87,8 +87,8 @@ class TransferFGSM(SuiteTest):
                         correct[k] += int((target(adv).argmax(1) == yb).sum())
                     bar.update(1)
         acc = (correct.double() / max(len(x), 1)).tolist()
-        sdir = ctx.extras.get("surrogate_dir")
-        info = {"run_dir": str(sdir) if sdir else None, "seed": ctx.extras.get("surrogate_seed"),
+        sdir = ctx.surrogate.run_dir
+        info = {"run_dir": str(sdir) if sdir else None, "seed": ctx.surrogate.seed,
                 "hash": Path(sdir).name.rsplit("-", 1)[-1] if sdir else None,
                 "forward_calls": surrogate.calls, "forward_images": surrogate.images}
         details = {"n_images": len(x), "direction": p.direction, "eps": [float(e) for e in eps_list],

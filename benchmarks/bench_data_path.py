@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from conftest import record
 
-from bench import data as bdata
+from bench.core import data as bdata
 
 BATCH = 64
 GOAL = 10.0

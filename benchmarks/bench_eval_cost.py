@@ -16,13 +16,12 @@ from conftest import record
 
 
 def _estimate_args(out, preset="paper"):
-    from bench.cli import build_parser
-    return build_parser().parse_args(["estimate", "--preset", preset, "--regularizers", "none", "--seeds", "0",
-                                      "--out", str(out)])
+    from bench.app.sweep import SweepSpec
+    return SweepSpec(regularizers="none", seeds="0", preset=preset, overrides={"out": str(out)})
 
 
 def test_paper_suite_over_training_from_estimate(benchmark, tmp_path):
-    from bench import estimate as est
+    from bench.app import estimate as est
     logs = []
     t0 = time.perf_counter()
     e = est.estimate(_estimate_args(tmp_path), log=logs.append)
@@ -47,19 +46,20 @@ def test_paper_suite_over_training_from_estimate(benchmark, tmp_path):
 def test_repro_cpu_suite_over_training_measured(benchmark, small_trained):
     import attacks
     from attacks.base import EvalContext
-    from bench import data as bdata
-    from bench.config import build_config
-    from bench.estimate import measure_step_seconds
-    from bench.train import load_task_data, steps_per_epoch
+    from bench.core import data as bdata
+    from bench.core.config import build_config
+    from bench.app.estimate import measure_step_seconds
+    from bench.engine.trainer import steps_per_epoch
+    from bench.core.data import load_for_config
     model, _, _ = small_trained
     cfg = build_config("repro_cpu", {"progress": False})
-    data = load_task_data(cfg)
+    data = load_for_config(cfg)
     step = measure_step_seconds(cfg, data, warmup=2, steps=6)
     budget = cfg.epochs * steps_per_epoch(cfg, len(data.train_x))
     train_s = budget * step["step_s"]
     x, y = bdata.to_float(data.test_x), data.test_y
     ctx = EvalContext(model=model.eval(), x=x, y=y, config=cfg, seed=0, progress=False,
-                      extras={"surrogate": model, "surrogate_seed": cfg.surrogate_seed})
+                      surrogate=attacks.Surrogate(model, seed=cfg.surrogate_seed))
     res = {}
     t0 = time.perf_counter()
     res.update(benchmark.pedantic(lambda: attacks.evaluate(ctx, suite="repro_cpu", log=lambda *a: None),

@@ -5,7 +5,7 @@ The extra images alone set a FLOP floor of (64 + 32) / 64 = 1.5x; the goal is a 
 within 10% of it (<= 1.65x), i.e. the similarity penalty itself (sampling, running means,
 cosines, softmax) is cheap next to the forward/backward of the extra images. Both steps are
 timed alternately in one process (the shared `paired` fixture) and the ratio of medians is
-recorded in `extra_info` and benchmarks/results.json. The step replicates bench/train.py's joint-forward path.
+recorded in `extra_info` and benchmarks/results.json. The step replicates bench/engine/trainer.py's joint-forward path.
 
 Run: python -m pytest benchmarks/bench_regularizer_overhead.py --benchmark-only
      (REGBENCH_BENCH_ROUNDS=N to change the number of timed rounds, default 3)
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from conftest import record
 
 import regularizers as regs
-from bench.models import create_model
+from bench.core.models import create_model
 
 TASK, PAIRS = 64, 16
 ROUNDS = int(os.environ.get("REGBENCH_BENCH_ROUNDS", "3"))

@@ -56,7 +56,7 @@ def _bench_threads():
 
 def machine() -> str:
     """One line naming the machine a figure came from."""
-    from bench.estimate import cpu_name
+    from bench.app.estimate import cpu_name
     cpu = cpu_name()
     s = f"CPU: {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads"
     if torch.cuda.is_available():
@@ -80,7 +80,7 @@ def record(benchmark, key: str, value: float, goal: str | None = None, met: bool
     flag = "" if met is None else ("  [goal met]" if met else "  [goal NOT met]")
     print(f"\n[benchmark] {key}: {entry['value']:g} {unit}" + (f" (goal {goal})" if goal else "") + flag)
     try:
-        from bench.store import atomic_write_json
+        from bench.core.store import atomic_write_json
         data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
         data[key] = entry
         atomic_write_json(RESULTS, data)
@@ -125,7 +125,7 @@ def paired(benchmark):
 def fmnist_uint8():
     """(uint8 [N, 1, 32, 32] training images, where they came from): real Fashion-MNIST when it is
     installed, else seeded random images of the same shape."""
-    from bench import data as bdata
+    from bench.core import data as bdata
     try:
         d = bdata.load("fashion_mnist", color="gray", image_size=32, n_train=10000, n_test=1000, download=False)
         return d.train_x, "Fashion-MNIST (real)"
@@ -140,13 +140,15 @@ def small_trained():
     at width 0.25 (16 base channels), 2 epochs on 2048 images (~73% test accuracy), so attacks see a
     model that predicts every class. Kept in the temp folder: the record's hash makes a rerun skip it."""
     import tempfile
-    from bench import data as bdata
-    from bench.config import build_config
-    from bench.train import load_task_data, load_trained, train
+    from bench.core import data as bdata
+    from bench.core.config import build_config
+    from bench.engine.trainer import train
+    from bench.core.data import load_for_config
+    from bench.core.records import Record
     out = Path(tempfile.gettempdir()) / "regbench-benchmark-models"
     cfg = build_config("tiny", {"width": 0.25, "n_train": 2048, "n_test": 512, "epochs": 2, "out": str(out),
                                 "progress": False})
     run = train(cfg, log=lambda *a: None)
-    _, model = load_trained(run)
-    data = load_task_data(cfg)
+    _, model = Record(run).load_model()
+    data = load_for_config(cfg)
     return model, bdata.to_float(data.test_x), data.test_y

@@ -28,7 +28,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench import store
+from bench.core import store
+from bench.core.records import Record
+from bench.core.stats import sem  # noqa: F401  (re-exported: leaderboard.sem)
 
 from .derived import corruption_error_rows
 from .stats import holm, welch_interval
@@ -55,22 +57,12 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
-def _defaults(name: str) -> dict:
-    """Default hyper-parameters of a registered regularizer ({} when it is not registered here)."""
-    try:
-        import dataclasses
-
-        import regularizers
-        return dataclasses.asdict(regularizers.get_class(name).Params())
-    except Exception:
-        return {}
-
-
-def reg_label(name: str, params: dict) -> str:
-    """`pixel_sim(alpha=5)`: the name and the hyper-parameters that differ from the defaults."""
+def reg_label(name: str, params: dict, defaults: dict | None = None) -> str:
+    """`pixel_sim(alpha=5)`: the name and the hyper-parameters that differ from the defaults the record
+    holds (`config.json: regularizer.defaults`; a record without them shows every hyper-parameter)."""
     if not params or name == BASELINE:
         return str(name)
-    d = _defaults(name)
+    d = defaults or {}
     shown = {k: v for k, v in params.items() if k not in d or d[k] != v}
     if not shown:
         return str(name)
@@ -141,7 +133,7 @@ def _record_meta(run_dir: Path, rec: dict, metrics: dict) -> dict:
         "budget_steps": budget.get("steps", -1) if budget.get("steps") is not None else -1,
         "epochs": budget.get("epochs", cfg.get("epochs")),
         "n_test": (rec.get("data") or {}).get("n_test", cfg.get("n_test")),
-        "regularizer": str(reg), "reg_params": _canon(params), "label": reg_label(reg, params),
+        "regularizer": str(reg), "reg_params": _canon(params), "label": reg_label(reg, params, regd.get("defaults")),
         "comparison_key": rec.get("comparison_key", "?"),
         "external": bool(ext) or str(reg).startswith("robustbench:"),
         "seed": cfg.get("seed", 0),
@@ -313,17 +305,18 @@ def _iter_records(roots, strict: bool | None = None) -> Iterable[tuple[Path, dic
     damaged, failed = [], []
     found: dict[tuple, list] = {}
     seen_dirs = set()
-    for run_dir in store.find_records(*roots):
+    for record in Record.find(*roots):
+        run_dir = record.path
         real = run_dir.resolve()
         if real in seen_dirs:  # the same folder reached through two roots
             _warn(f"record {run_dir} is reached through more than one results root; counted once")
             continue
         seen_dirs.add(real)
         try:
-            rec = store.read_json(run_dir / "config.json")
+            rec = record.header()
             if not isinstance(rec, dict):
                 raise store.DamagedRecord(run_dir / "config.json", "not a JSON object")
-            metrics = store.read_json(run_dir / "metrics.json", {}) or {}
+            metrics = record.metrics()
             if not isinstance(metrics, dict):
                 raise store.DamagedRecord(run_dir / "metrics.json", "not a JSON object")
         except store.DamagedRecord as e:
@@ -393,15 +386,6 @@ def load_curves(*roots) -> pd.DataFrame:
 def load_details(*roots) -> list[dict]:
     """(meta, suite dict) per record, for plots that need a test's `details` (e.g. corruptions)."""
     return [{"meta": meta, "suite": metrics.get("suite") or {}} for _, _, metrics, meta in _read_all(roots)]
-
-
-def sem(values) -> float:
-    """Standard error of the mean, ddof=1 (scipy.stats.sem); NaN for fewer than two values."""
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    if len(v) < 2:
-        return float("nan")
-    return float(stats.sem(v, ddof=1))
 
 
 def welch_p(a, b) -> float:

@@ -327,7 +327,14 @@ def write(table: pd.DataFrame, fmt: str = "term", output=None, metrics: str | No
     """Render and write to `output` (atomically) or return the text for printing when None."""
     text = render(table, fmt, metrics)
     if output is not None:
-        from bench.store import atomic_write_bytes
+        from bench.core.store import atomic_write_bytes
         atomic_write_bytes(Path(output), text.encode("utf-8"))
     return text
 
+
+def render_json(table) -> str:
+    """The leaderboard table as JSON: a list of rows, one object per (setup, regularizer, metric) row with
+    the same columns as the CSV (missing values are null)."""
+    import json
+    rows = json.loads(table.to_json(orient="records", date_format="iso", default_handler=str))
+    return json.dumps(rows, indent=1, ensure_ascii=False) + "\n"

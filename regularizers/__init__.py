@@ -1,9 +1,9 @@
 """Regularizer plugins: `register`, `get`, `available`, and the built-in entries."""
 from .base import Regularizer, RegBatch, RegContext
-from .registry import (ENTRY_POINT_GROUP, UnknownRegularizer, available, entries, get, get_class,
+from .registry import (ENTRY_POINT_GROUP, REGULARIZERS, UnknownRegularizer, available, entries, get, get_class,
                        load_plugin, plugin_errors, register)
 from . import none  # noqa: F401  (registers "none")
 from . import similarity  # noqa: F401  (registers pixel_sim, pixel_th, neural_pred)
 
-__all__ = ["Regularizer", "RegBatch", "RegContext", "register", "get", "get_class", "available",
+__all__ = ["REGULARIZERS", "Regularizer", "RegBatch", "RegContext", "register", "get", "get_class", "available",
            "entries", "load_plugin", "plugin_errors", "UnknownRegularizer", "ENTRY_POINT_GROUP"]

@@ -1,4 +1,4 @@
-"""`python -m bench similarity`: how S^pixel relates to S^neural-pred on a regularization set.
+"""How S^pixel relates to S^neural-pred on a regularization set (`python -m bench similarity`).
 
 The paper's Figure 1 with our V1 model in place of the recording-based one: Pearson and
 Spearman correlation between the two target matrices over all pairs i < j, the share of pairs
@@ -7,7 +7,6 @@ side by side and their scatter. Correlations come from scipy.stats; the figure f
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,22 +21,22 @@ def similarity_report(reg_dataset: str = "fashion_mnist", n_images: int = 1000, 
     """(summary dict, S^pixel, S^neural-pred) for the first n_images of a dataset."""
     from scipy import stats
 
-    from . import regsets, targets, v1
+    from . import regsets, response_models, targets
     if not 0 <= th < 1:
         raise ValueError(f"th must be in [0, 1), got {th}")
     cfg = SimpleNamespace(dataset=reg_dataset, color=color, image_size=image_size, data_dir=data_dir,
                           download=download)
-    model, ident = v1.load_response_model(response_model, image_size)
-    if isinstance(model, v1.NpzTargets):
-        from bench import data as bdata
+    model, ident = response_models.load_response_model(response_model, image_size)
+    if isinstance(model, response_models.NpzTargets):
+        from bench.core import data as bdata
         imgs = bdata.fit_size(bdata.convert_color(model.images, color), image_size)[:n_images]
         desc = {"reg_dataset": response_model, "n_images": len(imgs), "augment": "none"}
         S_neu = (model.similarity[:n_images, :n_images] if model.similarity is not None
                  else targets.cosine_similarity_matrix(model.responses[:n_images], model.reliability))
     else:
         imgs, desc = regsets.load_reg_images(reg_dataset, n_images, config=cfg, augment=reg_augment, seed=seed)
-        resp = v1.compute_responses(model, imgs)
-        S_neu = targets.cosine_similarity_matrix(resp, v1.reliability_of(model))
+        resp = response_models.compute_responses(model, imgs)
+        S_neu = targets.cosine_similarity_matrix(resp, response_models.reliability_of(model))
     S_pix = targets.pixel_similarity(imgs)
     n = len(imgs)
     iu = np.triu_indices(n, 1)
@@ -94,35 +93,3 @@ def similarity_figure(S_pix: np.ndarray, S_neu: np.ndarray, summary: dict, out_b
         paths.append(p)
     plt.close(fig)
     return paths
-
-
-def cmd_similarity(args) -> int:
-    from bench import store
-    summary, S_pix, S_neu = similarity_report(args.reg_dataset, args.n_images, color=args.color,
-                                              image_size=args.image_size, reg_augment=args.reg_augment,
-                                              th=args.th, response_model=args.response_model,
-                                              data_dir=args.data_dir, seed=args.seed)
-    out = Path(args.out)
-    name = f"similarity-{args.reg_dataset.replace(':', '_').replace('/', '_')}-n{summary['n_images']}"
-    paths = similarity_figure(S_pix, S_neu, summary, out / name)
-    summary["figures"] = [str(p) for p in paths]
-    store.atomic_write_json(out / f"{name}.json", summary)
-    print(f"{summary['n_images']} images ({summary['pairs']} pairs) of {args.reg_dataset}, "
-          f"response model {summary['response_model'].get('name')}")
-    print(f"  Pearson  r   = {summary['pearson']:.4f}")
-    print(f"  Spearman rho = {summary['spearman']:.4f}")
-    for key in ("pixel", "neural_pred"):
-        s = summary[key]
-        print(f"  {key:<11} mean {s['mean']:+.3f} sd {s['std']:.3f}; pairs with |S| > {args.th}: "
-              f"{100 * s['pass']:.3f}% (> th {100 * s['above_th']:.3f}%, < -th {100 * s['below_minus_th']:.3f}%)")
-    print(f"  wrote {out / (name + '.json')}, " + ", ".join(str(p) for p in paths))
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    return 0
-
-
-def add_parser(sub):
-    """The `similarity` subcommand. Its options are defined in bench.commands.add_similarity_parser, with the
-    other commands, so that `python -m bench --help` builds its parser without importing torch."""
-    from bench.commands import add_similarity_parser
-    add_similarity_parser(sub)

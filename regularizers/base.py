@@ -47,7 +47,7 @@ class RegBatch:
 class RegContext:
     """What `setup` may use: the run's config, task data and model, the device, a cache folder."""
     config: Any
-    data: Any  # bench.data.DataBundle of the task
+    data: Any  # bench.core.data.DataBundle of the task
     model: nn.Module
     device: torch.device
     cache_dir: Any = None
@@ -164,9 +164,15 @@ class Regularizer(nn.Module):
         return dataclasses.asdict(self.hp)
 
     def describe(self) -> dict:
-        """What the record stores about this regularizer."""
+        """What the record stores about this regularizer: its name, class, hyper-parameters as used and the
+        class's defaults (the leaderboard labels a run by the hyper-parameters that differ from them)."""
         return {"name": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
-                "params": self.hparams()}
+                "params": self.hparams(), "defaults": dataclasses.asdict(self.Params())}
+
+    def describe_training(self) -> dict:
+        """Fields this regularizer adds to the record's training summary once training ends (e.g. the
+        learned layer weights); default none."""
+        return {}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())

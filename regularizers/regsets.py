@@ -19,15 +19,7 @@ from pathlib import Path
 
 import torch
 
-AUGMENTS = ("auto", "crop_flip", "none")
-
-
-def resolve_augment(option: str, dataset: str) -> str:
-    if option not in AUGMENTS:
-        raise ValueError(f"reg_augment must be one of {', '.join(AUGMENTS)}, got {option!r}")
-    if option != "auto":
-        return option
-    return "crop_flip" if dataset.startswith("cifar") else "none"
+from bench.core.config import AUGMENTS, resolve_augment  # noqa: F401  (one rule for task and regularization sets)
 
 
 def load_reg_images(reg_dataset: str, n_images: int, *, config, task_data=None, augment: str = "auto",
@@ -35,9 +27,9 @@ def load_reg_images(reg_dataset: str, n_images: int, *, config, task_data=None, 
     """(uint8 images [N, C, H, W] on the CPU, description) of a regularization set.
 
     reg_dataset: "task" (the run's own training images), a registered dataset name (its training
-    split through `bench.data.load_raw`), or "folder:PATH". Fewer available images than asked
+    split through `bench.core.data.load_raw`), or "folder:PATH". Fewer available images than asked
     for is allowed (with a warning); the description records the number used."""
-    from bench import data as bdata
+    from bench.core import data as bdata
     if n_images < 2:
         raise ValueError(f"n_images must be >= 2, got {n_images}")
     if reg_dataset == "task":
@@ -78,7 +70,7 @@ def cache_key(*parts) -> str:
 def cached_tensors(cache_dir, key: str, compute, log=None) -> dict[str, torch.Tensor]:
     """Load a dict of tensors cached under `cache_dir/similarity/<key>.pt`, or compute and save it
     (atomically). No cache_dir: just compute. A damaged cache file is recomputed."""
-    from bench import store
+    from bench.core import store
     if cache_dir is None:
         return compute()
     path = Path(cache_dir) / "similarity" / f"{key}.pt"

@@ -1,7 +1,7 @@
 """The representational-similarity regularizers `pixel_sim`, `pixel_th` and `neural_pred`.
 
 Li et al. 2019 and Attias et al. (arXiv 2410.03952), as the reference code computes it
-(DESIGN.md section 2.1): each step draws k pairs (i, j) of frozen regularization images, the
+(README: Regularizers; the reference code `elieattias1/pixel-reg`): each step draws k pairs (i, j) of frozen regularization images, the
 trainer pushes the 2k images through the model (left k then right k), and
 
     S_cnn(i, j) = sum_l softmax(w)_l * cos(f_l(x_i) - m_l, f_l(x_j) - m_l)
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from bench.core.device import to_device
 
 from . import regsets, targets
 from .base import RegBatch, Regularizer
@@ -218,10 +220,7 @@ class SimilarityRegularizer(Regularizer):
         i, j = self.pairs.sample(k, generator)
         target = self.pairs(i, j).float()
         idx = torch.cat([i, j])
-        if self.images.device.type == "cuda":  # no host sync inside the training step
-            idx = idx.pin_memory().to(self.images.device, non_blocking=True)
-        else:
-            idx = idx.to(self.images.device)
+        idx = to_device(idx, self.images.device)  # pinned + non_blocking on CUDA: no host sync in the step
         x = self.images[idx].float().div_(255.0)
         return RegBatch(images=x, meta={"i": i, "j": j, "target": target, "groups": 2})
 
@@ -237,6 +236,10 @@ class SimilarityRegularizer(Regularizer):
         if self.sim is None:
             raise RuntimeError(f"{self.name}: not set up")
         return self.sim.layer_weights()
+
+    def describe_training(self) -> dict:
+        """The learned softmax layer weights (they typically collapse onto one layer)."""
+        return {"layer_weights": self.layer_weights().tolist()}
 
     def full_target(self) -> torch.Tensor:
         """The N x N target matrix (for analysis; O(N^2) memory)."""
@@ -269,7 +272,7 @@ class PixelShuffle(SimilarityRegularizer):
 @register("neural_pred")
 class NeuralPred(SimilarityRegularizer):
     """S^neural-pred: cosine similarity of responses of a response model, centred over the N
-    images (Li et al. 2019). Default: the project's seeded V1 Gabor model (regularizers.v1)."""
+    images (Li et al. 2019). Default: the project's seeded V1 Gabor model (regularizers.response_models)."""
 
     @dataclass
     class Params(SimilarityRegularizer.Params):
@@ -277,19 +280,19 @@ class NeuralPred(SimilarityRegularizer):
         response_model: str = "v1gabor"  # v1gabor[:opts] | model.pt (TorchScript) | module:attr | targets.npz
 
     def _load(self, ctx):
-        from . import v1
+        from . import response_models
         if getattr(self, "_model", None) is None:
-            self._model, self._ident = v1.load_response_model(self.hp.response_model, ctx.config.image_size)
+            self._model, self._ident = response_models.load_response_model(self.hp.response_model, ctx.config.image_size)
         return self._model, self._ident
 
     def target_identity(self, ctx) -> dict:
         return {"target": "neural_pred", "response_model": self._load(ctx)[1], "version": 1}
 
     def reg_images(self, ctx):
-        from bench import data as bdata
-        from . import v1
+        from bench.core import data as bdata
+        from . import response_models
         model, ident = self._load(ctx)
-        if not isinstance(model, v1.NpzTargets):
+        if not isinstance(model, response_models.NpzTargets):
             return super().reg_images(ctx)
         # the .npz brings its own images (those the similarity was measured on)
         imgs = bdata.fit_size(bdata.convert_color(model.images, ctx.config.color), ctx.config.image_size)
@@ -299,16 +302,16 @@ class NeuralPred(SimilarityRegularizer):
                       "sha256": regsets.tensor_digest(imgs)}
 
     def build_targets(self, ctx, images, desc):
-        from . import v1
+        from . import response_models
         model, _ = self._load(ctx)
         n = len(images)
-        if isinstance(model, v1.NpzTargets):
+        if isinstance(model, response_models.NpzTargets):
             if model.similarity is not None:
                 return {"matrix": model.similarity[:n, :n].clone()}
             return {"embeddings": targets.unit_embeddings(model.responses[:n], model.reliability)}
         dev = ctx.device if ctx.device is not None else "cpu"
-        resp = v1.compute_responses(model, images, device=dev)
-        emb = targets.unit_embeddings(resp, v1.reliability_of(model))
+        resp = response_models.compute_responses(model, images, device=dev)
+        emb = targets.unit_embeddings(resp, response_models.reliability_of(model))
         if emb.shape[1] > 1024:  # wide responses: float32 rows keep the N x U memory in check
             emb = emb.float()
         return {"embeddings": emb}

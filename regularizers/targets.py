@@ -1,4 +1,5 @@
-"""Target similarities of the representational-similarity regularizers (DESIGN.md section 2.1).
+"""Target similarities of the representational-similarity regularizers (README: Regularizers;
+the reference code `elieattias1/pixel-reg`).
 
 Public API:
   * `pixel_similarity(images) -> [N, N] float64`: S^pixel. Channel-mean grayscale, centred by the

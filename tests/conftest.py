@@ -15,7 +15,7 @@ def _threads():
 
 
 def tiny_config(tmp_path, **kw):
-    from bench.config import build_config
+    from bench.core.config import build_config
     over = dict(out=str(tmp_path / "results"), progress=False)
     over.update(kw)
     return build_config("tiny", over)
@@ -46,11 +46,11 @@ def smoke(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def small_trained_run(tmp_path_factory):
     """A narrow model trained once per session on real Fashion-MNIST (~70% test accuracy: enough to
-    learn, small enough for CPU). Its seed is the surrogate seed, so `attacks.prepare_context` finds
+    learn, small enough for CPU). Its seed is the surrogate seed, so `bench.app.pipeline.provide_surrogate` finds
     this record as its own transfer surrogate instead of training a second model.
     REGBENCH_TEST_RUNS=DIR keeps it between sessions (the trainer skips a finished run)."""
-    from bench.config import build_config
-    from bench.train import train
+    from bench.core.config import build_config
+    from bench.engine.trainer import train
     torch.set_num_threads(2)
     out = os.environ.get("REGBENCH_TEST_RUNS") or tmp_path_factory.mktemp("shared_runs")
     cfg = build_config("tiny", dict(out=str(out), progress=False, n_train=2048, epochs=2, batch_size=64,

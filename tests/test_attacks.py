@@ -86,13 +86,15 @@ def test_unknown_parameter_lists_valid_ones():
 
 
 # --------------------------------------------------------------------------- transfer FGSM
-def test_prepare_context_finds_surrogate_and_fgsm_falls(trained_run):
+def test_provide_surrogate_finds_the_record_and_fgsm_falls(trained_run):
+    from bench.app.pipeline import provide_surrogate
     c = make_ctx(trained_run)
     before = sorted(p.name for p in trained_run.parent.iterdir())
-    attacks.prepare_context(c, c.config, suite="quick")
+    c.surrogate = provide_surrogate(c.config, c.device, out=trained_run.parent)
     assert sorted(p.name for p in trained_run.parent.iterdir() if not p.name.startswith(".")) == \
         [b for b in before if not b.startswith(".")]  # found, not retrained
-    assert c.extras["surrogate_dir"] == str(trained_run) and c.extras["surrogate_seed"] == 1000
+    assert isinstance(c.surrogate, attacks.Surrogate)
+    assert c.surrogate.run_dir == str(trained_run) and c.surrogate.seed == 1000
     out = TransferFGSM(n=64)(c)
     res = out["result"]
     y = res["curves"]["accuracy"]["y"]
@@ -112,9 +114,12 @@ def test_transfer_without_surrogate_is_skipped(ctx):
     assert out["result"]["summary"] == {} and "surrogate" in out["result"]["details"]["skipped"]
 
 
-def test_prepare_context_without_transfer_tests_does_nothing(ctx):
-    attacks.prepare_context(ctx, ctx.config, suite="quick", only=["clean"])
-    assert "surrogate" not in ctx.extras
+def test_surrogate_only_for_suites_with_a_transfer_test():
+    from bench.app.pipeline import suite_needs_surrogate
+    assert suite_needs_surrogate("quick") and suite_needs_surrogate("paper")
+    assert not suite_needs_surrogate("quick", only=["clean", "gaussian_noise"])
+    with pytest.raises(ValueError, match="valid suites"):
+        suite_needs_surrogate("no_such_suite")
 
 
 # --------------------------------------------------------------------------- boundary
@@ -174,8 +179,8 @@ def test_boundary_never_fails_to_start_on_a_one_class_model(ctx):
 
 
 def test_three_channel_model_and_channel0_unit(tmp_path):
-    from bench.config import build_config
-    from bench.models import model_from_config
+    from bench.core.config import build_config
+    from bench.core.models import model_from_config
     torch.manual_seed(0)
     cfg = build_config("tiny", dict(color="rgb", out=str(tmp_path)))
     model = model_from_config(cfg, 3, 10).eval()
@@ -264,7 +269,8 @@ def test_suite_resumes_and_force_recomputes(trained_run, tmp_path):
     # a skipped result (no surrogate) is recomputed next time, not kept
     attacks.evaluate(c, suite="quick", run_dir=run, only=["transfer_fgsm"], log=logs.append)
     logs.clear()
-    attacks.prepare_context(c, c.config, suite="quick")
+    from bench.app.pipeline import provide_surrogate
+    c.surrogate = provide_surrogate(c.config, c.device, out=run.parent)
     res = attacks.evaluate(c, suite="quick", run_dir=run, only=["transfer_fgsm"], log=logs.append)
     assert any("transfer_fgsm: running" in s for s in logs) and res["transfer_fgsm"]["result"]["summary"]
 
@@ -287,9 +293,9 @@ def test_cli_eval(trained_run, tmp_path, capsys):
 def test_cli_robustbench_calls_leaderboard(monkeypatch, tmp_path):
     from bench.cli import main
     calls = {}
-    fake = types.ModuleType("leaderboard.robustbench")
+    fake = types.ModuleType("bench.app.robustbench")
     fake.eval_robustbench = lambda **kw: calls.update(kw) or tmp_path
-    monkeypatch.setitem(sys.modules, "leaderboard.robustbench", fake)
+    monkeypatch.setitem(sys.modules, "bench.app.robustbench", fake)
     assert main(["eval", "--robustbench", "Standard", "--threat-model", "Linf", "--model-dir", str(tmp_path),
                  "--suite", "quick", "--n-examples", "10", "--device", "cpu", "--out", str(tmp_path)]) == 0
     assert calls["name"] == "Standard" and calls["threat_model"] == "Linf" and calls["n_examples"] == 10

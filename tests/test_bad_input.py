@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import store
+from bench.core import store
 from bench.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -447,7 +447,7 @@ def test_record_names_stay_inside_out(plugin_dir, tmp_path, capsys):
     (rd,) = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert rd.name.startswith("_.._.._trav-fashion_mnist-s0-")
     # ordinary names keep their old form
-    from bench.config import build_config
+    from bench.core.config import build_config
     cfg = build_config("tiny", {"regularizer": "pixel_sim", "out": str(out)})
     assert store.run_dir_for(cfg).name == f"pixel_sim-fashion_mnist-s0-{cfg.hash()}"
     cfg = cfg.replace(dataset="folder:/x/y")
@@ -472,7 +472,7 @@ def test_list_into_a_closed_pipe(tmp_path):
 def test_second_identical_run_waits_for_the_run_lock(tmp_path):
     """While one `bench run` holds a record's run lock (here: this test process), an identical
     command says the run is in progress and waits, writing nothing; then it trains, once."""
-    from bench.config import build_config
+    from bench.core.config import build_config
     out = tmp_path / "r"
     cfg = build_config("tiny", {"out": str(out), "n_train": 64, "n_test": 32, "regularizer": "none", "seed": 0})
     rd = store.run_dir_for(cfg)
@@ -527,7 +527,7 @@ _floats = st.one_of(st.floats(-5, 5, allow_nan=False, allow_infinity=False),
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(2, 6), u=st.integers(1, 4), data=st.data())
 def test_npz_targets_give_a_clear_error_or_finite_targets(tmp_path, n, u, data):
-    from regularizers import targets, v1
+    from regularizers import response_models, targets
     kind = data.draw(st.sampled_from(["responses", "similarity"]))
     if kind == "responses":
         arr = np.array(data.draw(st.lists(_floats, min_size=n * u, max_size=n * u)), float).reshape(n, u)
@@ -544,7 +544,7 @@ def test_npz_targets_give_a_clear_error_or_finite_targets(tmp_path, n, u, data):
     p = tmp_path / f"h{data.draw(st.integers(0, 10**9))}.npz"
     make_npz(p, n=n, **extra)
     try:
-        t = v1.load_npz_targets(p)
+        t = response_models.load_npz_targets(p)
     except ValueError as e:
         msg = str(e)
         assert "\n" not in msg and str(p) in msg
@@ -572,7 +572,7 @@ _values = st.one_of(st.integers(-10, 10**6), st.floats(allow_nan=True, allow_inf
                             "weight_decay", "budget_seconds", "width", "val_fraction", "data_seed", "device"]),
        value=_values)
 def test_config_validation_gives_a_clear_error_or_a_sane_config(key, value):
-    from bench.config import build_config, validate
+    from bench.core.config import build_config, validate
     try:
         cfg = build_config("tiny", {})
         cfg = cfg.replace(**{key: value})
@@ -617,8 +617,8 @@ def test_regularizer_hyperparameters_give_a_clear_error_or_typed_values(name, va
 def test_nonfinite_loss_stops_training_or_record_is_finite(tmp_path_factory, scale, which):
     """The trainer's guard: a non-finite term stops the run (naming the step and the term) and marks
     it failed; otherwise the record is finite."""
-    from bench.config import build_config
-    from bench.train import NonFiniteLoss, _FiniteGuard
+    from bench.core.config import build_config
+    from bench.engine.trainer import NonFiniteLoss, _FiniteGuard
     g = _FiniteGuard(torch.device("cpu"), "run")
     ce = torch.tensor(1.0 * (scale if which == "ce" else 1.0))
     pen = torch.tensor(0.5 * (scale if which == "pen" else 1.0))

@@ -80,7 +80,7 @@ def test_every_subcommand_help_is_fast_enough_to_not_import_torch():
 def test_lightweight_names_match_the_registries():
     # in a fresh interpreter: other tests register plugin suites/tests in this process
     code = ("import attacks, regularizers\n"
-            "from bench import data, models, names\n"
+            "from bench.core import data, models, names\n"
             "builtin = {e.name for e in regularizers.entries() if e.source == 'builtin'}\n"
             "assert set(names.REGULARIZERS) == builtin, (names.REGULARIZERS, builtin)\n"
             "assert set(names.SUITES) == set(attacks.available_suites()), attacks.available_suites()\n"
@@ -92,8 +92,8 @@ def test_lightweight_names_match_the_registries():
 
 
 def test_valid_names_are_listed_in_help():
-    from bench import names
-    from bench.config import PRESETS
+    from bench.core import names
+    from bench.core.config import PRESETS
     r = _run("run", "--help", timeout=60)
     text = " ".join(r.stdout.split())
     for n in (*names.REGULARIZERS, *PRESETS, *names.SUITES, *names.DATASETS):
@@ -113,7 +113,7 @@ def test_version():
 @pytest.mark.parametrize("item,key,word", [("epochs=abc", "epochs", "integer"), ("lr=fast", "lr", "number"),
                                            ("epochs=2.5", "epochs", "integer"), ("compile=maybe", "compile", "true or false")])
 def test_set_values_are_type_checked(item, key, word):
-    from bench.config import build_config
+    from bench.core.config import build_config
     with pytest.raises(ValueError) as ei:
         build_config("tiny", None, [item])
     msg = str(ei.value)
@@ -121,7 +121,7 @@ def test_set_values_are_type_checked(item, key, word):
 
 
 def test_set_values_of_the_right_type_and_free_form_reg_params():
-    from bench.config import build_config
+    from bench.core.config import build_config
     cfg = build_config("tiny", None, ["epochs=3", "lr=1e-2", "n_train=null", "compile=true", "data_dir=/x/1",
                                       "reg_params.alpha=5", "reg_params.response_model=v1gabor:seed=2"])
     assert (cfg.epochs, cfg.lr, cfg.n_train, cfg.compile, cfg.data_dir) == (3, 0.01, None, True, "/x/1")
@@ -160,7 +160,7 @@ def test_list_into_a_closed_pipe_prints_no_traceback():
 
 def test_default_preset_is_named_quick_and_paper_is_explicit():
     from bench.cli import build_parser
-    from bench.commands import DEFAULT_PRESET, config_from_args
+    from bench.cli.commands import DEFAULT_PRESET, config_from_args  # DEFAULT_PRESET: bench.core.config's
     assert DEFAULT_PRESET == "quick"
     args = build_parser().parse_args(["run", "-r", "pixel_sim"])
     assert args.preset is None  # resolved (and announced) by `bench run` itself
@@ -172,11 +172,11 @@ def test_default_preset_is_named_quick_and_paper_is_explicit():
 
 
 def test_run_asks_for_yes_above_an_hour(monkeypatch, capsys):
-    from bench import commands
+    from bench.cli import commands
     from bench.cli import main
     monkeypatch.setattr(commands, "preflight", lambda args, cfg, log=print: 2 * 3600.0)
     trained = []
-    monkeypatch.setattr("bench.train.train", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr("bench.engine.trainer.train", lambda *a, **k: trained.append(1))
     assert main(["run", "-r", "none", "--preset", "tiny", "--out", "/nonexistent-regbench", "--no-eval"]) == 2
     out, err = capsys.readouterr()
     assert "[run] preset tiny" in out and "step budget:" in out
@@ -196,7 +196,7 @@ def test_run_prints_preset_budget_and_estimate_before_training(tmp_path):
 
 
 def test_leaderboard_json(tmp_path):
-    from leaderboard.cli import render_json
+    from leaderboard.render import render_json
     import pandas as pd
     table = pd.DataFrame({"regularizer": ["none", "pixel_sim"], "mean": [0.8, float("nan")], "n": [3, 3]})
     rows = json.loads(render_json(table))

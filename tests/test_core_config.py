@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from bench.config import PRESETS, RunConfig, build_config, lr_at
+from bench.core.config import PRESETS, RunConfig, build_config, lr_at
 
 
 def test_paper_lr_schedule_values():
@@ -34,7 +34,7 @@ def test_hash_ignores_paths_and_device_but_not_semantics():
 
 
 def test_hash_is_stable_across_processes():
-    code = ("from bench.config import build_config; "
+    code = ("from bench.core.config import build_config; "
             "print(build_config('paper', {'seed': 3}, ['reg_params.alpha=5']).hash())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == build_config("paper", {"seed": 3}, ["reg_params.alpha=5"]).hash()

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from bench import data as bdata
+from bench.core import data as bdata
 
 
 def test_batch_crop_flip_matches_per_image_reference():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bench.models import available_models, count_parameters, create_model
+from bench.core.models import available_models, count_parameters, create_model
 
 
 def _expected_resnet18_params(base, cin, classes):

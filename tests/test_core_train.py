@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import store
-from bench.config import build_config
-from bench.train import is_done, load_trained, train
+from bench.core import store
+from bench.core.config import build_config
+from bench.engine.trainer import train
+from bench.core.records import Record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +41,7 @@ def test_record_files_budget_and_weights_only_load(tmp_path):
     # every logged line is valid JSON; validation is logged once per epoch
     lines = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
     assert sum("val_loss" in x for x in lines) == 2
-    cfg2, model = load_trained(run)
+    cfg2, model = Record(run).load_model()
     assert cfg2 == cfg and not model.training
 
 
@@ -134,7 +135,7 @@ def test_demo_preset_reaches_80_percent(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     run = next(tmp_path.glob("none-*"))
-    assert is_done(run)
+    assert Record(run).is_trained()
     r = subprocess.run([sys.executable, "-m", "bench", "eval", str(run), "--only", "clean", "--no-progress"],
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]

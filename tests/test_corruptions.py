@@ -284,7 +284,7 @@ def test_generate_is_chunk_seeded_quantised_and_gray_after_rgb(natural, monkeypa
     assert not torch.equal(a, cr.generate(x, "gaussian_noise", 3, seed=6))
     assert torch.equal(a * 255, (a * 255).round())  # uint8 levels
     g = cr.generate(x, "snow", 2, seed=5, out_channels=1)
-    from bench.data import convert_color
+    from bench.core.data import convert_color
     rgb = cr.generate(x, "snow", 2, seed=5)
     assert torch.equal(g, convert_color((rgb * 255).round().byte(), "gray").float() / 255)
     monkeypatch.setattr(cr, "CHUNK", 4)  # chunking is deterministic too
@@ -331,7 +331,7 @@ def test_released_npy_files_are_used_and_checked(tmp_path, monkeypatch):
     assert res["curves"]["accuracy_vs_severity"]["y"] == pytest.approx(expect)
     assert res["details"]["source"] == "released" and "released" in res["details"]["dataset_variant"]
 
-    # grayscale model: the released RGB goes through bench.data.convert_color
+    # grayscale model: the released RGB goes through bench.core.data.convert_color
     ctx_g = EvalContext(model=MeanBrightness(), x=x[:, :1], y=y, progress=False)
     assert test(ctx_g)["result"]["details"]["per_corruption"]["fog"] == pytest.approx(expect)
 
@@ -386,7 +386,7 @@ def test_suite_on_tiny_fashion_mnist_model(tiny_record):
 def test_gray_model_on_rgb_source_is_corrupted_in_rgb_then_converted(natural):
     """A grayscale model of an RGB dataset sees corrupted RGB converted to gray (the released files'
     route), not the corruption of its gray input."""
-    from bench.data import convert_color
+    from bench.core.data import convert_color
     rgb = torch.floor(natural[:12] * 255) / 255
     gray = convert_color((rgb * 255).round().byte(), "gray").float() / 255
     y = torch.arange(12) % 10

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 import attacks
-from bench import estimate as est
+from bench.app import estimate as est
 from bench.cli import build_parser
-from bench.config import build_config
-from bench.train import train
+from bench.cli.sweep import spec_from_args
+from bench.core.config import build_config
+from bench.engine.trainer import train
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_SUITE = "estimate_test"
@@ -21,7 +22,7 @@ SMALL_SUITE = "estimate_test"
 def _small_suite():
     attacks.register_suite(SMALL_SUITE, [("clean", {}), ("gaussian_noise", {"n": 32})])
     yield
-    attacks.SUITES.pop(SMALL_SUITE, None)
+    attacks.SUITES.unregister(SMALL_SUITE)
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +32,8 @@ def _own_calibration_cache(tmp_path, monkeypatch):
 
 
 def _args(out, regs="none", seeds="0-1", extra=()):
-    return build_parser().parse_args(["estimate", "--preset", "tiny", "--regularizers", regs, "--seeds", seeds,
-                                      "--out", str(out), "--set", f"suite={SMALL_SUITE}", *extra])
+    return spec_from_args(build_parser().parse_args(["estimate", "--preset", "tiny", "--regularizers", regs, "--seeds", seeds,
+                                      "--out", str(out), "--set", f"suite={SMALL_SUITE}", *extra]))
 
 
 def test_estimate_matches_a_measured_run_and_reads_records(tmp_path):

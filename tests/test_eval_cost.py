@@ -120,8 +120,8 @@ def test_suite_computes_clean_predictions_once(ctx):
 
 # --------------------------------------------------------------------------- estimate calibration
 def test_estimate_calibration_is_measured_once_and_reused(tmp_path, monkeypatch):
-    from bench import estimate as est
-    from bench.config import build_config
+    from bench.app import estimate as est
+    from bench.core.config import build_config
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     attacks.register_suite("eval_cost_test", [("clean", {}), ("gaussian_noise", {"n": 16, "stds": [0.0, 0.1]})])
     try:
@@ -149,4 +149,4 @@ def test_estimate_calibration_is_measured_once_and_reused(tmp_path, monkeypatch)
         est.estimate_run_seconds(cfg, calibration=fresh, measure_steps=2, warmup_steps=1, suite_images=8)
         assert len(calls) == 2 and fresh.measured  # --recalibrate measures again
     finally:
-        attacks.SUITES.pop("eval_cost_test", None)
+        attacks.SUITES.unregister("eval_cost_test")

@@ -1,16 +1,16 @@
 """The GPU fast path of the trainer, exercised on the CPU (channels_last + bf16 autocast run there too).
 
 No GPU here: these tests check the numerics and bookkeeping of the fast path's pieces; the CUDA-only
-parts (events, pinned copies) are guarded by `device.type == "cuda"` in bench/train.py."""
+parts (events, pinned copies) are guarded by `device.type == "cuda"` in bench/engine/trainer.py."""
 import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import train as btrain
-from bench.config import RunConfig, build_config
-from bench.models import create_model
+from bench.engine import trainer as btrain
+from bench.core.config import RunConfig, build_config
+from bench.core.models import create_model
 
 FAST_CPU = btrain.StepPath(fast=True, channels_last=True, amp_dtype=torch.bfloat16, compiled=False)
 
@@ -57,7 +57,7 @@ def test_compile_flag_is_not_semantic():
     assert b.compile and a.hash() == b.hash() and a.comparison_key() == b.comparison_key()
     from bench.cli import build_parser
     args = build_parser().parse_args(["run", "--preset", "tiny", "--compile"])
-    from bench.commands import config_from_args
+    from bench.cli.commands import config_from_args
     assert config_from_args(args).compile is True
     assert config_from_args(build_parser().parse_args(["run", "--preset", "tiny"])).compile is False
 

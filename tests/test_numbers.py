@@ -37,7 +37,7 @@ def test_noise_tests_run_and_record_resolved_levels():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     x, y = torch.rand(12, 1, 4, 4), torch.randint(0, 3, (12,))
-    from bench.config import RunConfig
+    from bench.core.config import RunConfig
     ctx = attacks.EvalContext(model=model, x=x, y=y, config=RunConfig(dataset="fashion_mnist"), num_classes=3,
                               progress=False)
     for name in ("gaussian_noise", "uniform_noise", "salt_pepper_noise"):
@@ -209,7 +209,7 @@ def test_noninferiority_margin():
 
 def test_study_claims_on_constructed_records():
     import pandas as pd
-    from bench import claims
+    from bench.app import claims
     rng = np.random.default_rng(3)
     rows = []
     for reg, clean, rob in (("none", 0.85, 0.5), ("pixel_sim", 0.84, 0.6), ("pixel_th", 0.84, 0.5),

@@ -118,9 +118,10 @@ def test_in_process_registry_reports_broken_plugin_and_keeps_builtins(site, monk
     import regularizers
     from regularizers import registry
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(registry, "_entry_points_loaded", False)
-    monkeypatch.setattr(registry, "_PLUGIN_ERRORS", {})
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    reg = registry.REGULARIZERS
+    monkeypatch.setattr(reg, "_eps_loaded", False)
+    monkeypatch.setattr(reg, "_errors", {})
+    monkeypatch.setattr(reg, "_entries", dict(reg._entries))
     names = regularizers.available()
     assert {"none", "pixel_sim", "pixel_th", "neural_pred", "feature_l2"} <= set(names)
     errs = regularizers.plugin_errors()

@@ -11,10 +11,10 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 import regularizers as regs
-from bench.models import create_model
+from bench.core.models import create_model
 from regularizers import similarity as sim
 from regularizers import targets as T
-from regularizers import v1
+from regularizers import response_models
 
 
 def np_pixel_similarity(images: np.ndarray) -> np.ndarray:
@@ -231,13 +231,13 @@ def test_bad_hyper_parameters_are_clear_errors():
 
 # --------------------------------------------------------------------------- V1 and response models
 def test_v1_bank_is_seeded_and_follows_published_distributions():
-    a, b, c = v1.V1GaborBank(seed=0), v1.V1GaborBank(seed=0), v1.V1GaborBank(seed=1)
+    a, b, c = response_models.V1GaborBank(seed=0), response_models.V1GaborBank(seed=0), response_models.V1GaborBank(seed=1)
     assert torch.equal(a.weight, b.weight) and not torch.equal(a.weight, c.weight)
-    p = v1.sample_v1_params(4000, seed=0)
+    p = response_models.sample_v1_params(4000, seed=0)
     assert 0.5 <= p["sf"].min() and p["sf"].max() <= 8.0
     assert 0 <= p["ori"].min() and p["ori"].max() < 180
-    frac = np.histogram(p["sf"], v1.SF_BINS)[0] / 4000
-    np.testing.assert_allclose(frac, v1.SF_COUNTS / v1.SF_COUNTS.sum(), atol=0.03)
+    frac = np.histogram(p["sf"], response_models.SF_BINS)[0] / 4000
+    np.testing.assert_allclose(frac, response_models.SF_COUNTS / response_models.SF_COUNTS.sum(), atol=0.03)
     # kernels are DC-free: a uniform image drives no cell
     x = torch.full((2, 1, 32, 32), 0.7)
     assert a(x).abs().max() < 1e-4
@@ -249,7 +249,7 @@ def test_response_model_loaders(tmp_path, monkeypatch):
     lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
     p = tmp_path / "resp.pt"
     torch.jit.script(lin).save(str(p))
-    m, ident = v1.load_response_model(str(p), 8)
+    m, ident = response_models.load_response_model(str(p), 8)
     x = torch.rand(4, 1, 8, 8)
     assert torch.allclose(m(x), lin(x), atol=1e-6) and ident["name"] == "torchscript"
     (tmp_path / "my_resp.py").write_text("import torch\nclass Model(torch.nn.Module):\n"
@@ -257,16 +257,16 @@ def test_response_model_loaders(tmp_path, monkeypatch):
                                          "        self.register_buffer('reliability', torch.tensor([1.0, 0.0]))\n"
                                          "    def forward(self, x):\n        return torch.stack([x.mean((1,2,3)), x.std((1,2,3))], 1)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    m2, ident2 = v1.load_response_model("my_resp:Model", 8)
-    assert ident2["name"] == "module" and torch.equal(v1.reliability_of(m2), torch.tensor([1.0, 0.0], dtype=torch.float64))
+    m2, ident2 = response_models.load_response_model("my_resp:Model", 8)
+    assert ident2["name"] == "module" and torch.equal(response_models.reliability_of(m2), torch.tensor([1.0, 0.0], dtype=torch.float64))
     with pytest.raises(ValueError, match="unknown response model"):
-        v1.load_response_model("nonsense", 8)
+        response_models.load_response_model("nonsense", 8)
     with pytest.raises(ValueError, match="unknown v1gabor option"):
-        v1.load_response_model("v1gabor:colour=2", 8)
+        response_models.load_response_model("v1gabor:colour=2", 8)
     bad = tmp_path / "bad.npz"
     np.savez(bad, images=np.zeros((3, 8, 8), np.uint8))
     with pytest.raises(ValueError, match="needs 'images' and 'similarity'"):
-        v1.load_response_model(str(bad), 8)
+        response_models.load_response_model(str(bad), 8)
 
 
 def test_neural_pred_npz_and_cache(tmp_path):
@@ -292,7 +292,7 @@ def test_neural_pred_npz_and_cache(tmp_path):
     r2 = regs.get("neural_pred", n_images=30)
     r2.setup(ctx)
     assert torch.equal(r1.pairs.full(), r2.pairs.full())
-    resp = v1.compute_responses(v1.V1GaborBank(), torch.from_numpy(imgs[:, None]))
+    resp = response_models.compute_responses(response_models.V1GaborBank(), torch.from_numpy(imgs[:, None]))
     np.testing.assert_allclose(r1.pairs.full().numpy(), T.cosine_similarity_matrix(resp).numpy(), atol=1e-5)
 
 
@@ -326,14 +326,14 @@ def test_similarity_command_against_independent_computation(tmp_path):
     import argparse
     import json
     from scipy import stats
-    from bench import data as bdata
-    from regularizers import analysis
+    from bench.core import data as bdata
+    from bench.cli.commands import add_similarity_parser
     try:
         raw = bdata.load_raw("fashion_mnist", download=False)[0]
     except bdata.DatasetNotFound:
         pytest.skip("real Fashion-MNIST not installed")
     p = argparse.ArgumentParser()
-    analysis.add_parser(p.add_subparsers())
+    add_similarity_parser(p.add_subparsers())
     args = p.parse_args(["similarity", "--reg-dataset", "fashion_mnist", "--n-images", "150", "--th", "0.7",
                          "--out", str(tmp_path)])
     assert args.func(args) == 0
@@ -342,7 +342,7 @@ def test_similarity_command_against_independent_computation(tmp_path):
     assert (tmp_path / "similarity-fashion_mnist-n150.svg").is_file()
     imgs = bdata.fit_size(raw[:150], 32)
     Sp = np_pixel_similarity(imgs.numpy())
-    resp = v1.V1GaborBank()(imgs.float() / 255).double().numpy()
+    resp = response_models.V1GaborBank()(imgs.float() / 255).double().numpy()
     resp = resp - resp.mean(0)
     resp /= np.linalg.norm(resp, axis=1, keepdims=True)
     Sn = resp @ resp.T

@@ -15,9 +15,11 @@ import warnings
 import pytest
 import torch
 
-from bench import data as bdata
-from bench.config import build_config
-from bench.train import evaluate_loss, load_task_data, load_trained, train
+from bench.core import data as bdata
+from bench.core.config import build_config
+from bench.engine.trainer import evaluate_loss, train
+from bench.core.data import load_for_config
+from bench.core.records import Record
 
 REGS = {"none": {}, "pixel_sim": {"alpha": 1.0}, "pixel_th": {"alpha": 1.0}, "neural_pred": {"alpha": 2.0}}
 COMMON = dict(n_train=4096, n_test=1000, epochs=2, width=0.0625, batch_size=32, lr=0.05, image_size=28,
@@ -39,12 +41,12 @@ def runs(tmp_path_factory):
             rp = dict(hp, n_images=500, pairs_per_step=8) if hp else {}
             cfg = build_config("tiny", dict(COMMON, regularizer=name, reg_params=rp, out=str(out)))
             if data is None:
-                data = load_task_data(cfg)
+                data = load_for_config(cfg)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 run_dir = train(cfg, log=lambda *a: None, data=data)
             log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
-            _, model = load_trained(run_dir)
+            _, model = Record(run_dir).load_model()
             _, acc = evaluate_loss(model, data.test_x, data.test_y)
             res[name] = {"dir": run_dir, "log": log, "acc": acc,
                          "record": json.loads((run_dir / "config.json").read_text()),

@@ -14,9 +14,10 @@ except importlib.metadata.PackageNotFoundError:  # optional extra
     pytest.skip("robustbench is not installed (pip install 'regbench[robustbench]')", allow_module_level=True)
 
 import attacks
-from bench import data as bdata
-from bench.store import CorruptCheckpoint
+from bench.core import data as bdata
+from bench.core.store import CorruptCheckpoint
 from leaderboard import build_table, render
+from bench.app import robustbench as rb_flow
 from leaderboard import robustbench as lrb
 
 NAME, THREAT = "Ding2020MMA", "Linf"  # WRN-28-4, 5.8M parameters: the smallest local-checkpoint CIFAR-10 entry
@@ -70,7 +71,7 @@ def test_zoo_model_loads_offline_with_the_saved_weights(model_dir):
 def test_evaluated_by_the_suite_and_shown_in_the_leaderboard(model_dir, tmp_path):
     attacks.register_suite("rb_test", SUITE)
     out = tmp_path / "results"
-    run_dir = lrb.eval_robustbench(NAME, THREAT, model_dir, suite="rb_test", n_examples=N, out=out,
+    run_dir = rb_flow.eval_robustbench(NAME, THREAT, model_dir, suite="rb_test", n_examples=N, out=out,
                                    dataset="fashion_mnist", progress=False, log=lambda *a: None)
     rec = __import__("json").loads((run_dir / "config.json").read_text())
     assert rec["external"]["source"] == "robustbench" and rec["regularizer"]["name"] == f"robustbench:{NAME}"
@@ -89,7 +90,7 @@ def test_evaluated_by_the_suite_and_shown_in_the_leaderboard(model_dir, tmp_path
     assert row["clean.accuracy|mean"] == pytest.approx(acc)
     assert f"[ext] robustbench:{NAME}" in render(table, "term")
     # rerun: the same record, results already there
-    assert lrb.eval_robustbench(NAME, THREAT, model_dir, suite="rb_test", n_examples=N, out=out,
+    assert rb_flow.eval_robustbench(NAME, THREAT, model_dir, suite="rb_test", n_examples=N, out=out,
                                 dataset="fashion_mnist", progress=False, log=lambda *a: None) == run_dir
 
 
@@ -97,7 +98,7 @@ def test_missing_checkpoint_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=rf"{tmp_path}/cifar10/Linf/{NAME}\.pt"):
         lrb.load_zoo_model(NAME, THREAT, tmp_path)
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
-        lrb.eval_robustbench(NAME, THREAT, tmp_path, suite="quick", n_examples=4, out=tmp_path / "r",
+        rb_flow.eval_robustbench(NAME, THREAT, tmp_path, suite="quick", n_examples=4, out=tmp_path / "r",
                              dataset="fashion_mnist", progress=False)
 
 
@@ -111,7 +112,7 @@ def test_html_page_saved_as_checkpoint_is_named(tmp_path):
 
 def test_missing_cifar10_is_dataset_not_found(model_dir, tmp_path):
     with pytest.raises(bdata.DatasetNotFound, match="dataset CIFAR10 not found"):
-        lrb.eval_robustbench(NAME, THREAT, model_dir, suite="quick", n_examples=4, out=tmp_path / "r",
+        rb_flow.eval_robustbench(NAME, THREAT, model_dir, suite="quick", n_examples=4, out=tmp_path / "r",
                              data_dir=tmp_path / "no_data", download=False, progress=False)
 
 

@@ -18,6 +18,7 @@ except importlib.metadata.PackageNotFoundError:
 
 import attacks
 from attacks import robustbench_suite as rbs
+from bench.app import robustbench as rb_flow
 from leaderboard import robustbench as lrb
 
 
@@ -43,7 +44,7 @@ def test_suite_autoattack_equals_autoattacks_own_result(tiny_wrn):
     y = pred.clone()
     y[2] = (pred[2] + 1) % 10  # one image misclassified from the start: never robust
     attacks.register_suite("rb_check", [("clean", {}), ("rb_autoattack_linf", {"n": 3})])
-    ctx = attacks.EvalContext(model=tiny_wrn, x=x, y=y, seed=0, extras={"dataset": "cifar10"}, progress=False)
+    ctx = attacks.EvalContext(model=tiny_wrn, x=x, y=y, seed=0, dataset="cifar10", progress=False)
     res = attacks.evaluate(ctx, suite="rb_check", log=lambda *a: None)["rb_autoattack_linf"]
     assert res["protocol"]["eps"] == pytest.approx(8 / 255) and res["result"]["details"]["norm"] == "Linf"
     # AutoAttack's own run (the package robustbench.eval imports), same images, seed and settings
@@ -61,12 +62,12 @@ def test_suite_autoattack_equals_autoattacks_own_result(tiny_wrn):
 
 def test_not_applicable_says_why(tiny_wrn):
     gray = attacks.EvalContext(model=tiny_wrn, x=torch.rand(2, 1, 32, 32), y=torch.zeros(2, dtype=torch.long),
-                               extras={"dataset": "cifar10"}, progress=False)
+                               dataset="cifar10", progress=False)
     for name in ("rb_autoattack_linf", "rb_autoattack_l2", "rb_corruptions"):
         r = attacks.TESTS[name]()(gray)["result"]
         assert "RGB 32x32" in r["details"]["skipped"]
     other = attacks.EvalContext(model=tiny_wrn, x=torch.rand(2, 3, 32, 32), y=torch.zeros(2, dtype=torch.long),
-                                extras={"dataset": "fashion_mnist"}, progress=False)
+                                dataset="fashion_mnist", progress=False)
     assert "fashion_mnist" in attacks.TESTS["rb_autoattack_l2"]()(other)["result"]["details"]["skipped"]
     assert [t for t, _ in attacks.SUITES["robustbench"]][:4] == ["clean", "rb_autoattack_linf", "rb_autoattack_l2",
                                                                  "rb_corruptions"]
@@ -83,7 +84,7 @@ def test_zoo_model_gets_a_surrogate_of_its_own_data(tmp_path, monkeypatch):
     torch.save(net.state_dict(), p)
     attacks.register_suite("rb_zoo", [("clean", {}), ("transfer_fgsm", {"n": 8, "eps": [0.0, 0.1]})])
     out = tmp_path / "results"
-    rd = lrb.eval_robustbench(name, "Linf", tmp_path / "m", suite="rb_zoo", n_examples=8, out=out,
+    rd = rb_flow.eval_robustbench(name, "Linf", tmp_path / "m", suite="rb_zoo", n_examples=8, out=out,
                               dataset="fashion_mnist", surrogate_preset="tiny", progress=False, log=lambda *a: None)
     m = json.loads((rd / "metrics.json").read_text())
     tf = m["suite"]["transfer_fgsm"]["result"]
@@ -93,7 +94,7 @@ def test_zoo_model_gets_a_surrogate_of_its_own_data(tmp_path, monkeypatch):
     assert (scfg["regularizer"], scfg["dataset"], scfg["color"], scfg["image_size"]) == ("none", "fashion_mnist",
                                                                                          "rgb", 32)
     # found, not trained again, the second time
-    assert lrb.zoo_surrogate("fashion_mnist", out) == sdir
+    assert rb_flow.zoo_surrogate("fashion_mnist", out) == sdir
 
 
 PUBLISHED_DIR = os.environ.get("REGBENCH_RB_MODEL_DIR")
@@ -102,7 +103,7 @@ CHECK_N = int(os.environ.get("REGBENCH_RB_CHECK_N", "500"))
 
 def _cifar10_present() -> bool:
     try:
-        from bench import data as bdata
+        from bench.core import data as bdata
         bdata.load("cifar10", color="rgb", image_size=32, n_train=1, n_test=1, val_fraction=0.01, data_seed=0,
                    download=False)
         return True
@@ -124,7 +125,7 @@ def test_adapter_agrees_with_published_numbers(tmp_path):
     attacks.register_suite("rb_publisher", [("clean", {}), ("rb_autoattack_linf", {"n": CHECK_N})])
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     for name in names[:1]:
-        rd = lrb.eval_robustbench(name, "Linf", PUBLISHED_DIR, suite="rb_publisher", n_examples=CHECK_N,
+        rd = rb_flow.eval_robustbench(name, "Linf", PUBLISHED_DIR, suite="rb_publisher", n_examples=CHECK_N,
                                   out=tmp_path, device=dev, progress=False, log=lambda *a: None)
         s = json.loads((rd / "metrics.json").read_text())["suite"]
         for got, want in ((s["clean"]["result"]["summary"]["accuracy"], pub.loc[name, "clean_acc"] / 100),

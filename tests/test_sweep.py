@@ -11,18 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from bench import store
+from bench.core import store
 from bench.cli import build_parser, main
-from bench.jobs import JobSpec, is_complete, job_state, read_status
-from bench.launchers import LocalLauncher, run_jobs
-from bench.sweep import parse_seeds, plan_sweep, split_sets
+from bench.app.jobs import JobSpec, is_complete, job_state, read_status
+from bench.app.launchers import LocalLauncher, run_jobs
+from bench.app.sweep import parse_seeds, plan_sweep, split_sets
+from bench.cli.sweep import spec_from_args
 
 ROOT = Path(__file__).resolve().parent.parent
 from conftest import SWEEP_TINY as TINY  # noqa: E402  (tests/ is on sys.path; the `smoke` fixture lives there too)
 
 
 def sweep_args(tmp_path, *extra):
-    return build_parser().parse_args(["sweep", *TINY, "--out", str(tmp_path / "res"), *extra])
+    """The SweepSpec of a `bench sweep` command line (the CLI parses; the library takes the spec)."""
+    return spec_from_args(build_parser().parse_args(["sweep", *TINY, "--out", str(tmp_path / "res"), *extra]))
 
 
 # ----------------------------------------------------------------------------- expansion and rules
@@ -45,7 +47,7 @@ def test_plan_one_job_per_regularizer_seed_dataset_with_one_budget(tmp_path):
     assert len({s.run_dir for s in plan.specs}) == len(plan.specs)  # every record exactly once
     assert {(s.config["regularizer"], s.config["seed"], s.config["dataset"]) for s in runs} == {
         (r, s, d) for r in regs for s in range(3) for d in ("fashion_mnist", "mnist")}
-    from bench.config import RunConfig
+    from bench.core.config import RunConfig
     for ds in ("fashion_mnist", "mnist"):
         keys = {RunConfig.from_dict(s.config).comparison_key() for s in runs if s.config["dataset"] == ds}
         assert len(keys) == 1
@@ -71,7 +73,7 @@ def test_sweep_refuses_mixed_budgets_and_bad_names(tmp_path):
     with pytest.raises(ValueError, match="unknown config key"):
         plan_sweep(sweep_args(tmp_path, "--set", "nonexistent_key=1"))
     # the baseline's seed must not be the transfer surrogate's seed (only when the suite has a transfer test)
-    from bench.jobs import suite_needs_surrogate
+    from bench.app.pipeline import suite_needs_surrogate
     if suite_needs_surrogate("quick"):
         with pytest.raises(ValueError, match="surrogate"):
             plan_sweep(sweep_args(tmp_path, "--seeds", "0,1000"))
@@ -81,7 +83,7 @@ def test_sweep_refuses_mixed_budgets_and_bad_names(tmp_path):
 
 # ----------------------------------------------------------------------------- failures
 def test_failed_job_is_reported_with_log_and_others_go_on(tmp_path, capsys):
-    from bench.config import build_config
+    from bench.core.config import build_config
     good = build_config("tiny", dict(out=str(tmp_path / "res"), n_train=128, n_test=64, progress=False))
     bad = good.replace(dataset=f"folder:{tmp_path / 'no_such_folder'}")
     mk = lambda c, i, deps=(): JobSpec(id=i, kind="surrogate", config=c.to_dict(),  # noqa: E731
@@ -122,8 +124,8 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, smoke):
             os.killpg(proc.pid, signal.SIGKILL)  # the sweep's own process group, started above
         proc.wait()
     assert first is not None, proc.stderr.read().decode()[-2000:]
-    plan = plan_sweep(build_parser().parse_args(["sweep", "--regularizers", "none", "--seeds", "0-1", *smoke,
-                                                 "--out", str(out)]))
+    plan = plan_sweep(spec_from_args(build_parser().parse_args(["sweep", "--regularizers", "none", "--seeds", "0-1",
+                                                                *smoke, "--out", str(out)])))
     assert [s.kind for s in plan.specs] == ["surrogate", "run", "run"]
     before = {s.id: job_state(s)[0] for s in plan.specs}
     assert "running" not in before.values()  # a killed job shows as stale, not as running
@@ -145,7 +147,7 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, smoke):
 
 # ----------------------------------------------------------------------------- concurrent writers
 def _writer(root, shared, i, n, barrier):
-    from bench import store as st
+    from bench.core import store as st
     barrier.wait()
     for k in range(n):
         run = Path(root) / f"w{i}-r{k}"

@@ -5,16 +5,17 @@ import json
 from pathlib import Path
 
 
-from bench import store
+from bench.core import store
 from bench.cli import build_parser, main
-from bench.jobs import is_complete
-from bench.sweep import plan_sweep
+from bench.app.jobs import is_complete
+from bench.app.sweep import plan_sweep
+from bench.cli.sweep import spec_from_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def check_sweep(out: Path, argv: list[str]):
-    plan = plan_sweep(build_parser().parse_args(["sweep", *argv]))
+    plan = plan_sweep(spec_from_args(build_parser().parse_args(["sweep", *argv])))
     recs = store.find_records(out)
     assert sorted(map(str, recs)) == sorted(s.run_dir for s in plan.specs)  # each record exactly once
     for s in plan.specs:

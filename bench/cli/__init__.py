@@ -3,8 +3,9 @@
 The parser is built without importing torch, numpy, scipy or pandas, so `--help` answers at once:
 every function in `PARSERS` lives in a module that imports only the standard library at load time,
 and registers its subcommand(s) with a `func(args) -> int` that does its heavy imports when it runs
-(`bench.commands.lazy("pkg.module:function")` for commands implemented in torch-importing packages).
-Names offered in help texts come from `bench.names` (checked against the registries by the tests).
+(`bench.cli.commands.lazy("bench.cli.module:function")`). The command functions parse and call
+`bench.app` (the Python API, `bench.app.api`, for run / evaluate / sweep / leaderboard). Names offered
+in help texts come from `bench.core.names` (checked against the registries by the tests).
 """
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ import sys
 import traceback
 
 # (module, function) in the order the subcommands are listed by --help
-PARSERS = [("bench.commands", "add_parser"),              # run, list
-           ("bench.commands", "add_eval_parser"),         # eval        (attacks.cli)
-           ("bench.commands", "add_leaderboard_parsers"),  # leaderboard, plot (leaderboard.cli)
-           ("bench.sweep", "add_parser"),                 # sweep, demo
-           ("bench.commands", "add_estimate_parser"),     # estimate    (bench.estimate)
-           ("bench.reproduce", "add_parser"),             # reproduce
-           ("bench.commands", "add_similarity_parser")]   # similarity  (regularizers.analysis)
+PARSERS = [("bench.cli.commands", "add_parser"),              # run, list
+           ("bench.cli.commands", "add_eval_parser"),         # eval        (bench.cli.evaluate)
+           ("bench.cli.commands", "add_leaderboard_parsers"),  # leaderboard, plot (bench.cli.leaderboard)
+           ("bench.cli.sweep", "add_parser"),                 # sweep, demo
+           ("bench.cli.commands", "add_estimate_parser"),     # estimate
+           ("bench.cli.reproduce", "add_parser"),             # reproduce
+           ("bench.cli.commands", "add_similarity_parser")]   # similarity  (bench.cli.similarity)
 
 EPILOG = """first steps:
   python -m bench list                          what is installed (regularizers, presets, suites, ...)
@@ -35,7 +36,7 @@ class UserError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from bench import __version__
     p = argparse.ArgumentParser(prog="python -m bench", description="RegBench: benchmark robustness regularizers.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"regbench {__version__}",

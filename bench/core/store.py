@@ -1,4 +1,6 @@
-"""Run records on disk: one directory per (config, seed), named by the config's hash.
+"""File primitives of the run records (`bench.core.records.Record` is the type that uses them): record
+folder names, atomic writes, strict JSON, weights-only loads, locks. One directory per (config, seed),
+named by the config's hash:
 
     <out>/<regularizer>-<dataset>-s<seed>-<hash>/
         config.json       the full resolved config + versions, device, git commit
@@ -264,7 +266,7 @@ def run_lock(run_dir: Path, log=None):
     process (a nested `train()` or a surrogate that is this very record takes it again); another
     process waits, after saying once that the run is in progress there. A separate file from
     `.lock` (the metrics merge lock): flock is per open file description, so the two never
-    deadlock each other, and the surrogate lock of `attacks.prepare_context` is a third file."""
+    deadlock each other."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     key = str((run_dir / ".run.lock").resolve())
@@ -336,22 +338,6 @@ def versions() -> dict:
         except PackageNotFoundError:
             pass
     return v
-
-
-def device_info(device: torch.device) -> dict:
-    d = {"type": device.type, "threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        p = torch.cuda.get_device_properties(device)
-        d.update(name=p.name, memory_gb=round(p.total_memory / 2**30, 1))
-    else:
-        d["name"] = platform.processor() or platform.machine()
-        with contextlib.suppress(Exception):
-            for line in open("/proc/cpuinfo"):
-                if line.startswith("model name"):
-                    d["name"] = line.split(":", 1)[1].strip()
-                    break
-        d["cpus"] = os.cpu_count()
-    return d
 
 
 def find_records(*roots) -> list[Path]:

@@ -6,7 +6,7 @@ answer comes from a **per-device calibration, measured once and cached** in
 again), so a warm estimate takes seconds:
 
 * train: seconds per step of each (model, data shape, batch, regularizer) with the real trainer
-  (`bench.train.train`) in a temporary folder: two short runs of `w` and `w + k` steps, step time =
+  (`bench.engine.trainer.train`) in a temporary folder: two short runs of `w` and `w + k` steps, step time =
   (device_s difference) / k, so start-up (first-step allocations, torch.compile) is not counted.
   Real data when it is on disk, else random uint8 images of the right shape (said in the output).
   A job's train time = its step budget x step time; surrogates count as `none` jobs.
@@ -142,10 +142,9 @@ def _parts(cfg, fields, device=None) -> dict:
 def data_for(cfg, log=print):
     """(DataBundle, source): the run's real data when present, else random uint8 tensors of the
     shape the run would see (train size from n_train or the dataset's known size)."""
-    from . import data as bdata
-    from .train import load_task_data
+    from bench.core import data as bdata
     try:
-        return load_task_data(cfg.replace(download=False)), "real"
+        return bdata.load_for_config(cfg.replace(download=False)), "real"
     except bdata.DatasetNotFound:
         pass
     n_total, n_test_total = DATASET_SIZES.get(cfg.dataset, (50000, 10000))
@@ -155,7 +154,7 @@ def data_for(cfg, log=print):
     c = 1 if cfg.color == "gray" else 3
     s = cfg.image_size
     g = torch.Generator().manual_seed(0)
-    k = bdata.NUM_CLASSES.get(cfg.dataset, 10)
+    k = bdata.num_classes(cfg.dataset, 10)
 
     def imgs(n):
         return torch.randint(0, 256, (n, c, s, s), generator=g, dtype=torch.uint8)
@@ -193,7 +192,7 @@ class _LazyData:
 def measure_step_seconds(cfg, data, warmup: int = 2, steps: int = 6, workdir: Path | None = None) -> dict:
     """Seconds per train step of `cfg` (its model, regularizer, batch, device path) with the real
     trainer: (device_s of a w+k-step run - device_s of a w-step run) / k."""
-    from .train import train
+    from bench.engine.trainer import train
     tmp = Path(tempfile.mkdtemp(prefix="regbench-estimate-", dir=workdir))
     try:
         ds = []
@@ -261,36 +260,43 @@ def _forward_equivalents(name: str, result: dict) -> float:
     return fwd
 
 
+def _forwards_from_records(tests, cfg, out: Path | None) -> dict[str, tuple[float, str]]:
+    """{test: (forward-equivalents per attacked image, "record NAME")} from records of the same protocol."""
+    from bench.core.records import Record
+    found: dict[str, tuple[float, str]] = {}
+    if out is None or not Path(out).is_dir():
+        return found
+    for record in Record.find(out):
+        results = record.results()
+        for t in tests:
+            r = results.get(t.name)
+            if t.name in found or not r or r.get("protocol") != _protocol(t, cfg.dataset):
+                continue
+            cost, n_ex = r.get("cost") or {}, r.get("n_examples")
+            if cost.get("forward_images") is None or not n_ex:
+                continue
+            used = _images_of(t, int(n_ex))
+            if used > 0 and "skipped" not in ((r.get("result") or {}).get("details") or {}):
+                found[t.name] = (_forward_equivalents(t.name, r) / used, f"record {record.name}")
+    return found
+
+
 def forward_images_per_image(suite: str, cfg, data, out: Path | None, images: int = 16, log=print,
                              calibration: Calibration | None = None) -> dict:
     """{test: (forward-equivalents per attacked image, source)} for the tests of `suite`: from records of
     the same protocol under `out`, else the calibration cache, else a tiny measured run (then cached).
     `data` is a DataBundle or a callable returning one (called only for a tiny run)."""
     import attacks
-    from . import store
     tests = attacks.build_suite(suite)
-    found: dict[str, tuple[float, str]] = {}
-    if out is not None and Path(out).is_dir():  # records of the same protocol
-        for mpath in sorted(Path(out).glob("*/metrics.json")):
-            m = store.read_json(mpath, {}) or {}
-            for t in tests:
-                r = (m.get("suite") or {}).get(t.name)
-                if t.name in found or not r or r.get("protocol") != _protocol(t, cfg.dataset):
-                    continue
-                cost, n_ex = r.get("cost") or {}, r.get("n_examples")
-                if cost.get("forward_images") is None or not n_ex:
-                    continue
-                used = _images_of(t, int(n_ex))
-                if used > 0 and "skipped" not in ((r.get("result") or {}).get("details") or {}):
-                    found[t.name] = (_forward_equivalents(t.name, r) / used, f"record {mpath.parent.name}")
+    found = _forwards_from_records(tests, cfg, out)
     missing = [t for t in tests if t.name not in found]
     if not missing:
         return {t.name: found[t.name] for t in tests}
 
     def tiny_run(t):
-        from attacks.base import EvalContext
-        from . import data as bdata
-        from .models import model_from_config
+        from attacks.base import EvalContext, Surrogate
+        from bench.core import data as bdata
+        from bench.core.models import model_from_config
         d = data() if callable(data) else data
         torch.manual_seed(0)
         dev = torch.device("cpu")
@@ -300,7 +306,7 @@ def forward_images_per_image(suite: str, cfg, data, out: Path | None, images: in
         x = bdata.to_float(d.test_x[:images])
         ctx = EvalContext(model=model, x=x, y=d.test_y[:images], config=cfg, device=dev, seed=0,
                           num_classes=d.num_classes, progress=False,
-                          extras={"surrogate": surrogate, "surrogate_seed": cfg.surrogate_seed})
+                          surrogate=Surrogate(model=surrogate, seed=cfg.surrogate_seed))
         with contextlib.redirect_stdout(io.StringIO()):
             r = t(ctx)
         used = _images_of(t, len(x))
@@ -338,8 +344,9 @@ class _Estimator:
         self.step_cache: dict[tuple, dict] = {}
 
     def suite_part(self, cfg) -> dict:
-        from .models import model_from_config
-        from .train import resolve_device, steps_per_epoch
+        from bench.core.models import model_from_config
+        from bench.core.device import resolve_device
+        from bench.engine.trainer import steps_per_epoch
         import attacks
         key = (cfg.dataset, cfg.suite, json.dumps(_parts(cfg, DATA_FIELDS + FORWARD_FIELDS), sort_keys=True,
                                                  default=str))
@@ -399,16 +406,15 @@ def assumptions(est: dict | None = None) -> list[str]:
     ]
 
 
-def estimate(args, log=print, measure_steps: int = 6, warmup_steps: int = 2, suite_images: int = 16,
-             refresh: bool | None = None, calibration: Calibration | None = None) -> dict:
-    """The estimate of a sweep's device time: a dict with every part (what `bench estimate` prints)."""
-    from .config import RunConfig
-    from .sweep import plan_sweep
-    from .train import resolve_device
-    if refresh is None:
-        refresh = bool(getattr(args, "recalibrate", False))
+def estimate(spec, log=print, measure_steps: int = 6, warmup_steps: int = 2, suite_images: int = 16,
+             refresh: bool = False, calibration: Calibration | None = None) -> dict:
+    """The estimate of a sweep's (`SweepSpec`) device time: a dict with every part (what `bench estimate`
+    prints); `refresh` measures this device's rates again instead of using the cached calibration."""
+    from bench.core.config import RunConfig
+    from bench.app.sweep import plan_sweep
+    from bench.core.device import resolve_device
     t0 = time.perf_counter()
-    plan = plan_sweep(args)
+    plan = plan_sweep(spec)
     E = _Estimator(log, measure_steps, warmup_steps, suite_images, refresh, calibration, plan.out)
     groups: dict[tuple, dict] = {}
     sources: dict[str, str] = {}
@@ -495,24 +501,6 @@ def format_estimate(est: dict) -> str:
     if est["train_s"] > 0:
         lines.append(f"suite / train: {est['suite_s'] / est['train_s']:.3f}")
     return "\n".join(lines)
-
-
-def cmd_estimate(args) -> int:
-    est = estimate(args, measure_steps=args.measure_steps, warmup_steps=args.warmup_steps,
-                   suite_images=args.suite_images, refresh=bool(getattr(args, "recalibrate", False)))
-    print(format_estimate(est))
-    if args.json:
-        from .store import atomic_write_json
-        atomic_write_json(Path(args.json), {k: v for k, v in est.items()})
-        print(f"[estimate] wrote {args.json}")
-    return 0
-
-
-def add_parser(sub) -> None:
-    """The `estimate` subcommand. Its options are defined in bench.commands.add_estimate_parser, with the
-    other commands, so that `python -m bench --help` builds its parser without importing torch."""
-    from .commands import add_estimate_parser
-    add_estimate_parser(sub)
 
 
 __all__ = ["estimate", "estimate_run_seconds", "format_estimate", "measure_step_seconds", "forward_rate",

@@ -8,7 +8,7 @@ dependency order (surrogates before the evaluations that use them) and the failu
   started here; each task asks for one GPU when the cluster has any.
 * `slurm`: submitit (SLURM; its LocalExecutor with `--slurm-cluster local` for tests and laptops).
   A preempted or timed-out job is requeued by submitit (`checkpoint()` returns the same call) and
-  resumes from its run's checkpoint.pt, because `bench.train.train` resumes by itself.
+  resumes from its run's checkpoint.pt, because `bench.engine.trainer.train` resumes by itself.
 
 All launchers share `run_jobs`, a small dependency-aware scheduler: it submits a job once its
 dependencies finished, never submits a job whose dependency failed (it is reported failed with the
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .jobs import JobSpec, run_job
+from bench.app.jobs import JobSpec, run_job
 
 LAUNCHERS = ("local", "ray", "slurm")
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,14 +1,16 @@
-"""The names the command line offers, without importing torch, numpy, scipy or pandas.
+"""The built-in names, without importing torch, numpy, scipy or pandas: the one list of them.
 
 `python -m bench --help` must answer in well under a second, so the parser cannot ask the real
-registries (`regularizers.available()`, `attacks.SUITES`, `bench.models`, `bench.data`), which import
-torch. Their built-in names are listed here instead; `tests/test_cli_help.py` checks that these lists
-equal the registries, so a new built-in that is not added here fails the tests. Plugins and entry
+registries (`regularizers.available()`, `attacks.SUITES`, `bench.core.models`, `bench.core.data`), which import
+torch. Their built-in names are listed here instead, and the sweeps' defaults (the demo's four built-ins,
+the reproduction's five) come from here too; `tests/test_cli_help.py` checks that these lists equal the
+registries, so a new built-in that is not added here fails the tests. Plugins and entry
 points can add regularizers at run time: `python -m bench list` shows everything that is installed.
 """
 from __future__ import annotations
 
-REGULARIZERS = ("none", "pixel_sim", "pixel_th", "neural_pred", "pixel_shuffle")
+COMPARISON = ("none", "pixel_sim", "pixel_th", "neural_pred")  # the four built-ins every comparison runs
+REGULARIZERS = COMPARISON + ("pixel_shuffle",)  # plus Li et al.'s shuffled-target control
 DATASETS = ("cifar10", "cifar100", "fashion_mnist", "mnist")  # plus folder:PATH
 MODELS = ("resnet18", "resnet34")
 SUITES = ("quick", "paper", "full", "repro_cpu", "robustbench")

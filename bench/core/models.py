@@ -8,30 +8,18 @@ the four stage outputs, so a regularizer gets them without a second forward pass
 """
 from __future__ import annotations
 
-import fnmatch
-from typing import Callable
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MODELS: dict[str, Callable[..., nn.Module]] = {}
+from bench.core.registry import Registry
 
-
-def register_model(name: str):
-    def deco(fn):
-        MODELS[name] = fn
-        return fn
-    return deco
-
-
-def available_models(pattern: str = "*") -> list[str]:
-    return sorted(n for n in MODELS if fnmatch.fnmatch(n, pattern))
+MODELS = Registry("architecture", "regbench.models", label="valid")
+register_model = MODELS.register
+available_models = MODELS.names
 
 
 def create_model(name: str, **kw) -> nn.Module:
-    if name not in MODELS:
-        raise ValueError(f"unknown architecture {name!r}; valid: {', '.join(available_models())}")
     return MODELS[name](**kw)
 
 

@@ -17,10 +17,12 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
+
+from bench.core.device import to_device
+from bench.core.registry import Registry
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DEFAULT_DATA_DIR = Path(os.environ.get("REGBENCH_DATA", Path.home() / ".cache" / "regbench" / "data"))
@@ -58,20 +60,26 @@ class DataBundle:
 
 
 # --------------------------------------------------------------------------- registry
-DATASETS: dict[str, Callable] = {}
-NUM_CLASSES: dict[str, int] = {}
+DATASETS = Registry("dataset", "regbench.datasets", label="valid datasets")
 
 
 def register_dataset(name: str, num_classes: int):
+    """`@register_dataset("name", num_classes)` on a loader `(root, download) -> (train_x, train_y, test_x,
+    test_y)` (uint8 / int64 tensors at native size and colour)."""
     def deco(fn):
-        DATASETS[name] = fn
-        NUM_CLASSES[name] = num_classes
+        fn.num_classes = int(num_classes)
+        DATASETS.register(name, fn)
         return fn
     return deco
 
 
-def available_datasets() -> list[str]:
-    return sorted(DATASETS)
+def available_datasets(pattern: str = "*") -> list[str]:
+    return DATASETS.names(pattern)
+
+
+def num_classes(name: str, default: int = 1) -> int:
+    """Number of classes of a registered dataset (`default` for folders and unknown names)."""
+    return int(getattr(DATASETS.get(name, None), "num_classes", default))
 
 
 def _read_idx_gz(path: Path) -> np.ndarray:
@@ -229,8 +237,7 @@ def load_raw(name: str, data_dir=None, download: bool = True):
         y = torch.zeros(len(x), dtype=torch.int64)
         return x, y, x[:0], y[:0]
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(available_datasets())}"
-                         " (or folder:/path/to/images)")
+        raise ValueError(f"{DATASETS.unknown(name)} (or folder:/path/to/images)")
     if data_dir and name in _HAS_FALLBACK and not Path(data_dir).expanduser().is_dir():
         # an explicit folder that is not there is a typo, not a reason to read another copy of the data
         # (datasets without a fallback copy report the folders they looked in, or download into it)
@@ -238,6 +245,21 @@ def load_raw(name: str, data_dir=None, download: bool = True):
                               f"holds the {name} files, or leave --data-dir out to use the default locations")
     root = Path(data_dir).expanduser() if data_dir else DEFAULT_DATA_DIR
     return DATASETS[name](root, download)
+
+
+def test_subset(n_total: int, n_test: int | None, data_seed: int) -> torch.Tensor:
+    """Indices (into the full test split) of the `n_test` test images a config evaluates: a permutation
+    seeded by `data_seed` only, so every seed and regularizer of a comparison sees the same images."""
+    if n_test is None or n_test >= n_total:
+        return torch.arange(n_total)
+    return torch.randperm(n_total, generator=torch.Generator().manual_seed(int(data_seed) + 1))[:n_test]
+
+
+def load_for_config(cfg) -> "DataBundle":
+    """The task data a RunConfig describes (its subset, split, colour and size)."""
+    return load(cfg.dataset, color=cfg.color, image_size=cfg.image_size, n_train=cfg.n_train,
+                n_test=cfg.n_test, val_fraction=cfg.val_fraction, data_seed=cfg.data_seed,
+                data_dir=cfg.data_dir, download=cfg.download)
 
 
 def load(name: str, color: str = "gray", image_size: int = 32, n_train: int | None = None,
@@ -261,9 +283,9 @@ def load(name: str, color: str = "gray", image_size: int = 32, n_train: int | No
         return fit_size(convert_color(x, color), image_size).contiguous()
 
     if n_test is not None and n_test < len(tex):
-        te_idx = torch.randperm(len(tex), generator=torch.Generator().manual_seed(data_seed + 1))[:n_test]
+        te_idx = test_subset(len(tex), n_test, data_seed)
         tex, tey = tex[te_idx], tey[te_idx]
-    return DataBundle(name=name, color=color, num_classes=NUM_CLASSES.get(name, 1),
+    return DataBundle(name=name, color=color, num_classes=num_classes(name),
                       train_x=prep(trx[tr_idx]), train_y=try_[tr_idx],
                       val_x=prep(trx[va_idx]), val_y=try_[va_idx],
                       test_x=prep(tex), test_y=tey)
@@ -302,13 +324,6 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255.0)
 
 
-def _h2d(t: torch.Tensor, dev) -> torch.Tensor:
-    """CPU -> device; on CUDA pinned + non_blocking, so the train step has no stream sync."""
-    if torch.device(dev).type == "cuda":
-        return t.pin_memory().to(dev, non_blocking=True)
-    return t.to(dev)
-
-
 def batch_crop_flip(x: torch.Tensor, pad: int = 4, flip: bool = True, generator=None,
                     padding_mode: str = "reflect") -> torch.Tensor:
     """Random crop with `pad`-pixel padding and random horizontal flip of a whole batch at once.
@@ -320,14 +335,14 @@ def batch_crop_flip(x: torch.Tensor, pad: int = 4, flip: bool = True, generator=
                                  mode=padding_mode)
     if padding_mode == "reflect":
         xp = xp.to(x.dtype)
-    oy = _h2d(torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu"), dev)
-    ox = _h2d(torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu"), dev)
+    oy = to_device(torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu"), dev)
+    ox = to_device(torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu"), dev)
     ar_h = torch.arange(h, device=dev)
     ar_w = torch.arange(w, device=dev)
     rows = (oy[:, None] + ar_h[None, :])  # [n, h]
     cols = (ox[:, None] + ar_w[None, :])  # [n, w]
     if flip:
-        f = _h2d(torch.rand(n, generator=generator, device="cpu"), dev) < 0.5
+        f = to_device(torch.rand(n, generator=generator, device="cpu"), dev) < 0.5
         cols = torch.where(f[:, None], cols.flip(1), cols)
     bi = torch.arange(n, device=dev)[:, None, None]
     out = xp.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # [n, h, w, c]

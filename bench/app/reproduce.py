@@ -19,7 +19,6 @@ Re-running reuses every finished record (the sweep skips complete jobs) and re-r
 """
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import os
@@ -28,9 +27,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import claims
+from bench.app import claims
+from bench.core import names
+from bench.core.records import Record
 
-REGULARIZERS = ("none", "pixel_sim", "pixel_th", "neural_pred", "pixel_shuffle")
+REGULARIZERS = names.REGULARIZERS  # the four built-ins and the shuffled-target control
 
 SCALES = {
     "cpu": {
@@ -41,7 +42,7 @@ SCALES = {
         "sweeps": [{"name": "fashion_mnist-gray", "datasets": "fashion_mnist", "sets": [], "seeds": "0-4"},
                    {"name": "fashion_mnist-gray-long", "datasets": "fashion_mnist",
                     "sets": ["n_train=20000", "epochs=3"], "seeds": "0-2",
-                    "regularizers": ("none", "pixel_sim", "pixel_th", "neural_pred")}],
+                    "regularizers": names.COMPARISON}],
         "similarity": [("fashion_mnist", 1000), ("skimage_crops", None)],
     },
     "gpu": {
@@ -56,12 +57,6 @@ SCALES = {
     },
 }
 
-
-
-def register_repro_suite() -> None:
-    import attacks
-    if "repro_cpu" not in attacks.SUITES:  # defined in attacks/suite.py; kept as a guard
-        raise ValueError("suite 'repro_cpu' is missing from attacks.SUITES")
 
 
 # ----------------------------------------------------------------------------- similarity inputs
@@ -102,7 +97,7 @@ def skimage_crops(folder: Path, size: int = 32) -> Path:
 
 def run_similarity(scale: str, out_dir: Path, crops_dir: Path, log=print) -> list[dict]:
     from regularizers.analysis import similarity_figure, similarity_report
-    from . import store
+    from bench.core import store
     results = []
     for ds, n in SCALES[scale]["similarity"]:
         label = ds
@@ -199,16 +194,18 @@ def claims_section(tidy) -> tuple[str, list[dict]]:
 
 def budget_section(tidy, fig_dir: Path, regs) -> tuple[str, str | None]:
     """Differences to `none` (95% interval) at each step budget, as a table and a figure."""
-    import numpy as np
-    from leaderboard import stats
     bs = sorted(budgets(tidy))
     if len(bs) < 2:
         return "Only one step budget in the records.", None
-    info = {}
-    for b in bs:
-        sub = tidy[tidy["budget_steps"] == b]
-        n_train = sub["n_train"].dropna().iloc[0] if "n_train" in sub and sub["n_train"].notna().any() else None
-        info[b] = {"seeds": int(sub[sub["regularizer"] == "none"]["seed"].nunique()), "n_train": n_train}
+    rows = _budget_differences(tidy, regs, bs)
+    text = _budget_table(tidy, rows, regs, bs) + "\n\nRead from the table (point estimates; the intervals say how " \
+        "firm each is):\n\n" + "\n".join(f"- {s}" for s in _budget_trends(rows, regs, bs))
+    return text, _budget_figure(rows, regs, bs, fig_dir)
+
+
+def _budget_differences(tidy, regs, bs) -> dict:
+    """{(metric, regularizer, budget): (difference, low, high)}: Welch 95% intervals against `none`."""
+    from leaderboard import stats
     rows = {}
     for m in BUDGET_METRICS:
         for reg in regs:
@@ -219,7 +216,12 @@ def budget_section(tidy, fig_dir: Path, regs) -> tuple[str, str | None]:
                 a, base = claims.values(sub, reg, m), claims.values(sub, "none", m)
                 if len(a) >= 2 and len(base) >= 2:
                     rows[(m, reg, b)] = stats.welch_interval(a, base)
-    lines = ["| metric | regularizer | " + " | ".join(f"{b} steps (none n={info[b]['seeds']})" for b in bs) + " |",
+    return rows
+
+
+def _budget_table(tidy, rows, regs, bs) -> str:
+    seeds = {b: int(tidy[(tidy["budget_steps"] == b) & (tidy["regularizer"] == "none")]["seed"].nunique()) for b in bs}
+    lines = ["| metric | regularizer | " + " | ".join(f"{b} steps (none n={seeds[b]})" for b in bs) + " |",
              "|---|---|" + "---|" * len(bs)]
     for m in BUDGET_METRICS:
         for reg in regs:
@@ -228,7 +230,11 @@ def budget_section(tidy, fig_dir: Path, regs) -> tuple[str, str | None]:
                 continue
             lines.append(f"| `{m}` | {reg} | " + " | ".join(
                 f"{c[0]:+.3g} [{c[1]:+.3g}, {c[2]:+.3g}]" if c else "n/a" for c in cells) + " |")
-    # the sentence the issue asks for, from the numbers: does the clean cost shrink, do gains grow?
+    return "\n".join(lines)
+
+
+def _budget_trends(rows, regs, bs) -> list[str]:
+    """The sentences the issue asks for, from the numbers: does the clean cost shrink, do gains grow?"""
     lo_b, hi_b = bs[0], bs[-1]
     said = []
     for reg in regs:
@@ -243,46 +249,49 @@ def budget_section(tidy, fig_dir: Path, regs) -> tuple[str, str | None]:
                 grow = "grows" if r1[0] > r0[0] else "does not grow"
                 said.append(f"`{reg}` `{m}`: {r0[0]:+.3g} → {r1[0]:+.3g} (the difference {grow}; longer-budget "
                             f"interval [{r1[1]:+.3g}, {r1[2]:+.3g}])")
-    text = "\n".join(lines) + "\n\nRead from the table (point estimates; the intervals say how firm each is):\n\n" + \
-        "\n".join(f"- {s}" for s in said)
-    png = None
+    return said
+
+
+def _budget_figure(rows, regs, bs, fig_dir: Path) -> str | None:
+    """One panel per metric: the difference to `none` with its interval against the step budget."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        ms = [m for m in BUDGET_METRICS if any((m, r, b) in rows for r in regs for b in bs)]
-        ncol = 3
-        nrow = (len(ms) + ncol - 1) // ncol
-        fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.3 * nrow), squeeze=False)
-        others = [r for r in regs if r != "none"]
-        for ax, m in zip(axes.flat, ms):
-            for k, reg in enumerate(others):
-                pts = [(b, rows[(m, reg, b)]) for b in bs if (m, reg, b) in rows]
-                if not pts:
-                    continue
-                x = np.array([p[0] for p in pts], float) * (1 + 0.03 * (k - (len(others) - 1) / 2))
-                y = np.array([p[1][0] for p in pts])
-                err = np.array([[p[1][0] - p[1][1] for p in pts], [p[1][2] - p[1][0] for p in pts]])
-                ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=reg)
-            ax.axhline(0, color="k", lw=0.8)
-            ax.set_xscale("log")
-            ax.set_xticks(bs)
-            ax.set_xticklabels([str(b) for b in bs])
-            ax.set_title(m, fontsize=9)
-            ax.set_xlabel("step budget")
-            ax.set_ylabel("difference to none (95% CI)", fontsize=8)
-        for ax in list(axes.flat)[len(ms):]:
-            ax.axis("off")
-        handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
-        fig.tight_layout(rect=(0, 0.06, 1, 1))
-        fig_dir.mkdir(parents=True, exist_ok=True)
-        png = str(fig_dir / "budget_differences.png")
-        fig.savefig(png, dpi=110)
-        plt.close(fig)
+        import numpy as np
     except ImportError:
-        pass
-    return text, png
+        return None
+    ms = [m for m in BUDGET_METRICS if any((m, r, b) in rows for r in regs for b in bs)]
+    ncol = 3
+    nrow = (len(ms) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.3 * nrow), squeeze=False)
+    others = [r for r in regs if r != "none"]
+    for ax, m in zip(axes.flat, ms):
+        for k, reg in enumerate(others):
+            pts = [(b, rows[(m, reg, b)]) for b in bs if (m, reg, b) in rows]
+            if not pts:
+                continue
+            x = np.array([p[0] for p in pts], float) * (1 + 0.03 * (k - (len(others) - 1) / 2))
+            y = np.array([p[1][0] for p in pts])
+            err = np.array([[p[1][0] - p[1][1] for p in pts], [p[1][2] - p[1][0] for p in pts]])
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=reg)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xticks(bs)
+        ax.set_xticklabels([str(b) for b in bs])
+        ax.set_title(m, fontsize=9)
+        ax.set_xlabel("step budget")
+        ax.set_ylabel("difference to none (95% CI)", fontsize=8)
+    for ax in list(axes.flat)[len(ms):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    png = str(fig_dir / "budget_differences.png")
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
 
 
 def honesty_section(tidy, regs) -> str:
@@ -317,30 +326,54 @@ def honesty_section(tidy, regs) -> str:
 
 # ----------------------------------------------------------------------------- the report
 def render_report(scale: str, out: Path, report: Path, sims: list[dict], meta: dict, log=print) -> Path:
+    """The report and its figures, every number read from the finished records under `out`."""
     import leaderboard
-    from . import store
-    from .config import PRESETS
+    from bench.core import store
+    from bench.core.config import PRESETS
     fig_dir = report.parent / (report.stem + "_figures")
-    tidy = leaderboard.load_records(out)
-    # only records whose whole suite is in (a record still being evaluated would enter with some tests)
-    suite_tests = {t for t, _ in _suite_tests(PRESETS[SCALES[scale]["preset"]].get("suite"))}
-    if len(tidy):
-        per_run = tidy.groupby("run_dir")["test"].agg(set)
-        done_dirs = [d for d, tests in per_run.items() if suite_tests <= tests]
-        tidy = tidy[tidy["run_dir"].isin(done_dirs)]
-    finished = int(tidy["run_dir"].nunique()) if len(tidy) else 0
-    table = leaderboard.build_table(tidy)
-    plots = leaderboard.plot_all([str(out)], str(fig_dir))
-    if isinstance(plots, dict):
-        plots = [p for v in plots.values() for p in (v if isinstance(v, (list, tuple)) else [v])]
+    preset = PRESETS[SCALES[scale]["preset"]]
+    tidy = _finished(leaderboard.load_records(out), preset.get("suite"))
     order = budgets(tidy)
     main_b = order[0] if order else None
     main = tidy[tidy["budget_steps"] == main_b] if main_b is not None else tidy
-    claims_md, claim_results = claims_section(main)
-    preset = PRESETS[SCALES[scale]["preset"]]
     regs = [r for r in REGULARIZERS if (tidy["regularizer"] == r).any()]
-    n_seeds = {b: tidy[tidy["budget_steps"] == b].groupby("regularizer")["seed"].nunique().to_dict() for b in order}
     rel = lambda p: os.path.relpath(p, report.parent)  # noqa: E731
+    plots = leaderboard.plot_all([str(out)], str(fig_dir))
+    if isinstance(plots, dict):
+        plots = [p for v in plots.values() for p in (v if isinstance(v, (list, tuple)) else [v])]
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    table = leaderboard.build_table(tidy)
+    for fmt in ("md", "csv", "html"):
+        store.atomic_write_bytes(fig_dir / f"leaderboard.{fmt}", leaderboard.render(table, fmt).encode())
+    claims_md, claim_results = claims_section(main)
+    md = _header_md(scale, tidy, meta)
+    md += _protocol_md(scale, out, tidy, order, main_b, preset)
+    md += _leaderboard_md(tidy, order, main_b, regs, fig_dir, rel)
+    md += ["## Claims (main budget)", "", claims_md]
+    md += _budget_md(tidy, order, regs, fig_dir, rel)
+    md += ["## Honesty checks (main budget)", "", honesty_section(main, regs), "",
+           "## S^pixel vs S^neural-pred", ""]
+    md += _similarity_md(sims, rel)
+    md += ["", "## Figures", ""] + [f"![{Path(p).stem}]({rel(p)})" for p in sorted(str(x) for x in plots or [])
+                                     if p.endswith(".png")] + [""]
+    store.atomic_write_bytes(report, "\n".join(md).encode())
+    store.atomic_write_json(report.with_suffix(".json"), {"meta": meta, "main_budget": main_b, "budgets": order,
+                                                          "claims": claim_results, "similarity": sims})
+    log(f"[reproduce] wrote {report}")
+    return report
+
+
+def _finished(tidy, suite: str | None):
+    """Only records whose whole suite is in (a record still being evaluated would enter with some tests)."""
+    suite_tests = {t for t, _ in _suite_tests(suite)}
+    if len(tidy):
+        per_run = tidy.groupby("run_dir")["test"].agg(set)
+        tidy = tidy[tidy["run_dir"].isin([d for d, tests in per_run.items() if suite_tests <= tests])]
+    return tidy
+
+
+def _header_md(scale: str, tidy, meta: dict) -> list[str]:
+    finished = int(tidy["run_dir"].nunique()) if len(tidy) else 0
     planned = planned_records(scale)
     md = [f"# Reproduction study ({scale} scale)", ""]
     if finished < planned:
@@ -348,31 +381,33 @@ def render_report(scale: str, out: Path, report: Path, sims: list[dict], meta: d
                "verdict and figure below uses only those; the verdicts are provisional. Re-running the command "
                "reuses every finished record and runs only what is missing.", ""]
     md += ["Generated by `" + meta["command"] + "`; nothing below is typed by hand except the prose.",
-          f"Rendered {meta['finished']} on {meta['device']}. Invocations of the command on these records "
-          "(each reuses every finished record and runs only what is missing):", ""]
+           f"Rendered {meta['finished']} on {meta['device']}. Invocations of the command on these records "
+           "(each reuses every finished record and runs only what is missing):", ""]
     md += [f"- {h['finished']}: `{h['command']}`: {h['duration_min']:.1f} min, {h.get('jobs_run', '?')} jobs run"
            for h in meta.get("history", [meta])]
-    md += ["",
-          f"Total recorded compute of the records: {meta['train_s'] / 60:.1f} min training, "
-          f"{meta['eval_s'] / 60:.1f} min evaluation (evaluation / training = "
-          f"{meta['eval_s'] / max(meta['train_s'], 1e-9):.2f}).", "",
-          "## Protocol", ""]
-    for b in order:
-        md.append(f"- Step budget {b}{' (main)' if b == main_b else ''}: seeds per regularizer "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(n_seeds[b].items())) + "; training (from the records' "
-                  "config.json): " + _record_setup(out, b) + ".")
-    md += [
-          "- Suite `" + preset.get("suite", "?") + "`: " + "; ".join(
-              f"{t} {json.dumps(p)}" if p else t for t, p in _suite_tests(preset.get("suite"))) + ".",
-          "- Regularizer hyper-parameters: the defaults of each entry (alpha 10 for pixel_sim/pixel_th, 20 for "
-          "neural_pred; Th 0.8; 5000 regularization images = the first 5000 of the task's training subset; 16 pairs "
-          "per step; g = 2 arctanh with eps 1e-5; running-mean beta 0.9).",
-          "", "### Differences from the papers' protocols", ""]
+    return md + ["",
+                 f"Total recorded compute of the records: {meta['train_s'] / 60:.1f} min training, "
+                 f"{meta['eval_s'] / 60:.1f} min evaluation (evaluation / training = "
+                 f"{meta['eval_s'] / max(meta['train_s'], 1e-9):.2f}).", "",
+                 "## Protocol", ""]
+
+
+def _protocol_md(scale: str, out: Path, tidy, order, main_b, preset: dict) -> list[str]:
+    n_seeds = {b: tidy[tidy["budget_steps"] == b].groupby("regularizer")["seed"].nunique().to_dict() for b in order}
+    md = [f"- Step budget {b}{' (main)' if b == main_b else ''}: seeds per regularizer "
+          + ", ".join(f"{k} {v}" for k, v in sorted(n_seeds[b].items())) + "; training (from the records' "
+          "config.json): " + _record_setup(out, b) + "." for b in order]
+    md += ["- Suite `" + preset.get("suite", "?") + "`: " + "; ".join(
+               f"{t} {json.dumps(p)}" if p else t for t, p in _suite_tests(preset.get("suite"))) + ".",
+           "- Regularizer hyper-parameters: the defaults of each entry (alpha 10 for pixel_sim/pixel_th, 20 for "
+           "neural_pred; Th 0.8; 5000 regularization images = the first 5000 of the task's training subset; 16 pairs "
+           "per step; g = 2 arctanh with eps 1e-5; running-mean beta 0.9).",
+           "", "### Differences from the papers' protocols", ""]
     md += [f"- {d}" for d in DIFFERENCES[scale]]
     suite_p = dict(_suite_tests(preset.get("suite")))
     if "boundary" in suite_p:
-        b = suite_p["boundary"]
         import attacks
+        b = suite_p["boundary"]
         mp = attacks.TESTS["min_perturbation"](**suite_p.get("min_perturbation", {})).params
         md.append(f"- Boundary attack: {b.get('n')} test images x {b.get('repeats')} repeats (paper: 1000 x 5), "
                   f"{b.get('steps')} steps as in the reference code, each repeat from its own seeded random "
@@ -383,24 +418,28 @@ def render_report(scale: str, out: Path, report: Path, sims: list[dict], meta: d
               for t in ("pgd", "autoattack", "hop_skip_jump") if t in suite_p]
     if extras:
         md.append("- Extras the papers did not run: " + "; ".join(extras) + ".")
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    for fmt in ("md", "csv", "html"):
-        store.atomic_write_bytes(fig_dir / f"leaderboard.{fmt}", leaderboard.render(table, fmt).encode())
-    budget_md, budget_png = budget_section(tidy, fig_dir, regs)
-    md += ["", "## Leaderboard (key metrics)", "",
-           "The key columns keep clean accuracy apart from robustness: *relative robustness* is the mean over the "
-           "perturbed levels of accuracy / the model's own clean accuracy on the same images; *at half clean* is "
-           "the strength at which accuracy falls to half of clean (interpolated); *relative mCE* is the corruption "
-           "error increase over clean, relative to `none`'s (Hendrycks & Dietterich). Each cell: mean ± SEM over "
-           "seeds (n); under it Δ = difference to `none` [95% Welch interval] and the p-value Holm-corrected across "
-           "the row's metrics. Every metric of every test: "
-           f"[leaderboard.md]({rel(fig_dir / 'leaderboard.md')}), [leaderboard.csv]({rel(fig_dir / 'leaderboard.csv')}), "
-           f"[leaderboard.html]({rel(fig_dir / 'leaderboard.html')}).", ""]
+    return md
+
+
+def _leaderboard_md(tidy, order, main_b, regs, fig_dir: Path, rel) -> list[str]:
+    md = ["", "## Leaderboard (key metrics)", "",
+          "The key columns keep clean accuracy apart from robustness: *relative robustness* is the mean over the "
+          "perturbed levels of accuracy / the model's own clean accuracy on the same images; *at half clean* is "
+          "the strength at which accuracy falls to half of clean (interpolated); *relative mCE* is the corruption "
+          "error increase over clean, relative to `none`'s (Hendrycks & Dietterich). Each cell: mean ± SEM over "
+          "seeds (n); under it Δ = difference to `none` [95% Welch interval] and the p-value Holm-corrected across "
+          "the row's metrics. Every metric of every test: "
+          f"[leaderboard.md]({rel(fig_dir / 'leaderboard.md')}), [leaderboard.csv]({rel(fig_dir / 'leaderboard.csv')}), "
+          f"[leaderboard.html]({rel(fig_dir / 'leaderboard.html')}).", ""]
     for b in order:
         sub = tidy[tidy["budget_steps"] == b]
         md += [f"### Step budget {b}{' (main)' if b == main_b else ''}", "", key_table(sub, regs), ""]
-    md += ["## Claims (main budget)", "", claims_md,
-           "## Effect versus training length", "", budget_md, ""]
+    return md
+
+
+def _budget_md(tidy, order, regs, fig_dir: Path, rel) -> list[str]:
+    budget_md, budget_png = budget_section(tidy, fig_dir, regs)
+    md = ["## Effect versus training length", "", budget_md, ""]
     if budget_png:
         md += [f"![differences to none against the step budget]({rel(budget_png)})", ""]
     if len(order) > 1:
@@ -409,8 +448,11 @@ def render_report(scale: str, out: Path, report: Path, sims: list[dict], meta: d
             res = claims.evaluate_claims(tidy[tidy["budget_steps"] == b])
             md += [f"- {b} steps: " + "; ".join(f"{c['id']}: **{c['verdict']}**" for c in res)]
         md.append("")
-    md += ["## Honesty checks (main budget)", "", honesty_section(main, regs), "",
-           "## S^pixel vs S^neural-pred", ""]
+    return md
+
+
+def _similarity_md(sims: list[dict], rel) -> list[str]:
+    md = []
     for s in sims:
         md.append(f"- **{s['label']}** ({s['n_images']} images, {s['pairs']} pairs, response model "
                   f"`{s['response_model'].get('name', s['response_model'])}`): Pearson r = {s['pearson']:.3f}, "
@@ -419,30 +461,20 @@ def render_report(scale: str, out: Path, report: Path, sims: list[dict], meta: d
         png = [f for f in s.get("figures", []) if f.endswith(".png")]
         if png:
             md.append(f"\n  ![similarity {s['label']}]({rel(png[0])})\n")
-    md += ["", "## Figures", ""]
-    for p in sorted(str(x) for x in plots or []):
-        if p.endswith(".png"):
-            md.append(f"![{Path(p).stem}]({rel(p)})")
-    md.append("")
-    store.atomic_write_bytes(report, "\n".join(md).encode())
-    store.atomic_write_json(report.with_suffix(".json"), {"meta": meta, "main_budget": main_b, "budgets": order,
-                                                          "claims": claim_results, "similarity": sims})
-    log(f"[reproduce] wrote {report}")
-    return report
+    return md
 
 
 def planned_records(scale: str) -> int:
     """Records the scale's sweeps plan (regularizers x seeds per sweep; surrogates not counted)."""
-    from .sweep import parse_seeds
+    from bench.app.sweep import parse_seeds
     sc = SCALES[scale]
     return sum(len(sw.get("regularizers", REGULARIZERS)) * len(parse_seeds(sw.get("seeds") or sc["seeds"]))
                for sw in sc["sweeps"])
 
 
 def _record_setup(out: Path, steps: int | None = None) -> str:
-    from . import store
-    for rd in store.find_records(out):
-        rec = store.read_json(rd / "config.json") or {}
+    for record in Record.find(out):
+        rec = record.header() or {}
         c, b = rec.get("config", {}), rec.get("budget", {})
         if c.get("regularizer") != "none" or (steps is not None and b.get("steps") != steps):
             continue
@@ -456,7 +488,6 @@ def _record_setup(out: Path, steps: int | None = None) -> str:
 
 def _suite_tests(name):
     import attacks
-    register_repro_suite()
     return attacks.SUITES.get(name, [])
 
 
@@ -503,75 +534,63 @@ def keep_records_light(out: Path) -> None:
         gi.write_text(RECORDS_GITIGNORE)
 
 
-def cmd_reproduce(args) -> int:
-    from . import store
-    from .sweep import add_sweep_args, run_sweep, _summarize
+def reproduce(scale: str = "cpu", *, seeds: str | None = None, launcher: str = "local", workers: int | None = None,
+              device: str | None = None, out=None, report=None, sets=(), render_only: bool = False,
+              train_only: bool = False, log=print) -> int:
+    """Run the study of `scale` (every sweep; finished records are reused), then the similarity analysis,
+    and render the report from the records. Returns 0, or 1 when a job failed."""
     t0 = time.time()
-    register_repro_suite()
-    scale = SCALES[args.scale]
-    out = Path(args.out or RECORDS_DIR.get(args.scale, f"results/reproduce-{args.scale}")).resolve()
+    sc = SCALES[scale]
+    out = Path(out or RECORDS_DIR.get(scale, f"results/reproduce-{scale}")).resolve()
     keep_records_light(out)
-    report = Path(args.report or ("docs/reproduction.md" if args.scale == "cpu" else "docs/reproduction-gpu.md")).resolve()
+    report = Path(report or ("docs/reproduction.md" if scale == "cpu" else "docs/reproduction-gpu.md")).resolve()
     code, jobs_run = 0, 0
-    if not args.render_only:
-        for sw in scale["sweeps"]:
-            p = argparse.ArgumentParser()
-            add_sweep_args(p)
-            argv = ["--regularizers", ",".join(sw.get("regularizers", REGULARIZERS)),
-                    "--seeds", args.seeds or sw.get("seeds") or scale["seeds"],
-                    "--preset", scale["preset"], "--datasets", sw["datasets"], "--out", str(out),
-                    "--launcher", args.launcher, "--no-progress"]
-            if args.workers:
-                argv += ["--workers", str(args.workers)]
-            if args.device:
-                argv += ["--device", args.device]
-            if args.train_only:
-                argv += ["--train-only"]
-            for s in sw["sets"] + (args.set or []):
-                argv += ["--set", s]
-            sargs = p.parse_args(argv)
-            print(f"[reproduce] sweep {sw['name']}: python -m bench sweep {shlex.join(argv)}")
-            plan, results = run_sweep(sargs)
-            code |= _summarize(plan, results)
-            jobs_run += sum(1 for r in results.values() if r.get("state") == "done" and not r.get("skipped"))
-        if args.train_only:
-            print(f"[reproduce] trained; evaluate and report with the same command without --train-only")
+    if not render_only:
+        code, jobs_run = _run_sweeps(sc, out, seeds=seeds, launcher=launcher, workers=workers, device=device,
+                                     sets=list(sets), train_only=train_only, log=log)
+        if train_only:
+            log("[reproduce] trained; evaluate and report with the same command without --train-only")
             return code
-    sims = run_similarity(args.scale, report.parent / (report.stem + "_figures"), out / "skimage_crops")
-    import leaderboard
-    tidy = leaderboard.load_records(out)
-    train_s = tidy[tidy["metric"] == "train.wall_s"]["value"].sum()
-    eval_s = tidy[tidy["metric"] == "eval.seconds"]["value"].sum()
-    dev = "unknown device"
-    for rd in store.find_records(out)[:1]:
-        dev = (store.read_json(rd / "config.json") or {}).get("device", {}).get("name", dev)
-    cmdline = "python -m bench reproduce " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["reproduce"] else sys.argv[1:])
-    meta = {"command": cmdline.strip(), "finished": _dt.datetime.now().isoformat(timespec="seconds"),
-            "duration_min": (time.time() - t0) / 60, "device": dev, "train_s": float(train_s),
-            "eval_s": float(eval_s), "results": str(out), "jobs_run": jobs_run}
-    hist_path = out / "reproduce_invocations.json"
-    history = (store.read_json(hist_path, []) or []) + [dict(meta)]
-    store.atomic_write_json(hist_path, history)
-    meta = {**meta, "history": history}
-    render_report(args.scale, out, report, sims, meta)
-    print(f"[reproduce] records: {out}\n[reproduce] report: {report}")
+    sims = run_similarity(scale, report.parent / (report.stem + "_figures"), out / "skimage_crops")
+    meta = _invocation(out, t0, jobs_run)
+    render_report(scale, out, report, sims, meta)
+    log(f"[reproduce] records: {out}\n[reproduce] report: {report}")
     return code
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("reproduce", help="run the reproduction study of the papers' claims and write its report")
-    p.add_argument("--scale", choices=sorted(SCALES), default="cpu",
-                   help="cpu: Fashion-MNIST at width 0.25 (hours on 2 cores); gpu: the larger study (default: cpu)")
-    p.add_argument("--seeds", default=None, help="default: 0-4")
-    p.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"],
-                   help="how jobs run: local processes, a Ray cluster or SLURM via submitit (default: local)")
-    p.add_argument("--workers", type=int, default=None, help="parallel jobs (default: the launcher's)")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: auto)")
-    p.add_argument("--out", default=None, help="records directory (default: docs/reproduction_records for cpu, "
-                   "results/reproduce-SCALE otherwise)")
-    p.add_argument("--report", default=None, help="report path (default: docs/reproduction.md for cpu)")
-    p.add_argument("--set", action="append", default=[], help="extra config overrides for every job")
-    p.add_argument("--render-only", action="store_true", help="only re-render the report from existing records")
-    p.add_argument("--train-only", action="store_true", dest="train_only",
-                   help="train every record of the study but evaluate nothing and write no report")
-    p.set_defaults(func=cmd_reproduce)
+def _run_sweeps(sc: dict, out: Path, *, seeds, launcher, workers, device, sets, train_only, log) -> tuple[int, int]:
+    """Every sweep of the scale through `bench.app.sweep` (one `SweepSpec` each)."""
+    from bench.app.sweep import SweepSpec, run_sweep, summarize
+    code, jobs_run = 0, 0
+    for sw in sc["sweeps"]:
+        spec = SweepSpec(regularizers=list(sw.get("regularizers", REGULARIZERS)),
+                         seeds=seeds or sw.get("seeds") or sc["seeds"], preset=sc["preset"], datasets=sw["datasets"],
+                         overrides={"out": str(out), **({"device": device} if device else {})},
+                         sets=list(sw["sets"]) + list(sets), launcher=launcher, workers=workers,
+                         train_only=train_only)
+        log(f"[reproduce] sweep {sw['name']}: regularizers {','.join(spec.regularizers)}, seeds {spec.seeds}, "
+            f"preset {spec.preset}" + (f", --set {' --set '.join(spec.sets)}" if spec.sets else ""))
+        plan, results = run_sweep(spec, log=log)
+        code |= summarize(plan, results, log=log)
+        jobs_run += sum(1 for r in results.values() if r.get("state") == "done" and not r.get("skipped"))
+    return code, jobs_run
+
+
+def _invocation(out: Path, t0: float, jobs_run: int) -> dict:
+    """This invocation's facts (appended to the records' `reproduce_invocations.json`) and the history."""
+    import leaderboard
+    from bench.core import store
+    tidy = leaderboard.load_records(out)
+    dev = "unknown device"
+    for record in Record.find(out)[:1]:
+        dev = (record.header() or {}).get("device", {}).get("name", dev)
+    cmdline = "python -m bench reproduce " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["reproduce"] else sys.argv[1:])
+    meta = {"command": cmdline.strip(), "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+            "duration_min": (time.time() - t0) / 60, "device": dev,
+            "train_s": float(tidy[tidy["metric"] == "train.wall_s"]["value"].sum()),
+            "eval_s": float(tidy[tidy["metric"] == "eval.seconds"]["value"].sum()), "results": str(out),
+            "jobs_run": jobs_run}
+    hist_path = out / "reproduce_invocations.json"
+    history = (store.read_json(hist_path, []) or []) + [dict(meta)]
+    store.atomic_write_json(hist_path, history)
+    return {**meta, "history": history}

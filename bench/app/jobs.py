@@ -7,15 +7,15 @@ run folder
 
     job.log           the job's stdout/stderr (appended, one header per attempt)
     job_status.json   {"state": "running"|"done"|"failed"|"interrupted", pid, host, start, heartbeat,
-                       error, log}, written atomically (bench.store.atomic_write_json)
+                       error, log}, written atomically (bench.core.store.atomic_write_json)
 
 so `bench sweep --status` can tell done / running / failed from files alone, on any machine that
 sees the results folder. Records are one folder per run: jobs on many machines never share a file,
 so no lock is needed (the one shared write, metrics.json, is merged under its own folder's lock).
 
 Surrogate jobs (regularizer `none`, seed `cfg.surrogate_seed`) only train: they are the transfer
-attack's source model, found later by `attacks.prepare_context`. The sweep finishes them before the
-evaluations that use them, so two evaluations never race to train the same surrogate.
+attack's source model, found later by `bench.app.pipeline.provide_surrogate`. The sweep finishes them
+before the evaluations that use them, so two evaluations never race to train the same surrogate.
 """
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from bench.core import store
+from bench.core.records import Record
 
 STATUS_FILE = "job_status.json"
 LOG_FILE = "job.log"
@@ -69,62 +72,24 @@ def _now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def surrogate_config(cfg):
-    """The unregularized, different-seed model the transfer attack starts from. The suite's own
-    definition wins when it has one, so the sweep trains exactly the record the suite looks for."""
-    try:
-        import attacks
-        fn = getattr(attacks, "surrogate_config", None)
-        if fn is not None:
-            return fn(cfg)
-    except ImportError:
-        pass
-    return cfg.replace(regularizer="none", reg_params={}, seed=cfg.surrogate_seed)
-
-
-def suite_needs_surrogate(suite: str) -> bool:
-    """True when the named suite has a transfer test (which needs a surrogate record)."""
-    import attacks
-    if suite not in attacks.SUITES:
-        raise ValueError(f"unknown suite {suite!r}; valid suites: {', '.join(attacks.available_suites())}")
-    transfer = set(getattr(attacks, "TRANSFER_TESTS", ()))
-    return any(name in transfer or name.startswith("transfer") for name, _params in attacks.SUITES[suite])
-
-
-def suite_complete(run_dir: Path, cfg) -> bool:
-    """Every test of the run's suite is in its metrics.json with the current protocol and seed (the
-    same rule `attacks.evaluate` uses to skip a test)."""
-    from . import store
-    import attacks
-    done = (store.read_json(Path(run_dir) / "metrics.json", {}) or {}).get("suite", {})
-    for test in attacks.build_suite(cfg.suite):
-        prev = done.get(test.name)
-        if not prev or prev.get("protocol") != test.protocol(cfg.dataset) or prev.get("seed") != cfg.seed:
-            return False
-    return True
-
-
 def is_complete(spec: JobSpec) -> bool:
-    """Nothing left to do for this job: trained, and (for a run) every suite test recorded. A run whose
-    record holds a finished training and every current suite result is complete even without its
-    weights: studies commit configs and metrics, not weights, and a later sweep must not retrain them."""
-    from .config import RunConfig
-    from .train import is_done
-    from . import store
-    run_dir = Path(spec.run_dir)
-    if not is_done(run_dir):
-        if spec.kind != "run" or not spec.evaluate or (run_dir / "model.pt").exists():
-            return False
-        train = ((store.read_json(run_dir / "metrics.json", {}) or {}).get("train") or {})
-        if not train.get("done") or train.get("failed"):
+    """Nothing left to do for this job: trained, and (for a run) every suite test current in the record
+    (`Record.is_current`, the rule the suite itself uses). A run whose record holds a finished training and
+    every current suite result is complete even without its weights: studies commit configs and metrics,
+    not weights, and a later sweep must not retrain them."""
+    import attacks
+    from bench.core.config import RunConfig
+    record = Record(spec.run_dir)
+    if not record.is_trained():
+        if spec.kind != "run" or not spec.evaluate or record.model_path.exists() or not record.finished_training():
             return False
     if spec.kind == "surrogate" or not spec.evaluate:
         return True
-    return suite_complete(run_dir, RunConfig.from_dict(spec.config))
+    cfg = RunConfig.from_dict(spec.config)
+    return all(record.is_current(t, cfg.dataset, cfg.seed) for t in attacks.build_suite(cfg.suite))
 
 
 def read_status(run_dir: Path) -> dict | None:
-    from . import store
     try:
         return store.read_json(Path(run_dir) / STATUS_FILE)
     except ValueError:  # half-written by a non-atomic writer: treat as absent
@@ -161,8 +126,7 @@ def job_state(spec: JobSpec) -> tuple[str, dict]:
         return ("running" if is_live(st) else "stale"), st
     if s in ("failed", "interrupted"):
         return s, st
-    from .train import is_done
-    if is_done(Path(spec.run_dir)):
+    if Record(spec.run_dir).is_trained():
         return "trained", st
     return "pending", st
 
@@ -186,16 +150,6 @@ class _Heartbeat(threading.Thread):
             self.join(timeout=10)  # never let a late heartbeat overwrite the final status
 
 
-def _evaluate(run_dir: Path, cfg, log) -> None:
-    import attacks
-    from .train import resolve_device
-    ctx = attacks.context_for_run(run_dir, device=resolve_device(cfg.device), n_examples=None, seed=cfg.seed,
-                                  progress=False)
-    if hasattr(attacks, "prepare_context"):
-        attacks.prepare_context(ctx, cfg)
-    attacks.evaluate(ctx, suite=cfg.suite, run_dir=run_dir, log=log)
-
-
 def run_job(spec: JobSpec | dict) -> dict:
     """Run one job (train, then the suite for kind "run"); returns
     {"id", "state": "done"|"failed", "run_dir", "log", "seconds", "error"?}. Ordinary errors are
@@ -203,7 +157,6 @@ def run_job(spec: JobSpec | dict) -> dict:
     preempted SLURM job, a killed sweep) mark the job interrupted and propagate."""
     if isinstance(spec, dict):
         spec = JobSpec(**spec)
-    from . import store
     run_dir = Path(spec.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -231,14 +184,13 @@ def run_job(spec: JobSpec | dict) -> dict:
                     import regularizers
                     for mod in spec.plugins:
                         regularizers.load_plugin(mod)
-                from .config import RunConfig
-                from .train import train
+                from bench.app.pipeline import run_and_evaluate
+                from bench.core.config import RunConfig
                 cfg = RunConfig.from_dict(spec.config)
-                got = train(cfg, log=log)
-                if Path(got).resolve() != run_dir.resolve():
-                    raise RuntimeError(f"trainer wrote {got}, expected {run_dir} (config changed in flight?)")
-                if spec.kind == "run" and spec.evaluate:
-                    _evaluate(run_dir, cfg, log)
+                if Record.for_config(cfg) != Record(run_dir):
+                    raise RuntimeError(f"job {spec.id} would write {Record.for_config(cfg).path}, expected {run_dir} "
+                                       "(config changed in flight?)")
+                run_and_evaluate(cfg, evaluate=spec.kind == "run" and spec.evaluate, log=log)
         except (KeyboardInterrupt, SystemExit) as e:
             hb.stop()
             fh.write(f"interrupted: {type(e).__name__}\n")
@@ -260,11 +212,11 @@ def run_job(spec: JobSpec | dict) -> dict:
 
 
 def main(argv=None) -> int:
-    """`python -m bench.jobs SPEC.json`: run one job from a spec file (for custom launchers)."""
+    """`python -m bench.app.jobs SPEC.json`: run one job from a spec file (for custom launchers)."""
     import json
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1:
-        print("usage: python -m bench.jobs SPEC.json", file=sys.stderr)
+        print("usage: python -m bench.app.jobs SPEC.json", file=sys.stderr)
         return 2
     spec = JobSpec(**json.loads(Path(argv[0]).read_text()))
     res = run_job(spec)

@@ -1,18 +1,17 @@
-"""`bench run` and `bench list`, and the arguments of the commands whose code lives in packages that
-import torch at once (`eval`, `leaderboard`, `plot`, `estimate`, `similarity`).
+"""`bench run` and `bench list`, and the arguments of `eval`, `leaderboard`, `plot`, `estimate` and
+`similarity` (their command functions live in bench/cli/<command>.py and call `bench.app`).
 
 This module must stay importable without torch, numpy, scipy or pandas: `python -m bench --help` (and
 every `COMMAND --help`) builds the whole parser from it. Heavy imports happen inside the command
-functions only; the names offered in help texts come from `bench.names`.
+functions only; the names offered in help texts come from `bench.core.names`.
 """
 from __future__ import annotations
 
 import sys
 
-from .config import PRESETS
-from .names import DATASETS, DEVICES, MODELS, REGULARIZERS, SUITES, TESTS, joined
+from bench.core.config import DEFAULT_PRESET, PRESETS
+from bench.core.names import DATASETS, DEVICES, MODELS, REGULARIZERS, SUITES, TESTS, joined
 
-DEFAULT_PRESET = "quick"  # what `bench run` runs without --preset, on any device; `paper` is always explicit
 CONFIRM_ABOVE_S = 3600.0  # `bench run` asks for --yes above this estimate
 
 PRESET_HELP = {
@@ -69,7 +68,7 @@ def add_common_run_args(p):
     p.add_argument("--out", default=None, metavar="DIR", help="results directory (default: ./results)")
     p.add_argument("--device", default=None, help=f"{DEVICES} (default: auto = cuda when present, else cpu)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any field of bench.config.RunConfig, type-checked (e.g. lr=0.05, epochs=2); "
+                   help="override any field of bench.core.config.RunConfig, type-checked (e.g. lr=0.05, epochs=2); "
                         "reg_params.NAME=VALUE for a regularizer's hyper-parameters; repeatable")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="import a module that registers regularizers; repeatable")
@@ -79,11 +78,14 @@ def add_common_run_args(p):
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+# the RunConfig fields the shared run options set (`add_common_run_args`)
+RUN_FIELDS = ("dataset", "color", "width", "arch", "epochs", "n_train", "n_test", "suite", "budget_seconds", "data_dir",
+              "out", "device", "compile")
+
+
 def config_from_args(args, **extra):
-    from .config import build_config
-    over = {k: getattr(args, k, None) for k in ("dataset", "color", "width", "arch", "epochs", "n_train", "n_test",
-                                               "suite", "budget_seconds", "data_dir", "out", "device",
-                                               "compile")}
+    from bench.core.config import build_config
+    over = {k: getattr(args, k, None) for k in RUN_FIELDS}
     over.update(extra)
     if getattr(args, "no_progress", False):
         over["progress"] = False
@@ -105,29 +107,29 @@ def _hms(s: float) -> str:
 
 
 def preflight(args, cfg, log=print) -> float | None:
-    """Before `bench run` trains: the step budget, and the estimated device time of what is still to do
-    (the run, the transfer attack's surrogate when its record is missing, the suite), measured here by
-    `bench.estimate` (a few real train steps and a tiny suite run). Returns the estimate in seconds
-    (None when skipped or when it could not be made)."""
-    import argparse
+    """Before `bench run` trains: the estimated device time of what is still to do (the run, the transfer
+    attack's surrogate when its record is missing, the suite), measured here by `bench.app.estimate` (a few
+    real train steps and a tiny suite run). Returns the estimate in seconds (None when skipped)."""
     import dataclasses
 
-    from .config import RunConfig
-    from .jobs import is_complete
-    from .sweep import plan_sweep
-    ns = argparse.Namespace(**{f.name: None for f in dataclasses.fields(RunConfig)})
-    ns.__dict__.update(vars(args))
-    ns.preset, ns.regularizers, ns.seeds, ns.datasets = cfg.preset, args.regularizer, str(args.seed), None
-    plan = plan_sweep(ns)
-    pending = [s for s in plan.specs if getattr(args, "force", False) or not is_complete(s)]
+    from bench.app import estimate as est_mod
+    from bench.app.jobs import is_complete
+    from bench.app.sweep import SweepSpec, plan_sweep
+    over = {k: v for k, v in dataclasses.asdict(cfg).items() if k in RUN_FIELDS or k == "dataset"}
+    spec = SweepSpec(regularizers=[cfg.regularizer], seeds=[cfg.seed], preset=cfg.preset, overrides=over,
+                     sets=list(args.set or []), plugins=list(args.plugin or []))
+    pending = [s for s in plan_sweep(spec).specs if getattr(args, "force", False) or not is_complete(s)]
     if not pending:
         log("[run] the record is complete: nothing to train or evaluate")
         return 0.0
     if getattr(args, "no_estimate", False):
         return None
-    from . import estimate as est_mod
     log("[run] estimating the time: timing a few train steps and a tiny suite run on this device ...")
-    est = est_mod.estimate(ns, log=lambda m: log(f"  {m}"), measure_steps=4, warmup_steps=1, suite_images=8)
+    est = est_mod.estimate(spec, log=lambda m: log(f"  {m}"), measure_steps=4, warmup_steps=1, suite_images=8)
+    return _report_estimate(est, pending, cfg, log)
+
+
+def _report_estimate(est: dict, pending, cfg, log) -> float:
     pend = {(s.kind, s.config["regularizer"]) for s in pending}
     parts, total = [], 0.0
     for r in est["rows"]:
@@ -146,62 +148,66 @@ def preflight(args, cfg, log=print) -> float | None:
 
 def cmd_run(args) -> int:
     import time
-
-    from .cli import UserError
     t0 = time.time()
     preset_note = ""
     if args.preset is None:
         args.preset = DEFAULT_PRESET
         preset_note = " (the default; --preset paper for the papers' protocol)"
-    import regularizers
-    from . import store
-    from .train import resolve_device, steps_per_epoch, train
-    load_plugins(args.plugin)
-    regularizers.get_class(args.regularizer)  # fail early with the list of valid names
-    cfg = config_from_args(args, regularizer=args.regularizer, seed=args.seed)
-    device = resolve_device(cfg.device)
-    if not args.no_eval:  # every name is checked before any work (a plugin may register suites)
-        import attacks
-        if cfg.suite not in attacks.SUITES:
-            raise UserError(f"unknown suite {cfg.suite!r}; valid suites: {', '.join(attacks.available_suites())}")
+    cfg, device = _checked_run_config(args)
     print(f"[run] preset {cfg.preset}{preset_note}: {cfg.dataset} ({cfg.color}), {cfg.arch} width {cfg.width:g}, "
           f"regularizer {cfg.regularizer}, seed {cfg.seed}, suite {cfg.suite}, device {device}")
-    from .estimate import DATASET_SIZES
-    n_total = DATASET_SIZES.get(cfg.dataset, (None,))[0]
-    if n_total is not None:  # the split of bench.data.split_indices: validation images come on top of n_train
-        import math
-        n_fit = min(cfg.n_train or n_total, n_total)
-        n_val = max(1, math.ceil(cfg.val_fraction * n_fit))
-        n_fit = n_total - n_val if cfg.n_train is None else min(n_fit, n_total - n_val)
-        spe = steps_per_epoch(cfg, n_fit)
-        print(f"[run] step budget: {cfg.epochs} epochs x {spe} steps = {cfg.epochs * spe} steps of batch "
-              f"{cfg.batch_size} ({n_fit} training images)")
+    _print_budget(cfg)
     try:
         est = preflight(args, cfg)
     except (ValueError, KeyError, OSError, RuntimeError) as e:  # no estimate is no reason not to run
         print(f"[run] no time estimate: {e}")
         est = None
     if est is not None and est > CONFIRM_ABOVE_S and not args.yes:
+        from bench.cli import UserError
         raise UserError(f"this run is estimated at {_hms(est)} on {device} (more than {_hms(CONFIRM_ABOVE_S)}): "
                         f"add --yes to run it, or choose a smaller --preset (quick: minutes on a CPU)")
-    print("[run] training ...", flush=True)
-    run_dir = train(cfg, force=getattr(args, "force", False))
-    if not args.no_eval:
-        import attacks
-        print(f"[run] evaluating with the {cfg.suite} suite ...", flush=True)
-        with store.run_lock(run_dir, log=print):  # a second identical command waits, then finds the results
-            ctx = attacks.context_for_run(run_dir, device=device, n_examples=None, seed=cfg.seed,
-                                          progress=cfg.progress)
-            if hasattr(attacks, "prepare_context"):
-                attacks.prepare_context(ctx, cfg)
-            attacks.evaluate(ctx, suite=cfg.suite, run_dir=run_dir, force=args.force_eval)
-    m = store.read_json(run_dir / "metrics.json", {})
-    acc = m.get("suite", {}).get("clean", {}).get("result", {}).get("summary", {}).get("accuracy")
-    print(f"record: {run_dir}")
+    from bench.app import api
+    print("[run] training ..." + ("" if args.no_eval else f" then evaluating with the {cfg.suite} suite"), flush=True)
+    record = api.run(cfg, evaluate=not args.no_eval, force=getattr(args, "force", False),
+                     force_eval=args.force_eval)
+    acc = record.results().get("clean", {}).get("result", {}).get("summary", {}).get("accuracy")
+    print(f"record: {record.path}")
     if acc is not None:
         print(f"clean test accuracy: {acc:.4f}")
     print(f"[run] preset {cfg.preset}, finished in {_hms(time.time() - t0)}")
     return 0
+
+
+def _checked_run_config(args):
+    """The run's config and device, every name checked before any work (a plugin may register suites)."""
+    import attacks
+    import regularizers
+    from bench.core.device import resolve_device
+    load_plugins(args.plugin)
+    regularizers.get_class(args.regularizer)  # fail early with the list of valid names
+    cfg = config_from_args(args, regularizer=args.regularizer, seed=args.seed)
+    device = resolve_device(cfg.device)
+    if not args.no_eval:
+        attacks.SUITES[cfg.suite]
+    return cfg, device
+
+
+def _print_budget(cfg) -> None:
+    """The step budget, from the dataset's known size (the split of bench.core.data.split_indices:
+    validation images come on top of n_train)."""
+    import math
+
+    from bench.app.estimate import DATASET_SIZES
+    from bench.engine.trainer import steps_per_epoch
+    n_total = DATASET_SIZES.get(cfg.dataset, (None,))[0]
+    if n_total is None:
+        return
+    n_fit = min(cfg.n_train or n_total, n_total)
+    n_val = max(1, math.ceil(cfg.val_fraction * n_fit))
+    n_fit = n_total - n_val if cfg.n_train is None else min(n_fit, n_total - n_val)
+    spe = steps_per_epoch(cfg, n_fit)
+    print(f"[run] step budget: {cfg.epochs} epochs x {spe} steps = {cfg.epochs * spe} steps of batch "
+          f"{cfg.batch_size} ({n_fit} training images)")
 
 
 # ----------------------------------------------------------------------------- bench list
@@ -214,7 +220,8 @@ def cmd_list(args) -> int:
         return pat is None or fnmatchcase(name, pat)
 
     import regularizers
-    from . import data, models
+    from bench.core import data
+    from bench.core import models
     for mod in args.plugin or []:  # a plugin that fails to import is listed with its error below
         regularizers.load_plugin(mod, strict=False)
     sections: list[tuple[str, list[str]]] = []
@@ -230,13 +237,10 @@ def cmd_list(args) -> int:
     sections.append(("datasets", [d for d in data.available_datasets() if keep(d)]
                      + (["folder:PATH"] if keep("folder:PATH") else [])))
     sections.append(("presets", [f"{p:<10} {PRESET_HELP.get(p, '')}".rstrip() for p in sorted(PRESETS) if keep(p)]))
-    try:
-        import attacks
-        sections.append(("suites", [f"{s:<10} {', '.join(t for t, _ in attacks.SUITES[s])}"
-                                    for s in attacks.available_suites() if keep(s)]))
-        sections.append(("tests", [t for t in attacks.available_tests() if keep(t)]))
-    except ImportError as e:  # pragma: no cover - a broken install
-        print(f"(attacks not importable: {e})", file=sys.stderr)
+    import attacks
+    sections.append(("suites", [f"{s:<10} {', '.join(attacks.suite_tests(s))}"
+                                for s in attacks.available_suites() if keep(s)]))
+    sections.append(("tests", [t for t in attacks.available_tests() if keep(t)]))
     shown = 0
     for title, items in sections:
         if not items:
@@ -307,7 +311,7 @@ def add_eval_parser(sub):
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--cifar10c-dir", default=None, dest="cifar10c_dir", metavar="DIR",
                    help="folder of the released CIFAR-10-C .npy files (else env REGBENCH_CIFAR10C; else generated)")
-    p.set_defaults(func=lazy("attacks.cli:cmd_eval"))
+    p.set_defaults(func=lazy("bench.cli.evaluate:cmd_eval"))
 
 
 def add_leaderboard_parsers(sub):
@@ -326,7 +330,7 @@ def add_leaderboard_parsers(sub):
                    help="rank records evaluated with the `robustbench` suite among RobustBench's published rows "
                         "(cifar10:Linf, cifar10:L2, cifar10:corruptions)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=lazy("leaderboard.cli:cmd_leaderboard"))
+    p.set_defaults(func=lazy("bench.cli.leaderboard:cmd_leaderboard"))
 
     p = sub.add_parser("plot", help="the paper's figures from the records (PNG and SVG)")
     p.add_argument("results", nargs="*", metavar="RESULTS_DIR", help="results directories (default: ./results)")
@@ -334,11 +338,11 @@ def add_leaderboard_parsers(sub):
     p.add_argument("--strict", action="store_true",
                    help="a damaged record is an error (default: skipped with a warning naming it)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=lazy("leaderboard.cli:cmd_plot"))
+    p.set_defaults(func=lazy("bench.cli.leaderboard:cmd_plot"))
 
 
 def add_estimate_parser(sub):
-    from .sweep import add_sweep_args
+    from bench.cli.sweep import add_sweep_args
     p = sub.add_parser("estimate", help="predict a sweep's device time (train + suite) from rates measured here",
                        description="Predict the device time of a sweep (same arguments as `bench sweep`) from "
                                    "train steps and a tiny suite run timed on this machine; prints a line per stage.")
@@ -362,12 +366,22 @@ def cmd_estimate(args) -> int:
           f"preset {args.preset or DEFAULT_PRESET}", flush=True)
     if args.preset is None:
         args.preset = DEFAULT_PRESET
-    from .estimate import cmd_estimate as run
-    return run(args)
+    from pathlib import Path
+
+    from bench.app import estimate
+    from bench.cli.sweep import spec_from_args
+    est = estimate.estimate(spec_from_args(args), measure_steps=args.measure_steps, warmup_steps=args.warmup_steps,
+                            suite_images=args.suite_images, refresh=bool(args.recalibrate))
+    print(estimate.format_estimate(est))
+    if args.json:
+        from bench.core.store import atomic_write_json
+        atomic_write_json(Path(args.json), dict(est))
+        print(f"[estimate] wrote {args.json}")
+    return 0
 
 
 def add_similarity_parser(sub):
-    # the same text as regularizers.v1.RESPONSE_MODEL_HELP (that module imports torch)
+    # the same text as regularizers.response_models.RESPONSE_MODEL_HELP (that module imports torch)
     response_help = ("v1gabor | v1gabor:seed=1,n_simple=64,... | path/to/model.pt (TorchScript) | "
                      "package.module:attr | path/to/targets.npz (images + similarity or responses)")
     p = sub.add_parser("similarity", help="correlate S^pixel with S^neural-pred on a regularization set (figure + JSON)")
@@ -385,4 +399,4 @@ def add_similarity_parser(sub):
     p.add_argument("--out", default="results/similarity", metavar="DIR", help="output folder (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="also print the summary as JSON")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=lazy("regularizers.analysis:cmd_similarity"))
+    p.set_defaults(func=lazy("bench.cli.similarity:cmd_similarity"))

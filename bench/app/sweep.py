@@ -1,0 +1,384 @@
+"""Sweeps: a comparison of regularizers over seeds (what `bench sweep`, `bench demo`, `bench estimate` and
+`bench reproduce` run), described by a `SweepSpec`.
+
+A sweep expands into one job per (regularizer, seed, dataset), plus the unregularized surrogate
+model of each dataset that the transfer attack needs (trained first, see bench/app/jobs.py). Every job
+of a dataset gets the same budget and the same suite: the sweep builds all of them from one base
+config, refuses `--set` overrides that would give one regularizer its own budget or protocol, and
+checks that the jobs' `comparison_key` (everything but regularizer, hyper-parameters and seed)
+agrees before it launches anything.
+
+Re-running a sweep runs only what is missing: a job whose record is trained and holds every suite
+test is not launched at all; an interrupted one resumes from its checkpoint (the trainer's own
+resume) and the suite skips tests already in the record. `--status` reads the per-run status files
+and shows done / running / stale / failed per job, from any machine that sees the results folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import sys
+import time
+from pathlib import Path
+
+from bench.app.jobs import JobSpec
+from bench.core.records import Record
+
+from bench.core.config import DEFAULT_PRESET, DEMO_WORKERS, RunConfig
+from bench.core.names import COMPARISON
+
+
+@dataclasses.dataclass
+class SweepSpec:
+    """A sweep: regularizers x seeds x datasets from one preset, with the same config overrides for
+    every job, and how to launch the jobs. Lists may be given as text (`"0-4"`, `"none,pixel_sim"`)."""
+    regularizers: list | str = "none"
+    seeds: list | str = "0-4"
+    datasets: list | str | None = None  # default: the preset's dataset
+    preset: str | None = DEFAULT_PRESET
+    overrides: dict = dataclasses.field(default_factory=dict)  # RunConfig fields, e.g. {"width": 0.5, "out": ...}
+    sets: list = dataclasses.field(default_factory=list)  # `--set` items: key=value, reg_params.k=v, REG.k=v
+    plugins: list = dataclasses.field(default_factory=list)  # modules that register regularizers
+    train_only: bool = False  # train every job (and surrogates), evaluate nothing
+    launcher: str = "local"  # local | ray | slurm
+    workers: int | None = None
+    threads: int | None = None
+    ray_address: str | None = None
+    slurm_cluster: str | None = None
+    slurm_params: dict = dataclasses.field(default_factory=dict)
+    force: bool = False  # launch jobs whose status says running (their process is gone)
+
+    @classmethod
+    def demo(cls, **kw) -> "SweepSpec":
+        """`bench demo`: the four built-ins x 3 seeds, the demo preset, two workers."""
+        base = dict(regularizers=list(COMPARISON), seeds="0-2", preset="demo", workers=DEMO_WORKERS,
+                    overrides={"out": str(Path("results") / "demo")})
+        base.update(kw)
+        return cls(**base)
+
+
+# ----------------------------------------------------------------------------- parsing
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' -> [0, 1, 2, 3, 4]; '0,2,5' and '0-2,7' work too."""
+    seeds: list[int] = []
+    try:
+        for part in str(text).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part[1:]:
+                i = part.index("-", 1)
+                a, b = int(part[:i]), int(part[i + 1:])
+                if b < a:
+                    raise ValueError
+                seeds += list(range(a, b + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise ValueError(f"--seeds expects e.g. 0-4 or 0,1,2 or 0-2,7; got {text!r}") from None
+    if not seeds:
+        raise ValueError("--seeds is empty")
+    return list(dict.fromkeys(seeds))
+
+
+def parse_list(text: str | None) -> list[str]:
+    return list(dict.fromkeys(t.strip() for t in (text or "").split(",") if t.strip()))
+
+
+def split_sets(sets: list[str], reg_names: list[str]) -> tuple[list[str], dict, dict]:
+    """Split `--set` items into (global config sets, hyper-parameters for every regularizer that has
+    them, per-regularizer hyper-parameters `NAME.param=value`). Anything that would give one
+    regularizer its own budget or protocol is refused."""
+    from bench.core.config import RunConfig, parse_value
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    glob, common, per = [], {}, {}
+    for item in sets or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, val = item.split("=", 1)
+        if key in ("regularizer", "seed"):
+            raise ValueError(f"--set {key}=... is not allowed in a sweep: use --regularizers / --seeds")
+        if key == "reg_params":
+            raise ValueError("--set reg_params=... is not allowed: use reg_params.NAME=VALUE (every "
+                             "regularizer that has NAME) or REGULARIZER.NAME=VALUE (one regularizer)")
+        if "." in key:
+            head, rest = key.split(".", 1)
+            if head in ("reg_params", "reg"):
+                common[rest] = parse_value(val)
+                continue
+            if head in reg_names:
+                if rest in fields:
+                    raise ValueError(
+                        f"--set {key}=... would give {head} its own {rest!r}: every job of a sweep gets the "
+                        f"same budget and protocol. Set it for all with --set {rest}=..., or run a separate sweep")
+                per.setdefault(head, {})[rest] = parse_value(val)
+                continue
+        glob.append(item)
+    return glob, common, per
+
+
+def _params_for(reg: str, common: dict, per: dict) -> dict:
+    import regularizers
+    cls = regularizers.get_class(reg)
+    valid = {f.name for f in dataclasses.fields(cls.Params)}
+    out = {}
+    if reg != "none":  # the baseline has no hyper-parameters that matter; keep its record shared
+        out.update({k: v for k, v in common.items() if k in valid})
+    for k, v in per.get(reg, {}).items():
+        if k not in valid:
+            raise ValueError(f"{reg}: unknown hyper-parameter {k!r}; valid: {', '.join(sorted(valid)) or '(none)'}")
+        out[k] = v
+    return out
+
+
+# ----------------------------------------------------------------------------- the plan
+@dataclasses.dataclass
+class Plan:
+    specs: list  # surrogates first, then runs
+    out: Path
+    datasets: list
+    regularizers: list
+    seeds: list
+
+    @property
+    def runs(self):
+        return [s for s in self.specs if s.kind == "run"]
+
+
+def _names(v) -> list[str]:
+    return parse_list(v) if (v is None or isinstance(v, str)) else list(dict.fromkeys(str(x) for x in v))
+
+
+def plan_sweep(spec: SweepSpec) -> Plan:
+    """Expand a sweep into job specs: surrogates first, then one run per (regularizer, seed, dataset)."""
+    import regularizers
+    from bench.core.config import build_config
+    for mod in spec.plugins or []:
+        regularizers.load_plugin(mod)
+    regs = _names(spec.regularizers)
+    if not regs:
+        raise ValueError("--regularizers is empty")
+    for r in regs:
+        regularizers.get_class(r)  # unknown name: an error that lists the valid ones
+    seeds = parse_seeds(spec.seeds) if isinstance(spec.seeds, str) else [int(s) for s in spec.seeds]
+    datasets = _names(spec.datasets)
+    if spec.overrides.get("dataset"):
+        datasets = list(dict.fromkeys([spec.overrides["dataset"]] + datasets))
+    glob, common, per = split_sets(spec.sets, regs)
+    _check_reg_sets(regs, common, per)
+    over = _overrides(spec)
+    base0 = build_config(spec.preset, over, glob)
+    specs_sur, specs_run = [], []
+    for ds in datasets or [base0.dataset]:
+        sur, runs = _dataset_jobs(spec, build_config(spec.preset, dict(over, dataset=ds), glob), regs, seeds,
+                                  common, per)
+        specs_sur += sur
+        specs_run += runs
+    sur_dirs = {s.run_dir for s in specs_sur}
+    for s in specs_run:
+        if s.run_dir in sur_dirs:
+            raise ValueError(f"seed {s.config['seed']} of `none` is the transfer surrogate's seed "
+                             f"(surrogate_seed={s.config['surrogate_seed']}): the transfer test would attack "
+                             f"the model with its own gradients. Drop that seed or --set surrogate_seed=...")
+    return Plan(specs=specs_sur + specs_run, out=Path(base0.out).expanduser().resolve(),
+                datasets=datasets or [base0.dataset], regularizers=regs, seeds=seeds)
+
+
+def _check_reg_sets(regs: list[str], common: dict, per: dict) -> None:
+    import regularizers
+    unused = [k for k in common if all(k not in {f.name for f in dataclasses.fields(regularizers.get_class(r).Params)}
+                                       for r in regs if r != "none")]
+    if unused:
+        raise ValueError(f"--set reg_params.{unused[0]}=...: no regularizer of this sweep has a hyper-parameter "
+                         f"{unused[0]!r}")
+    for r in per:
+        if r not in regs:
+            raise ValueError(f"--set {r}.…: {r} is not in --regularizers ({', '.join(regs)})")
+
+
+def _overrides(spec: SweepSpec) -> dict:
+    """The spec's config overrides for every job (never the regularizer, seed or preset; no progress bars:
+    job logs are files)."""
+    fixed = ("regularizer", "reg_params", "seed", "dataset", "preset", "progress")
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    bad = sorted(k for k in spec.overrides if k not in fields or (k in fixed and k != "dataset"))
+    if bad:
+        raise ValueError(f"a sweep's overrides cannot set {', '.join(bad)} (use regularizers / seeds / datasets; "
+                         f"config fields: {', '.join(sorted(fields - set(fixed)))})")
+    over = {k: v for k, v in spec.overrides.items() if k != "dataset" and v is not None}
+    over["progress"] = False
+    return over
+
+
+def _dataset_jobs(spec: SweepSpec, base: RunConfig, regs, seeds, common, per) -> tuple[list, list]:
+    """(surrogate jobs, run jobs) of one dataset, all from one base config: one budget and protocol."""
+    import regularizers
+    from bench.app.pipeline import suite_needs_surrogate, surrogate_config
+    ds, plugins = base.dataset, list(spec.plugins or [])
+    sur, runs, keys, sur_id = [], [], {}, None
+    if suite_needs_surrogate(base.suite):
+        scfg = surrogate_config(base)
+        sur_id = f"surrogate/{ds}/s{scfg.seed}"
+        sur.append(JobSpec(id=sur_id, kind="surrogate", config=scfg.to_dict(),
+                           run_dir=str(Record.for_config(scfg).path), plugins=plugins))
+    for r in regs:
+        params = _params_for(r, common, per)
+        regularizers.get_class(r)(**params)  # bad values fail here, before anything runs
+        for s in seeds:
+            cfg = base.replace(regularizer=r, reg_params=params, seed=s)
+            keys.setdefault(cfg.comparison_key(), []).append(f"{r}/s{s}")
+            runs.append(JobSpec(id=f"{r}/{ds}/s{s}", kind="run", config=cfg.to_dict(),
+                                run_dir=str(Record.for_config(cfg).path), deps=[sur_id] if sur_id else [],
+                                plugins=plugins, evaluate=not spec.train_only))
+    if len(keys) != 1:  # cannot happen through the CLI; guards programmatic use
+        raise ValueError(f"jobs of {ds} would not share one budget/protocol: {keys}")
+    return sur, runs
+
+
+# ----------------------------------------------------------------------------- status
+def _age(ts) -> str:
+    if not ts:
+        return ""
+    s = max(0, time.time() - float(ts))
+    return f"{s:.0f} s" if s < 120 else (f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h")
+
+
+def status_rows(plan: Plan) -> list[dict]:
+    from bench.app.jobs import job_state
+    rows = []
+    for s in plan.specs:
+        state, st = job_state(s)
+        c = s.config
+        if state == "running":
+            info = f"pid {st.get('pid')} on {st.get('host')}, since {st.get('start')} (heartbeat {_age(st.get('heartbeat_ts'))} ago)"
+        elif state == "stale":
+            info = f"was running (pid {st.get('pid')} on {st.get('host')}), process gone; re-run to resume"
+        elif state in ("failed", "interrupted"):
+            info = f"{st.get('error')}  log: {st.get('log')}"
+        elif state == "done":
+            info = f"{st.get('seconds', '?')} s" if st.get("state") == "done" else "(record complete)"
+        elif state == "trained":
+            info = "trained; suite incomplete"
+        else:
+            info = ""
+        rows.append({"job": s.kind, "regularizer": c["regularizer"], "dataset": c["dataset"], "seed": c["seed"],
+                     "state": state, "info": info, "run_dir": s.run_dir})
+    return rows
+
+
+def print_status(plan: Plan, file=None) -> dict:
+    file = file or sys.stdout
+    rows = status_rows(plan)
+    w = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in ("job", "regularizer", "dataset", "seed", "state")}
+    head = "  ".join(k.ljust(w[k]) for k in w) + "  info"
+    print(head, file=file)
+    print("-" * len(head), file=file)
+    for r in rows:
+        print("  ".join(str(r[k]).ljust(w[k]) for k in w) + "  " + r["info"], file=file)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    print(f"\n{len(rows)} jobs: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f"  (results: {plan.out})",
+          file=file)
+    return counts
+
+
+# ----------------------------------------------------------------------------- leaderboard + plots
+def show_leaderboard(roots, log=print) -> None:
+    """Print the terminal leaderboard of `roots`."""
+    import leaderboard
+    log(leaderboard.render(leaderboard.build_table(*roots), "term"))
+
+
+def write_reports(roots, out_dir: Path, log=print) -> dict:
+    """Leaderboard files (md/csv/html) in out_dir and the plots in out_dir/plots; returns
+    {"leaderboard": [paths], "plots": [paths]}."""
+    import leaderboard
+    table = leaderboard.build_table(*roots)
+    written = {"leaderboard": [], "plots": []}
+    for fmt in ("md", "csv", "html"):
+        p = Path(out_dir) / f"leaderboard.{fmt}"
+        try:
+            leaderboard.write(table, fmt, p)
+            written["leaderboard"].append(p)
+        except Exception as e:  # noqa: BLE001 - one renderer failing must not hide the others
+            log(f"[sweep] leaderboard as {fmt} failed: {type(e).__name__}: {e}")
+    written["plots"] = [Path(p) for p in leaderboard.plot_all([str(r) for r in roots], str(Path(out_dir) / "plots"))]
+    return written
+
+
+# ----------------------------------------------------------------------------- running
+def _launcher(spec: SweepSpec, plan: Plan, log_dir: Path):
+    from bench.app.launchers import make_launcher
+    return make_launcher(spec.launcher, workers=spec.workers, threads=spec.threads,
+                         device=plan.specs[0].config["device"] if plan.specs else "auto",
+                         ray_address=spec.ray_address, slurm_cluster=spec.slurm_cluster,
+                         slurm_params=dict(spec.slurm_params or {}), log_dir=log_dir)
+
+
+def _device_check(plan: Plan, log=print) -> None:
+    """The budget is a step count, identical by construction; warn when one dataset's records were
+    trained on different devices (their wall/device seconds are then not comparable)."""
+    for ds in plan.datasets:
+        names = set()
+        for s in plan.runs:
+            if s.config["dataset"] != ds:
+                continue
+            rec = Record(s.run_dir).header() or {}
+            if rec.get("device", {}).get("name"):
+                names.add(rec["device"]["name"])
+        if len(names) > 1:
+            log(f"[sweep] note: {ds} records were trained on different devices ({', '.join(sorted(names))}); "
+                "steps are identical, but their time costs are not comparable")
+
+
+def run_sweep(spec: SweepSpec, log=print) -> tuple[Plan, dict]:
+    """Launch what is missing of a sweep; returns (plan, {job id: result})."""
+    from bench.core import store
+    from bench.app.jobs import is_complete, job_state
+    from bench.app.launchers import run_jobs
+    plan = plan_sweep(spec)
+    todo, done = [], {}
+    for s in plan.specs:
+        if is_complete(s):
+            done[s.id] = {"id": s.id, "state": "done", "run_dir": s.run_dir, "skipped": True}
+    for s in plan.specs:
+        if s.id in done:
+            continue
+        if s.kind == "surrogate" and all(r.id in done for r in plan.specs if s.id in r.deps):
+            # every run that needs it is complete (e.g. committed records without weights): not needed
+            done[s.id] = {"id": s.id, "state": "done", "run_dir": s.run_dir, "skipped": True}
+            continue
+        state, st = job_state(s)
+        if state == "running" and not spec.force:
+            raise ValueError(f"job {s.id} is running now (pid {st.get('pid')} on {st.get('host')}); wait for it, "
+                             f"or pass --force if that process is gone")
+        todo.append(s)
+    n_sur = sum(1 for s in plan.specs if s.kind == "surrogate")
+    log(f"[sweep] {len(plan.runs)} runs ({len(plan.regularizers)} regularizers x {len(plan.seeds)} seeds x "
+        f"{len(plan.datasets)} dataset(s)) + {n_sur} surrogate(s); {len(done)} already complete, {len(todo)} to run")
+    log(f"[sweep] results: {plan.out}")
+    if not todo:
+        return plan, done
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    log_dir = plan.out / ".sweeps" / stamp
+    store.atomic_write_json(log_dir / "plan.json", {"argv": sys.argv, "spec": dataclasses.asdict(spec),
+                                                    "jobs": [s.to_dict() for s in plan.specs]})
+    launcher = _launcher(spec, plan, log_dir)
+    log(f"[sweep] launcher: {launcher.describe()}")
+    results = run_jobs(todo, launcher, done=done, log=log)
+    _device_check(plan, log)
+    return plan, results
+
+
+def summarize(plan: Plan, results: dict, log=print) -> int:
+    failed = [r for r in results.values() if r.get("state") != "done"]
+    ran = [r for r in results.values() if r.get("state") == "done" and not r.get("skipped")]
+    skipped = [r for r in results.values() if r.get("skipped")]
+    log(f"[sweep] {len(ran)} ran, {len(skipped)} were already complete, {len(failed)} failed")
+    for r in failed:
+        log(f"[sweep]   FAILED {r['id']}: {r.get('error')}\n           log: {r.get('log')}")
+    if failed:
+        log("[sweep] re-run the same command to retry only what is missing")
+    return 1 if failed else 0

@@ -1,0 +1,121 @@
+"""`python -m bench sweep` and `python -m bench demo`: argument parsing only; the sweep itself is
+`bench.app.sweep` (a `SweepSpec`). Imports nothing heavy at load time (`--help` stays instant)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bench.cli.commands import RUN_FIELDS, add_common_run_args
+from bench.core.config import DEFAULT_PRESET, DEMO_WORKERS, parse_value
+from bench.core.names import COMPARISON
+
+SWEEP_DOC = """Run a comparison: regularizers x seeds x datasets, through a launcher. Every job of a dataset gets
+the same budget and suite; re-running runs only what is missing; --status shows done / running / failed."""
+
+
+def spec_from_args(args):
+    """The `SweepSpec` a sweep-like command line describes (`bench sweep`, `demo`, `estimate`, `run`)."""
+    from bench.app.sweep import SweepSpec
+    slurm = {}
+    for item in getattr(args, "slurm_param", None) or []:
+        if "=" not in item:
+            raise ValueError(f"--slurm-param expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        slurm[k] = parse_value(v)
+    overrides = {k: getattr(args, k) for k in RUN_FIELDS if getattr(args, k, None) is not None}
+    return SweepSpec(regularizers=args.regularizers, seeds=args.seeds, datasets=getattr(args, "datasets", None),
+                     preset=args.preset or DEFAULT_PRESET, overrides=overrides, sets=list(args.set or []),
+                     plugins=list(args.plugin or []), train_only=bool(getattr(args, "train_only", False)),
+                     launcher=getattr(args, "launcher", "local"), workers=getattr(args, "workers", None),
+                     threads=getattr(args, "threads", None), ray_address=getattr(args, "ray_address", None),
+                     slurm_cluster=getattr(args, "slurm_cluster", None), slurm_params=slurm,
+                     force=bool(getattr(args, "force", False)))
+
+
+def cmd_sweep(args) -> int:
+    from bench.app import api, sweep
+    spec = spec_from_args(args)
+    if args.status:
+        counts = sweep.print_status(sweep.plan_sweep(spec))
+        return 0 if not counts.get("failed") else 1
+    plan, results = api.sweep(spec)
+    code = sweep.summarize(plan, results)
+    if not args.no_leaderboard:
+        sweep.show_leaderboard([plan.out])
+    return code
+
+
+def cmd_demo(args) -> int:
+    import regularizers
+    from bench.app import api, sweep
+    t0 = time.time()
+    want = sweep.parse_list(args.regularizers)
+    have = [r for r in want if r in regularizers.available()]
+    if len(have) < len(want):
+        print(f"[demo] not available in this install: {', '.join(r for r in want if r not in have)} "
+              f"(available: {', '.join(regularizers.available())}); running the others", file=sys.stderr)
+    args.regularizers = ",".join(have)
+    plan, results = api.sweep(spec_from_args(args))
+    code = sweep.summarize(plan, results)
+    print()
+    sweep.show_leaderboard([plan.out])
+    written = sweep.write_reports([plan.out], plan.out)
+    print(f"\n[demo] finished in {(time.time() - t0) / 60:.1f} min")
+    print(f"[demo] records (one folder per run): {plan.out}")
+    for p in written["leaderboard"]:
+        print(f"[demo] leaderboard: {p}")
+    pngs = [p for p in written["plots"] if p.suffix == ".png"]
+    if pngs:
+        print(f"[demo] plots ({len(pngs)} figures, PNG + SVG): {pngs[0].parent}/")
+        for p in pngs:
+            print(f"         {p.name}")
+    print(f"[demo] again any time: python -m bench leaderboard {plan.out}   |   python -m bench plot {plan.out}")
+    return code
+
+
+def add_sweep_args(p, demo: bool = False) -> None:
+    """The arguments of `bench sweep` (shared with `bench demo` and `bench estimate`)."""
+    p.add_argument("--regularizers", default=",".join(COMPARISON) if demo else "none",
+                   help=f"comma-separated regularizer names, e.g. {','.join(COMPARISON)} "
+                        "(`bench list` shows all) (default: %(default)s)")
+    p.add_argument("--seeds", default="0-2" if demo else "0-4", help="e.g. 0-4 or 0,1,2 (default: %(default)s)")
+    p.add_argument("--datasets", default=None, help="comma-separated datasets: cifar10, cifar100, fashion_mnist, "
+                                                      "mnist, folder:PATH (default: the preset's)")
+    p.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"],
+                   help="local: in-process or worker processes; ray: a Ray cluster (extra `ray`); slurm: submitit "
+                        "(extra `slurm`) (default: local)")
+    p.add_argument("--workers", type=int, default=DEMO_WORKERS if demo else None,
+                   help="local: worker processes (default: 1, or one per GPU); ray: CPUs of a local Ray; "
+                        "slurm: max jobs in flight")
+    p.add_argument("--threads", type=int, default=None, help="local: torch threads per worker (default: cores / workers)")
+    p.add_argument("--ray-address", default=None, dest="ray_address",
+                   help="ray: address of a running cluster (default: start a local Ray)")
+    p.add_argument("--slurm-cluster", default=None, dest="slurm_cluster",
+                   help="slurm: submitit cluster (default: slurm when available; 'local' runs jobs as local processes)")
+    p.add_argument("--slurm-param", action="append", default=[], dest="slurm_param", metavar="KEY=VALUE",
+                   help="slurm: submitit executor parameter, e.g. slurm_partition=gpu, timeout_min=600")
+    p.add_argument("--force", action="store_true", help="run jobs whose status says running (their process is gone)")
+    p.add_argument("--train-only", action="store_true", dest="train_only",
+                   help="train every job (and the surrogates) but run no suite; a later run without it evaluates")
+    add_common_run_args(p)
+    if demo:
+        p.set_defaults(preset="demo", out=str(Path("results") / "demo"))
+    else:  # as `bench run`: never the papers' GPU-scale protocol unless asked for
+        p.set_defaults(preset=DEFAULT_PRESET)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="run a comparison: regularizers x seeds x datasets, through a launcher",
+                       description=SWEEP_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_sweep_args(p)
+    p.add_argument("--status", action="store_true", help="show done/running/failed per job and exit")
+    p.add_argument("--no-leaderboard", action="store_true", dest="no_leaderboard",
+                   help="do not print the leaderboard at the end")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("demo", help="the README's main job: 4 regularizers x 3 seeds on Fashion-MNIST, "
+                                    "the quick suite, leaderboard and plots (about 15 min on 2 CPU cores)")
+    add_sweep_args(p, demo=True)
+    p.set_defaults(func=cmd_demo)

@@ -1,0 +1,214 @@
+"""The `Record` type: one run folder, its files, and the rules about them.
+
+    <out>/<regularizer>-<dataset>-s<seed>-<config hash>/   (zoo models: robustbench-<name>-...-<key>)
+        config.json       the header: full resolved config, versions, device, git commit, budget
+        model.pt          plain state_dict of the selected model (loaded with weights_only=True)
+        regularizer.pt    the regularizer's state (layer weights, running means), if any
+        checkpoint.pt     last training checkpoint (removed once the run is done)
+        train_log.jsonl   one JSON line per logged step / epoch
+        metrics.json      {"train": training summary, "suite": {test: result}, "suite_name", "suite_flags"}
+
+Every writer and reader goes through this class: the trainer writes the header, the log, the weights
+and the training summary; the suite puts one result per test; the leaderboard, sweeps and the RobustBench
+flow read. Files are written atomically (`bench.core.store`); merges into metrics.json hold the folder's
+lock. `is_current` is the one rule for "this test's result is already in the record and still valid".
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch.nn as nn
+
+from bench.core import store
+from bench.core.config import RunConfig
+
+CONFIG, METRICS, MODEL, REGULARIZER, CHECKPOINT, LOG = (
+    "config.json", "metrics.json", "model.pt", "regularizer.pt", "checkpoint.pt", "train_log.jsonl")
+
+
+class Record:
+    """A run folder (it need not exist yet)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    @classmethod
+    def for_config(cls, cfg: RunConfig) -> "Record":
+        """The record a config's run lives in: `<out>/<reg>-<dataset>-s<seed>-<hash>`."""
+        return cls(store.run_dir_for(cfg))
+
+    @classmethod
+    def in_folder(cls, out, name: str) -> "Record":
+        """A record named `name` (made file-name safe) directly inside the results folder `out`: how records
+        that no RunConfig hash names are placed (RobustBench zoo models)."""
+        out = Path(out).expanduser().resolve()
+        path = out / store.safe_slug(name, max_len=200)
+        if path.parent != out:  # cannot happen with a slug; a last guard
+            raise ValueError(f"record name {name!r} would leave the results folder {out}")
+        return cls(path)
+
+    @classmethod
+    def find(cls, *roots) -> list["Record"]:
+        """Every record (a folder with a config.json) under the given roots."""
+        return [cls(p) for p in store.find_records(*roots)]
+
+    def __repr__(self):
+        return f"Record({str(self.path)!r})"
+
+    def __fspath__(self):
+        return str(self.path)
+
+    def __eq__(self, other):
+        return isinstance(other, Record) and self.path.resolve() == other.path.resolve()
+
+    def __hash__(self):
+        return hash(str(self.path.resolve()))
+
+    # ------------------------------------------------------------------ files
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG
+
+    # ------------------------------------------------------------------ reading
+    def header(self) -> dict | None:
+        """config.json (None when absent; a damaged file raises `DamagedRecord` naming it)."""
+        return store.read_json(self.path / CONFIG)
+
+    def config(self) -> RunConfig:
+        h = self.header()
+        if h is None:
+            raise FileNotFoundError(f"no config.json in {self.path}: not a RegBench run directory")
+        return RunConfig.from_dict(h["config"])
+
+    def metrics(self) -> dict:
+        return store.read_json(self.path / METRICS, {}) or {}
+
+    def training(self) -> dict:
+        """The training summary (`metrics.json: train`), {} before training ends."""
+        return self.metrics().get("train") or {}
+
+    def results(self) -> dict:
+        """Suite results by test name (`metrics.json: suite`)."""
+        return self.metrics().get("suite") or {}
+
+    def finished_training(self) -> bool:
+        """Training ended and did not fail (the weights may be absent: studies commit metrics only)."""
+        t = self.training()
+        return bool(t.get("done")) and not t.get("failed")
+
+    def is_trained(self) -> bool:
+        """Finished training and has its weights."""
+        return self.model_path.is_file() and self.finished_training()
+
+    def n_test(self) -> int | None:
+        """How many test images the record's suite sees (from the header)."""
+        return ((self.header() or {}).get("data") or {}).get("n_test")
+
+    @staticmethod
+    def result_is_current(prev: dict | None, protocol: dict, seed: int, n_examples: int | None) -> bool:
+        """THE rule for reusing a test result: same protocol (test version and parameters as resolved for
+        the dataset), same suite seed, same number of images, and the test did not skip."""
+        return bool(prev) and prev.get("protocol") == protocol and prev.get("seed") == seed \
+            and prev.get("n_examples") == n_examples \
+            and not ((prev.get("result") or {}).get("details") or {}).get("skipped")
+
+    def is_current(self, test, dataset: str | None, seed: int, n_examples: int | None = None) -> bool:
+        """`test`'s result in this record is current (`result_is_current`); `n_examples` defaults to the
+        record's own test-set size."""
+        n = self.n_test() if n_examples is None else n_examples
+        return self.result_is_current(self.results().get(test.name), test.protocol(dataset), seed, n)
+
+    # ------------------------------------------------------------------ writing
+    def write_header(self, header: dict) -> None:
+        store.atomic_write_json(self.path / CONFIG, header)
+
+    def merge(self, updates: dict) -> dict:
+        """Merge top-level keys into metrics.json atomically under the folder's lock."""
+        return store.merge_metrics(self.path, updates)
+
+    def put_result(self, test_name: str, result: dict, suite_name: str | None = None) -> None:
+        """Store one suite test's result (atomic, under the folder's lock)."""
+        with store.locked(self.path):
+            m = self.metrics()
+            m.setdefault("suite", {})[test_name] = result
+            if suite_name is not None:
+                m["suite_name"] = suite_name
+            store.atomic_write_json(self.path / METRICS, m)
+
+    def mark_failed(self, message: str, **extra) -> None:
+        """Leave a record that says it failed (never `done`), with the reason."""
+        self.merge({"train": {"done": False, "failed": True, "error": message, **extra}})
+
+    def append_log(self, entry: dict) -> None:
+        store.append_log(self.log_path, entry)
+
+    def clear(self) -> None:
+        """Remove what training wrote (a forced retrain starts from nothing)."""
+        for name in (MODEL, REGULARIZER, CHECKPOINT, METRICS, LOG):
+            (self.path / name).unlink(missing_ok=True)
+
+    def save_weights(self, model_state: dict, regularizer_state: dict | None = None) -> None:
+        store.atomic_torch_save(self.model_path, {k: v.detach().cpu() for k, v in model_state.items()})
+        if regularizer_state:
+            store.atomic_torch_save(self.path / REGULARIZER,
+                                    {k: v.detach().cpu() for k, v in regularizer_state.items()})
+
+    def lock(self):
+        """The metrics-merge lock of this folder (a context manager)."""
+        return store.locked(self.path)
+
+    def run_lock(self, log=None):
+        """The whole-run lock (train + evaluate; re-entrant within a process)."""
+        return store.run_lock(self.path, log=log)
+
+    # ------------------------------------------------------------------ weights
+    def damaged_hint(self) -> str:
+        return (f"retrain with `python -m bench run ... --force` (same arguments), or move the folder {self.path} "
+                "away")
+
+    def check_model_file(self) -> None:
+        """A finished record's model.pt must load (weights_only): else a one-line error with the fix."""
+        try:
+            store.load_state(self.model_path)
+        except store.CorruptCheckpoint as e:
+            raise store.CorruptCheckpoint(f"{e}; {self.damaged_hint()}") from None
+
+    def load_model(self, device="cpu") -> tuple[RunConfig, nn.Module]:
+        """(config, model in eval mode) of a finished record; the weights load with weights_only=True."""
+        from bench.core.models import model_from_config
+        h = self.header()
+        if h is None:
+            raise FileNotFoundError(f"no config.json in {self.path}: not a RegBench run directory")
+        cfg = RunConfig.from_dict(h["config"])
+        m = h["model"]
+        model = model_from_config(cfg, m["channels"], m["num_classes"])
+        try:
+            state = store.load_state(self.model_path)
+        except store.CorruptCheckpoint as e:
+            raise store.CorruptCheckpoint(f"{e}; {self.damaged_hint()}") from None
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise store.CorruptCheckpoint(f"{self.model_path} does not fit the record's model "
+                                          f"({str(e).splitlines()[0][:160]}); {self.damaged_hint()}") from None
+        return cfg, model.to(device).eval()
+
+
+def as_record(target) -> Record:
+    """A Record from a Record or a path."""
+    return target if isinstance(target, Record) else Record(target)

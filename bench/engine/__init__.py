@@ -1,0 +1,1 @@
+"""The engine: the trainer (core + regularizers)."""

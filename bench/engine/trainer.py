@@ -1,0 +1,499 @@
+"""The engine: the `Trainer` (task cross-entropy + a regularizer's penalty, under a step budget).
+
+Every regularizer in a comparison gets the same step budget (epochs x steps per epoch, where
+steps per epoch depend on the task data only), on the same device kind. The run records what it
+cost: steps, images processed (task + regularization), wall and device seconds, device name and
+(on CUDA) peak memory. Resumable: a checkpoint with the model, regularizer, optimizer, the
+epoch's data order and generator state is written every `ckpt_every` steps and at epoch ends, so
+a killed run continues exactly where it stopped (bit-identical on CPU).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import regularizers as regs
+
+from bench.core import data as bdata
+from bench.core import store
+from bench.core.config import RunConfig, lr_at, validate
+from bench.core.device import (available_memory, determinism_info, device_info, resolve_device, synchronize,
+                               to_device)
+from bench.core.models import count_parameters, model_from_config
+from bench.core.records import Record
+
+
+class NonFiniteLoss(ValueError):
+    """The loss (cross-entropy or the regularizer's penalty) became NaN or infinite: the run stops
+    and its record is marked failed."""
+
+    def __init__(self, message: str, step: int, term: str):
+        super().__init__(message)
+        self.step, self.term = step, term
+
+
+def check_step_memory(model, reg, cfg: RunConfig, channels: int, device: torch.device) -> None:
+    """Refuse, before allocating anything large, a step whose activations cannot fit: about
+    12 x the stem + stage outputs per image (kept for backward), times the task batch plus the
+    regularizer's extra images."""
+    extra = int(reg.images_per_step()) if reg.active else 0
+    n_img = cfg.batch_size + extra
+    if n_img <= 256:
+        return
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        _, feats = model(torch.zeros(1, channels, cfg.image_size, cfg.image_size, device=device), features=True)
+    model.train(was)
+    per_image = 12 * sum(f.numel() * 4 for f in feats)
+    need = n_img * per_image
+    avail = available_memory(device)
+    if avail is not None and need > avail:
+        raise ValueError(f"one training step needs about {need / 2**30:.1f} GiB ({n_img} images through the model: "
+                         f"batch_size {cfg.batch_size} + {extra} regularization images) but {device} has "
+                         f"{avail / 2**30:.1f} GiB available; lower pairs_per_step or batch_size")
+
+
+def seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    import random
+    import numpy as np
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(1_000_003 * (seed + 1) + 7919 * epoch)
+
+
+def steps_per_epoch(cfg: RunConfig, n_train: int) -> int:
+    return cfg.steps_per_epoch or math.ceil(n_train / cfg.batch_size)
+
+
+def augment(cfg: RunConfig, x_uint8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    x = bdata.to_float(x_uint8)
+    if cfg.resolved_augment() == "crop_flip":
+        x = bdata.batch_crop_flip(x, pad=4, flip=True, generator=gen)
+    return x
+
+
+@torch.no_grad()
+def evaluate_loss(model, x_uint8, y, batch: int = 512) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of a model in eval mode."""
+    was = model.training
+    model.eval()
+    tot, correct, n = 0.0, 0, 0
+    for i in range(0, len(x_uint8), batch):
+        xb = bdata.to_float(x_uint8[i:i + batch])
+        logits = model(xb)
+        yb = y[i:i + batch]
+        tot += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+        n += len(yb)
+    model.train(was)
+    return tot / max(n, 1), correct / max(n, 1)
+
+
+# --------------------------------------------------------------------------- GPU fast path
+@dataclass(frozen=True)
+class StepPath:
+    """How the train step runs. The fast path (automatic on CUDA) keeps the model and inputs in
+    channels_last and runs the forward under bf16 autocast; the loss and the regularizer see
+    float32 logits/features. `compiled` wraps the model in torch.compile (any device, opt-in).
+    The CPU path is plain fp32 NCHW, bit-exact and resumable. Every regularizer of a comparison
+    on one device kind takes the same path, so the identical-budget rule holds."""
+    fast: bool = False
+    channels_last: bool = False
+    amp_dtype: torch.dtype | None = None
+    compiled: bool = False
+
+    def describe(self) -> dict:
+        return {"fast_path": self.fast, "channels_last": self.channels_last,
+                "amp_dtype": None if self.amp_dtype is None else str(self.amp_dtype).replace("torch.", ""),
+                "compiled": self.compiled}
+
+
+def step_path(cfg: RunConfig, device: torch.device) -> StepPath:
+    cuda = device.type == "cuda"
+    return StepPath(fast=cuda, channels_last=cuda, amp_dtype=torch.bfloat16 if cuda else None,
+                    compiled=bool(getattr(cfg, "compile", False)))
+
+
+def prepare_model(model: torch.nn.Module, path: StepPath):
+    """Put `model` in the path's memory format (in place) and return the callable the step uses
+    (the model itself, or its torch.compile wrapper, which shares the parameters)."""
+    if path.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if path.compiled else model
+
+
+def path_forward(net, x: torch.Tensor, path: StepPath, features: bool = False):
+    """One forward on the step path: channels_last input, autocast, float32 outputs. On the plain
+    path this is exactly `net(x, features=features)`."""
+    if path.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if path.amp_dtype is None:
+        return net(x, features=True) if features else net(x)
+    with torch.autocast(device_type=x.device.type, dtype=path.amp_dtype):
+        out = net(x, features=True) if features else net(x)
+    if features:
+        logits, feats = out
+        return logits.float(), [f.float() for f in feats]
+    return out.float()
+
+
+class DeviceTimer:
+    """Device seconds of the train steps. CUDA: a pair of events per step, summed only when
+    `seconds()` is read (at log points), so timing adds no host sync inside the step. CPU: the
+    host clock around each step (the step is synchronous there)."""
+
+    def __init__(self, device: torch.device, start_s: float = 0.0):
+        self.cuda = device.type == "cuda"
+        self.total = float(start_s)
+        self.pending: list = []
+        self._t0 = 0.0
+
+    def start(self):
+        if self.cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            self.pending.append([ev, None])
+        else:
+            self._t0 = time.perf_counter()
+
+    def stop(self):
+        if self.cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            self.pending[-1][1] = ev
+        else:
+            self.total += time.perf_counter() - self._t0
+
+    def seconds(self) -> float:
+        if self.pending:
+            self.pending[-1][1].synchronize()
+            self.total += sum(a.elapsed_time(b) for a, b in self.pending) / 1000.0
+            self.pending = []
+        return self.total
+
+
+class _FiniteGuard:
+    """Stops training at the first non-finite loss term. CPU: checked every step before the
+    backward pass (the weights stay finite). CUDA: flags kept on the device and read at log points
+    and before every checkpoint (no host sync in the step); the step is still named exactly."""
+
+    def __init__(self, device: torch.device, run_name: str):
+        self.eager = device.type != "cuda"
+        self.run_name = run_name
+        self.code = torch.zeros((), dtype=torch.int64, device=device)  # 0 ok, 1 CE, 2 penalty
+        self.step = torch.zeros((), dtype=torch.int64, device=device)
+
+    def _raise(self, code: int, step: int, value=None):
+        term = "cross-entropy (CE)" if code == 1 else "regularizer penalty"
+        v = f" ({value})" if value is not None else ""
+        raise NonFiniteLoss(f"training stopped: non-finite {term}{v} at step {step} of {self.run_name}; the record "
+                            "is marked failed (lower lr or alpha, or check the regularizer's targets)",
+                            step, "ce" if code == 1 else "penalty")
+
+    def update(self, step: int, ce: torch.Tensor, pen: torch.Tensor | None):
+        if self.eager:
+            if not bool(torch.isfinite(ce)):
+                self._raise(1, step, float(ce))
+            if pen is not None and not bool(torch.isfinite(pen)):
+                self._raise(2, step, float(pen))
+            return
+        bad = torch.where(~torch.isfinite(ce.detach()), 1, 0)
+        if pen is not None:
+            bad = torch.where((bad == 0) & ~torch.isfinite(pen.detach()), 2, bad)
+        first = (self.code == 0) & (bad > 0)
+        self.step = torch.where(first, step, self.step)
+        self.code = torch.where(first, bad, self.code)
+
+    def check(self):
+        if not self.eager and int(self.code) != 0:
+            self._raise(int(self.code), int(self.step))
+
+
+class Trainer:
+    """One run's training, in named steps: `restore` (a checkpoint, if any), `step` (one optimizer step),
+    `end_of_epoch` (validation loss, best-model tracking), `checkpoint`, `select` (the weights to keep) and
+    `finish` (weights + training summary into the record). `run()` drives them under the run lock.
+
+    Everything that can be wrong with the input (device, regularizer and its hyper-parameters, data,
+    memory of one step) is checked in the constructor, before the run folder is created."""
+
+    def __init__(self, cfg: RunConfig, data: bdata.DataBundle | None = None, log=print):
+        validate(cfg)
+        self.cfg, self.log = cfg, log
+        self.record = Record.for_config(cfg)
+        self.device = resolve_device(cfg.device)
+        self.reg = regs.get(cfg.regularizer, **cfg.reg_params)
+        seed_all(cfg.seed)
+        self.data = (bdata.load_for_config(cfg) if data is None else data).to(self.device)
+        self.n_train = len(self.data.train_x)
+        if self.n_train < 1 or len(self.data.val_x) < 1:
+            raise ValueError(f"dataset {cfg.dataset!r} leaves {self.n_train} training and {len(self.data.val_x)} "
+                             "validation images; need at least 1 of each")
+        self.spe = steps_per_epoch(cfg, self.n_train)
+        self.total_steps = cfg.epochs * self.spe
+        self.model = model_from_config(cfg, self.data.channels, self.data.num_classes).to(self.device)
+        check_step_memory(self.model, self.reg, cfg, self.data.channels, self.device)
+        self.reg.setup(regs.RegContext(config=cfg, data=self.data, model=self.model, device=self.device,
+                                       cache_dir=Path(cfg.out).expanduser().resolve() / ".cache", seed=cfg.seed))
+        self.reg.to(self.device)
+        self.path = step_path(cfg, self.device)
+        self.net = prepare_model(self.model, self.path)
+
+    # ------------------------------------------------------------------ driving
+    def run(self, force: bool = False) -> Record:
+        """Train (or resume) under the record's run lock; skip a finished record unless `force`."""
+        with self.record.run_lock(log=self.log):
+            if not force and self.record.is_trained():  # finished by another process while we waited
+                self.record.check_model_file()
+                self.log(f"[regbench] already trained: {self.record.path}")
+                return self.record
+            if force:
+                self.record.clear()
+            try:
+                self._train()
+            except (NonFiniteLoss, regs.base.PenaltyError) as e:
+                self.record.mark_failed(str(e), **({"failed_step": e.step, "failed_term": e.term}
+                                                   if isinstance(e, NonFiniteLoss) else {}))
+                raise
+        return self.record
+
+    def _train(self) -> None:
+        self.write_header()
+        self.setup_optimizer()
+        self.restore()
+        self.start_loop()
+        stopped_by = "steps"
+        while self.state["step"] < self.total_steps:
+            self.step()
+            self.after_step()
+            end_of_epoch = self.state["step"] % self.spe == 0
+            if end_of_epoch:
+                self.end_of_epoch()
+            elapsed = self.state["wall_s"] + (time.perf_counter() - self.t_call)
+            over_budget = self.cfg.budget_seconds is not None and elapsed >= self.cfg.budget_seconds
+            if end_of_epoch or self.state["step"] % self.cfg.ckpt_every == 0 or over_budget:
+                self.checkpoint()
+            if over_budget:
+                stopped_by = "budget_seconds"
+                break
+        self.finish(stopped_by)
+
+    # ------------------------------------------------------------------ steps
+    def write_header(self) -> None:
+        cfg, d, device = self.cfg, self.data, self.device
+        self.record.write_header({
+            "config": cfg.to_dict(), "hash": cfg.hash(), "comparison_key": cfg.comparison_key(),
+            "regularizer": self.reg.describe(), "versions": store.versions(), "git_commit": store.git_commit(),
+            "device": device_info(device),
+            "model": {"arch": cfg.arch, "width": cfg.width, "params": count_parameters(self.model),
+                      "channels": d.channels, "num_classes": d.num_classes},
+            "data": {"dataset": cfg.dataset, "color": cfg.color, "n_train": self.n_train,
+                     "n_val": len(d.val_x), "n_test": len(d.test_x)},
+            "budget": {"epochs": cfg.epochs, "steps_per_epoch": self.spe, "steps": self.total_steps,
+                       "batch_size": cfg.batch_size, "budget_seconds": cfg.budget_seconds},
+            "step_path": self.path.describe(), "determinism": determinism_info(device)})
+
+    def setup_optimizer(self) -> None:
+        cfg = self.cfg
+        params = list(self.model.parameters()) + [p for p in self.reg.parameters() if p.requires_grad]
+        self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.state = {"step": 0, "best_val": float("inf"), "best_epoch": -1, "wall_s": 0.0, "device_s": 0.0,
+                      "images": 0, "reg_images": 0}
+        self.best_model, self.perm, self.gen = None, None, None
+
+    def restore(self) -> None:
+        """Continue from the record's checkpoint, if there is one (bit-identical on CPU)."""
+        ckpt_path = self.record.checkpoint_path
+        if not ckpt_path.is_file():
+            return
+        try:
+            ck = store.load_state(ckpt_path, map_location=self.device)
+        except store.CorruptCheckpoint as e:
+            raise store.CorruptCheckpoint(f"{e}; delete {ckpt_path} to restart this run from step 0, or "
+                                          f"{self.record.damaged_hint()}") from None
+        self.model.load_state_dict(ck["model"])
+        self.reg.load_state_dict(ck["regularizer"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.state.update({k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in ck["state"].items()})
+        self.best_model = ck.get("best_model")
+        self.perm = ck["perm"].cpu()
+        self.gen = torch.Generator()
+        self.gen.set_state(ck["gen_state"].cpu())
+        torch.set_rng_state(ck["torch_rng"].cpu())
+        self.log(f"[regbench] resuming {self.record.name} at step {self.state['step']}/{self.total_steps}")
+
+    def start_loop(self) -> None:
+        self.progress = None
+        if self.cfg.progress:
+            from tqdm.auto import tqdm
+            self.progress = tqdm(total=self.total_steps, initial=self.state["step"], unit="step", leave=False,
+                                 desc=f"{self.cfg.regularizer} s{self.cfg.seed}", dynamic_ncols=True)
+        self.t_call = time.perf_counter()
+        self.model.train()
+        # running sums stay on the device (float64) and are read only at log points: no host sync
+        self.running = {"loss": 0.0, "ce": 0.0, "reg": 0.0, "n": 0}
+        self.timer = DeviceTimer(self.device, self.state["device_s"])
+        self.guard = _FiniteGuard(self.device, self.record.name)
+        self.rlog, self.lr = {}, self.cfg.lr
+
+    def _batch(self):
+        """This step's task images (augmented on the device) and labels, in the epoch's seeded order."""
+        cfg, state = self.cfg, self.state
+        epoch, in_epoch = divmod(state["step"], self.spe)
+        if in_epoch == 0 or self.perm is None:
+            self.gen = epoch_generator(cfg.seed, epoch)
+            reps = math.ceil(self.spe * cfg.batch_size / self.n_train)
+            self.perm = torch.cat([torch.randperm(self.n_train, generator=self.gen) for _ in range(reps)])
+        idx = to_device(self.perm[in_epoch * cfg.batch_size:(in_epoch + 1) * cfg.batch_size], self.device)
+        return augment(cfg, self.data.train_x[idx], self.gen), self.data.train_y[idx]
+
+    def _forward(self, x, rb):
+        """(logits of the task batch, features the regularizer scores) on the step path."""
+        net, path, b = self.net, self.path, x.shape[0]
+        extra = rb.images if (rb is not None and rb.images is not None) else None
+        if not self.reg.active:
+            return path_forward(net, x, path), None
+        if extra is None:  # the regularizer scores the task batch's own features
+            return path_forward(net, x, path, features=True)
+        if self.cfg.reg_forward == "joint":  # one forward over task + regularization images
+            logits, feats = path_forward(net, torch.cat([x, extra]), path, features=True)
+            return logits[:b], [f[b:] for f in feats]
+        logits = path_forward(net, x, path)  # separate forwards per pair half, as the reference code
+        parts = [path_forward(net, g, path, features=True)[1] for g in extra.chunk(int(rb.meta.get("groups", 1)))]
+        return logits, [torch.cat(fs) for fs in zip(*parts)]
+
+    def step(self) -> None:
+        """One optimizer step on CE + the regularizer's penalty (the guard stops at a non-finite term)."""
+        state, reg = self.state, self.reg
+        self.timer.start()
+        x, y = self._batch()
+        self.lr = lr_at(self.cfg, state["step"], self.spe)
+        for gpar in self.opt.param_groups:
+            gpar["lr"] = self.lr
+        rb = reg.sample(state["step"], self.gen) if reg.active else None
+        if rb is not None:
+            rb = rb.to(self.device)
+        logits, feats = self._forward(x, rb)
+        ce = F.cross_entropy(logits, y)
+        pen, self.rlog = reg(feats, rb) if reg.active else (None, {})
+        loss = ce if pen is None else ce + pen
+        self.guard.update(state["step"] + 1, ce, pen)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.timer.stop()
+        state["step"] += 1
+        state["images"] += x.shape[0]
+        state["reg_images"] += 0 if (rb is None or rb.images is None) else rb.images.shape[0]
+        self._accumulate(loss, ce, pen)
+
+    def _accumulate(self, loss, ce, pen) -> None:
+        r = self.running
+        r["loss"] += loss.detach().double()
+        r["ce"] += ce.detach().double()
+        if pen is not None:
+            v = self.rlog.get("reg_raw", 0.0)
+            r["reg"] += v.detach().double() if isinstance(v, torch.Tensor) else float(v)
+        r["n"] += 1
+
+    def after_step(self) -> None:
+        """Progress, the early time estimate, and the log line every 50 steps and at epoch ends."""
+        step, total = self.state["step"], self.total_steps
+        if self.progress is not None:
+            self.progress.update(1)
+        if step == min(3, total) and step < total:
+            synchronize(self.device)
+            per = (time.perf_counter() - self.t_call) / 3
+            self.log(f"[regbench] {self.record.name}: ~{per * 1000:.0f} ms/step, estimated "
+                     f"{per * (total - step) / 60:.1f} min for {total - step} more steps")
+        if step % 50 == 0 or step == total or step % self.spe == 0:
+            self.guard.check()
+            r = self.running
+            entry = {"step": step, "epoch": step / self.spe, "lr": self.lr, "loss": float(r["loss"]) / r["n"],
+                     "ce": float(r["ce"]) / r["n"], "reg_raw": float(r["reg"]) / r["n"]}
+            if self.progress is not None:
+                self.progress.set_postfix(loss=f"{entry['loss']:.3f}")
+            for k, v in self.rlog.items():
+                if k not in ("reg_raw", "reg_weighted"):
+                    entry[k] = v.detach().cpu().tolist() if isinstance(v, torch.Tensor) else v
+            self.record.append_log(entry)
+            self.running = {"loss": 0.0, "ce": 0.0, "reg": 0.0, "n": 0}
+
+    def end_of_epoch(self) -> None:
+        """Validation loss and accuracy; the best epoch's weights are kept for `select`."""
+        step = self.state["step"]
+        vloss, vacc = evaluate_loss(self.model, self.data.val_x, self.data.val_y)
+        self.record.append_log({"step": step, "epoch": step // self.spe, "val_loss": vloss, "val_acc": vacc})
+        if vloss < self.state["best_val"]:
+            self.state["best_val"], self.state["best_epoch"] = vloss, step // self.spe
+            self.best_model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def _clock(self) -> None:
+        self.state["device_s"] = self.timer.seconds()
+        self.state["wall_s"] += time.perf_counter() - self.t_call
+        self.t_call = time.perf_counter()
+
+    def checkpoint(self) -> None:
+        """Everything a resumed run needs to continue bit-identically, written atomically."""
+        self._clock()
+        self.guard.check()
+        ck = {"model": self.model.state_dict(), "regularizer": self.reg.state_dict(),
+              "optimizer": self.opt.state_dict(), "state": dict(self.state), "perm": self.perm,
+              "gen_state": self.gen.get_state(), "torch_rng": torch.get_rng_state()}
+        if self.best_model is not None:
+            ck["best_model"] = self.best_model
+        store.atomic_torch_save(self.record.checkpoint_path, ck)
+
+    def select(self) -> dict:
+        """The weights the record keeps: the best validation-loss epoch's, or the last."""
+        if self.cfg.select == "best_val_loss" and self.best_model is not None:
+            return self.best_model
+        return self.model.state_dict()
+
+    def finish(self, stopped_by: str) -> None:
+        """Weights and the training summary (costs, selection, the regularizer's own fields) into the record."""
+        if self.progress is not None:
+            self.progress.close()
+        self.guard.check()
+        self._clock()
+        state, cfg = self.state, self.cfg
+        self.record.save_weights(self.select(), self.reg.state_dict())
+        summary = {"done": True, "steps": state["step"], "budget_steps": self.total_steps, "stopped_by": stopped_by,
+                   "task_images": state["images"], "reg_images": state["reg_images"],
+                   "images": state["images"] + state["reg_images"],
+                   "wall_s": round(state["wall_s"], 3), "device_s": round(state["device_s"], 3),
+                   "best_val_loss": state["best_val"],
+                   "selected_epoch": state["best_epoch"] if cfg.select == "best_val_loss" else cfg.epochs,
+                   "device": device_info(self.device)["name"], **self.path.describe()}
+        if self.device.type == "cuda":
+            summary["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+        summary.update(self.reg.describe_training())
+        self.record.merge({"train": summary})
+        self.record.checkpoint_path.unlink(missing_ok=True)
+        self.log(f"[regbench] trained {self.record.path} ({state['step']} steps, {state['wall_s']:.1f} s)")
+
+
+def train(cfg: RunConfig, log=print, data: bdata.DataBundle | None = None, force: bool = False) -> Path:
+    """Train the run a config describes (or resume it, or skip it when done); returns its folder.
+
+    The run lock is held while training, so a second identical command waits. A non-finite loss stops
+    the run (`NonFiniteLoss`) and marks the record failed. `force`: retrain a finished (or damaged)
+    record from scratch."""
+    validate(cfg)
+    record = Record.for_config(cfg)
+    resolve_device(cfg.device)
+    if not force and record.is_trained():
+        record.check_model_file()
+        log(f"[regbench] already trained: {record.path}")
+        return record.path
+    return Trainer(cfg, data=data, log=log).run(force=force).path
