@@ -190,3 +190,23 @@ def test_sem_is_defined_once_and_undefined_for_one_value():
     assert stats.sem(v) == pytest.approx(sps.sem([0.2, 0.5, 0.4], ddof=1))
     assert math.isnan(stats.sem([0.3])) and math.isnan(stats.mean_sem([0.3])[1]) and stats.mean_sem([0.3])[0] == 0.3
     assert np.isnan(stats.mean_sem([])[0])
+
+
+def test_one_rule_for_a_current_result(tmp_path):
+    """`Record.is_current` is what the suite (skip a test) and the sweep (a job is complete) both ask."""
+    import attacks
+    from bench.core.records import Record
+    from bench.core.store import atomic_write_json
+    rec = Record(tmp_path / "r")
+    test = attacks.TESTS["gaussian_noise"](n=10)
+    proto = test.protocol("fashion_mnist")
+    atomic_write_json(rec.path / "config.json", {"config": {}, "data": {"n_test": 100}})
+    good = {"protocol": proto, "seed": 3, "n_examples": 100, "result": {"summary": {"mean_accuracy": 0.5}}}
+    atomic_write_json(rec.path / "metrics.json", {"suite": {"gaussian_noise": good}})
+    assert rec.is_current(test, "fashion_mnist", 3)
+    assert not rec.is_current(test, "fashion_mnist", 4)  # another suite seed
+    assert not rec.is_current(test, "cifar10", 3)  # another dataset: other reference strengths
+    assert not rec.is_current(test, "fashion_mnist", 3, n_examples=32)  # fewer images
+    assert not rec.is_current(attacks.TESTS["gaussian_noise"](n=11), "fashion_mnist", 3)
+    skipped = dict(good, result={"summary": {}, "details": {"skipped": "no surrogate"}})
+    assert not Record.result_is_current(skipped, proto, 3, 100)

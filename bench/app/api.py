@@ -38,8 +38,8 @@ def load_model(record, device="cpu") -> nn.Module:
     return as_record(record).load_model(device)[1]
 
 
-def evaluate(target, suite: str = "quick", dataset: str | None = None, *, device="cpu",
-             n_examples: int | None = None, seed: int = 0, surrogate: nn.Module | None = None, only=None,
+def evaluate(target, suite: str | None = None, dataset: str | None = None, *, device=None,
+             n_examples: int | None = None, seed: int | None = None, surrogate: nn.Module | None = None, only=None,
              force: bool = False, color: str | None = None, image_size: int = 32, data_dir=None,
              download: bool = False, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
              progress: bool = False, log=print) -> dict:
@@ -47,15 +47,18 @@ def evaluate(target, suite: str = "quick", dataset: str | None = None, *, device
     provided) or on any `nn.Module` that maps [0, 1] images to logits. For a module, the images are the
     test images of `dataset` (a seeded subset of `n_examples`, as a config's n_test; the dataset's reference
     strengths apply), or `x`/`y` when given;
-    transfer tests use `surrogate` when given and are skipped otherwise. Returns {test: result}."""
+    transfer tests use `surrogate` when given and are skipped otherwise. `seed`: the suite's seed (default:
+    the record's own seed, 0 for a module). `suite` and `device` default to the record's, or to `quick` and
+    `auto` for a module. Returns {test: result}."""
     if isinstance(target, (Record, str, Path)):
         return pipeline.evaluate_record(target, suite, device=device, n_examples=n_examples, seed=seed,
                                         only=only, force=force, progress=progress, log=log)
     if not isinstance(target, nn.Module):
         raise TypeError(f"evaluate() takes a Record, a record folder or an nn.Module, got {type(target).__name__}")
     import attacks
+    suite = suite or "quick"
     attacks.SUITES[suite]
-    device = resolve_device(str(device))
+    device = resolve_device("auto" if device is None else str(device))
     if x is None:
         if dataset is None:
             raise ValueError("evaluate(module, ...) needs `dataset` (whose test images to use) or `x` and `y`")
@@ -65,7 +68,7 @@ def evaluate(target, suite: str = "quick", dataset: str | None = None, *, device
         num_classes = int(y.max()) + 1 if len(y) else 10
     model = target.to(device).eval()
     sur = None if surrogate is None else attacks.Surrogate(model=surrogate.to(device).eval())
-    ctx = attacks.EvalContext(model=model, x=x.to(device), y=y.to(device), device=device, seed=seed,
+    ctx = attacks.EvalContext(model=model, x=x.to(device), y=y.to(device), device=device, seed=seed or 0,
                               num_classes=num_classes, dataset=dataset, surrogate=sur, progress=progress)
     return attacks.evaluate(ctx, suite=suite, only=only, log=log)
 

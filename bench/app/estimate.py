@@ -1,6 +1,6 @@
 """`python -m bench estimate`: the predicted device time of a sweep (train + suite), before launching it.
 
-Takes the same arguments as `bench sweep` (the job list comes from `bench.sweep.plan_sweep`). The
+Takes the same arguments as `bench sweep` (a `SweepSpec`; the job list comes from `bench.app.sweep.plan_sweep`). The
 answer comes from a **per-device calibration, measured once and cached** in
 `$XDG_CACHE_HOME/regbench/calibration.json` (default `~/.cache/regbench/`; `--recalibrate` measures
 again), so a warm estimate takes seconds:

@@ -5,7 +5,7 @@ control pixel_shuffle; 5 seeds at the main step budget, 3 at a longer one; the p
 white-box extras and honesty checks), the `bench similarity` analysis, and writes the leaderboard, the
 plots and a report (`docs/reproduction.md` by default) in which every number is read from the records:
 only the prose is fixed text. Each claim gets a verdict from the rules of `leaderboard.stats` (95% Welch
-intervals, Holm within a claim, the detectable effect; `bench.claims` states the claims), and the
+intervals, Holm within a claim, the detectable effect; `bench.app.claims` states the claims), and the
 differences to `none` are shown against the step budget, so "does the effect change with training
 length" is answered from the records too.
 
@@ -242,14 +242,19 @@ def _budget_trends(rows, regs, bs) -> list[str]:
         if c0 and c1:
             trend = "shrinks" if abs(c1[0]) < abs(c0[0]) else "does not shrink"
             said.append(f"`{reg}`: clean-accuracy difference {c0[0]:+.3f} at {lo_b} steps, {c1[0]:+.3f} at "
-                        f"{hi_b} steps (the cost {trend})")
+                        f"{hi_b} steps (the cost {trend}{_firm(c0, c1)})")
         for m in ("gaussian_noise.relative_robustness", "transfer_fgsm.relative_robustness", "boundary.median_sq_l2"):
             r0, r1 = rows.get((m, reg, lo_b)), rows.get((m, reg, hi_b))
             if r0 and r1:
                 grow = "grows" if r1[0] > r0[0] else "does not grow"
-                said.append(f"`{reg}` `{m}`: {r0[0]:+.3g} → {r1[0]:+.3g} (the difference {grow}; longer-budget "
-                            f"interval [{r1[1]:+.3g}, {r1[2]:+.3g}])")
+                said.append(f"`{reg}` `{m}`: {r0[0]:+.3g} → {r1[0]:+.3g} (the difference {grow}{_firm(r0, r1)}; "
+                            f"longer-budget interval [{r1[1]:+.3g}, {r1[2]:+.3g}])")
     return said
+
+
+def _firm(a, b) -> str:
+    """Whether a change between two budgets' differences is firm: their 95% intervals do not overlap."""
+    return ", beyond both intervals" if (a[2] < b[1] or b[2] < a[1]) else ", within overlapping intervals: not firm"
 
 
 def _budget_figure(rows, regs, bs, fig_dir: Path) -> str | None:
@@ -277,6 +282,7 @@ def _budget_figure(rows, regs, bs, fig_dir: Path) -> str | None:
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=reg)
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xscale("log")
+        ax.minorticks_off()  # only the budgets as ticks (log-axis minor labels would overlap them)
         ax.set_xticks(bs)
         ax.set_xticklabels([str(b) for b in bs])
         ax.set_title(m, fontsize=9)
@@ -433,7 +439,8 @@ def _leaderboard_md(tidy, order, main_b, regs, fig_dir: Path, rel) -> list[str]:
           f"[leaderboard.html]({rel(fig_dir / 'leaderboard.html')}).", ""]
     for b in order:
         sub = tidy[tidy["budget_steps"] == b]
-        md += [f"### Step budget {b}{' (main)' if b == main_b else ''}", "", key_table(sub, regs), ""]
+        here = [r for r in regs if (sub["regularizer"] == r).any()]
+        md += [f"### Step budget {b}{' (main)' if b == main_b else ''}", "", key_table(sub, here), ""]
     return md
 
 
@@ -521,7 +528,7 @@ DIFFERENCES = {
 # ----------------------------------------------------------------------------- command
 # The cpu study's records live in the repository (configs, metrics, training logs; no weights), so
 # every number of the report can be recomputed and a later invocation re-renders or extends the
-# study without retraining (bench.jobs.is_complete accepts a finished record without its weights).
+# study without retraining (bench.app.jobs.is_complete accepts a finished record without its weights).
 RECORDS_DIR = {"cpu": "docs/reproduction_records"}
 RECORDS_GITIGNORE = "# weights, caches and transient job files stay out of git\n*.pt\n*.pt.tmp*\n.sweeps/\n.cache/\n" \
                     "skimage_crops/\njob_status.json\njob.log\n*.lock\n.*.lock\n"
