@@ -23,7 +23,6 @@ Evaluating a zoo model with the suite and writing it as a record is the applicat
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import sys
@@ -135,14 +134,6 @@ def _entry(name: str, zoo_dataset: str, threat_model: str) -> dict:
 def _is_timm_hosted(name: str, zoo_dataset: str, threat_model: str) -> bool:
     import timm
     return timm.is_model(f"{name.lower().replace('-', '_')}_{zoo_dataset}_{threat_model.lower()}")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_zoo_model(name: str, threat_model: str, model_dir, zoo_dataset: str = "cifar10") -> torch.nn.Module:

@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench.core.store import sha256_file
+
 # --------------------------------------------------------------------------- published distributions
 # De Valois, Yund & Hepler 1982: orientation preference (deg) histogram.
 ORI_BINS = np.array([-22.5, 22.5, 67.5, 112.5, 157.5])
@@ -158,14 +160,6 @@ class NpzTargets:
     digest: str
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def module_digest(module: nn.Module) -> str:
     """Hash of a module's state (names, shapes and values) for the target cache."""
     h = hashlib.sha256()
@@ -240,7 +234,7 @@ def load_npz_targets(path) -> NpzTargets:
                                  "weight per response unit")
             if (rel < 0).any():
                 raise ValueError(f"{path}: 'reliability' weights must be non-negative")
-    return NpzTargets(imgs, sim, resp, rel, _file_digest(path))
+    return NpzTargets(imgs, sim, resp, rel, sha256_file(path))
 
 
 def _numeric(z, key: str, path) -> np.ndarray:
@@ -291,7 +285,7 @@ def load_response_model(spec: str, image_size: int = 32) -> tuple[nn.Module | Np
         except Exception as e:
             raise ValueError(f"{p} is not a TorchScript module ({type(e).__name__}: {str(e)[:200]}); save one with "
                              "torch.jit.script(model).save(path), or pass package.module:attr") from e
-        return m.eval(), {"name": "torchscript", "path": str(p), "sha256": _file_digest(p)}
+        return m.eval(), {"name": "torchscript", "path": str(p), "sha256": sha256_file(p)}
     if ":" in spec:
         mod, attr = spec.split(":", 1)
         try:

@@ -155,16 +155,21 @@ def _ray_entry(spec):
     return run_job(spec)
 
 
+def _require(module: str, what: str, extra: str, pip_name: str):
+    """An optional engine's module, or a one-line ImportError saying which extra installs it."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"{what}: pip install '{extra}' (or: pip install '{pip_name}')") from e
+
+
 class RayLauncher(Launcher):
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_job: float = 1,
                  gpus_per_job: float | None = None, max_retries: int = 2):
-        try:
-            import ray
-        except ImportError as e:
-            raise ImportError("the ray launcher needs Ray: pip install 'regbench[ray]' "
-                              "(or: pip install 'ray[default]')") from e
+        ray = _require("ray", "the ray launcher needs Ray", "regbench[ray]", "ray[default]")
         self.ray = ray
         _export_project_path()
         self._started = not ray.is_initialized()
@@ -230,12 +235,8 @@ class SubmititLauncher(Launcher):
 
     def __init__(self, folder: str | Path, cluster: str | None = None, params: dict | None = None,
                  workers: int | None = None, poll_s: float = 2.0):
-        try:
-            import submitit
-        except ImportError as e:
-            raise ImportError("the slurm launcher needs submitit: pip install 'regbench[slurm]' "
-                              "(or: pip install submitit)") from e
-        self.submitit = submitit
+        self.submitit = submitit = _require("submitit", "the slurm launcher needs submitit", "regbench[slurm]",
+                                            "submitit")
         _export_project_path()
         self.folder = Path(folder)
         self.executor = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=cluster)

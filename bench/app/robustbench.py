@@ -21,7 +21,7 @@ import torch
 from bench.core import store
 from bench.core.device import device_info
 from bench.core.records import Record
-from leaderboard.robustbench import ZOO_DATASETS, _check_threat, _sha256, load_zoo_model, require_checkpoints
+from leaderboard.robustbench import ZOO_DATASETS, _check_threat, load_zoo_model, require_checkpoints
 
 
 def _test_images(dataset: str, n_examples, data_dir=None, download: bool = True):
@@ -79,7 +79,7 @@ def eval_robustbench(name: str, threat_model: str, model_dir, suite: str = "pape
     files = require_checkpoints(name, threat_model, model_dir, zoo_dataset)  # cheap checks before loading data
     d = _test_images(dataset, n_examples, data_dir, download)
     model = load_zoo_model(name, threat_model, model_dir, zoo_dataset).to(device).eval()
-    sha = hashlib.sha256("".join(_sha256(f) for f in files).encode()).hexdigest()
+    sha = hashlib.sha256("".join(store.sha256_file(f) for f in files).encode()).hexdigest()
     cfg = RunConfig(regularizer=f"robustbench:{name}", reg_params={"threat_model": threat_model}, dataset=dataset,
                     color="rgb", image_size=32, n_test=n_examples, arch=type(model).__name__, width=1.0,
                     input_scaling="none", suite=suite, seed=seed, out=str(out), device=str(device), progress=progress)

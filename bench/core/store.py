@@ -225,6 +225,16 @@ def load_state(path: Path, map_location="cpu") -> Any:
         raise CorruptCheckpoint(f"corrupt checkpoint {path}{what}: {type(e).__name__}: {str(e)[:200]}") from e
 
 
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks (checkpoints, target files)."""
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def read_json(path: Path, default=None):
     """The JSON object in `path` (non-finite values restored), or `default` when there is no file.
     A file that exists but does not parse raises `DamagedRecord` naming the path."""
