@@ -120,10 +120,8 @@ class RBAutoAttackL2(_RBAutoAttack):
     NORM = "L2"
 
     @dataclass
-    class Params:
+    class Params(_RBAutoAttack.Params):
         eps: float = RB_L2_EPS
-        n: int | None = 1000
-        batch: int = 250
 
 
 @register_test("rb_corruptions")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from bench.core.config import AUGMENTS, resolve_augment  # noqa: F401  (one rule for task and regularization sets)
+from bench.core.config import resolve_augment  # one rule for task and regularization sets
 
 
 def load_reg_images(reg_dataset: str, n_images: int, *, config, task_data=None, augment: str = "auto",

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench.core.config import AUGMENTS
 from bench.core.device import to_device
 
 from . import regsets, targets
@@ -140,8 +141,8 @@ class SimilarityRegularizer(Regularizer):
             raise ValueError(f"{self.name}: unknown pair_range {h.pair_range!r}; valid: {', '.join(targets.PAIR_RANGES)}")
         if h.transform not in TRANSFORMS:
             raise ValueError(f"{self.name}: unknown transform {h.transform!r}; valid: {', '.join(TRANSFORMS)}")
-        if h.reg_augment not in regsets.AUGMENTS:
-            raise ValueError(f"{self.name}: reg_augment must be one of {', '.join(regsets.AUGMENTS)}")
+        if h.reg_augment not in AUGMENTS:
+            raise ValueError(f"{self.name}: reg_augment must be one of {', '.join(AUGMENTS)}")
         if not 0.0 <= h.th < 1.0:
             raise ValueError(f"{self.name}: th must be in [0, 1), got {h.th}")
         if not 0.0 <= h.beta < 1.0:

@@ -86,7 +86,7 @@ def is_complete(spec: JobSpec) -> bool:
     if spec.kind == "surrogate" or not spec.evaluate:
         return True
     cfg = RunConfig.from_dict(spec.config)
-    return all(record.is_current(t, cfg.dataset, cfg.seed) for t in attacks.build_suite(cfg.suite))
+    return record.all_current(attacks.build_suite(cfg.suite), cfg.dataset, cfg.seed)
 
 
 def read_status(run_dir: Path) -> dict | None:

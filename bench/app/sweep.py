@@ -25,8 +25,7 @@ from pathlib import Path
 from bench.app.jobs import JobSpec
 from bench.core.records import Record
 
-from bench.core.config import DEFAULT_PRESET, DEMO_WORKERS, RunConfig
-from bench.core.names import COMPARISON
+from bench.core.config import DEFAULT_PRESET, RunConfig
 
 
 @dataclasses.dataclass
@@ -49,13 +48,6 @@ class SweepSpec:
     slurm_params: dict = dataclasses.field(default_factory=dict)
     force: bool = False  # launch jobs whose status says running (their process is gone)
 
-    @classmethod
-    def demo(cls, **kw) -> "SweepSpec":
-        """`bench demo`: the four built-ins x 3 seeds, the demo preset, two workers."""
-        base = dict(regularizers=list(COMPARISON), seeds="0-2", preset="demo", workers=DEMO_WORKERS,
-                    overrides={"out": str(Path("results") / "demo")})
-        base.update(kw)
-        return cls(**base)
 
 
 # ----------------------------------------------------------------------------- parsing

@@ -115,7 +115,7 @@ def preflight(args, cfg, log=print) -> float | None:
     from bench.app import estimate as est_mod
     from bench.app.jobs import is_complete
     from bench.app.sweep import SweepSpec, plan_sweep
-    over = {k: v for k, v in dataclasses.asdict(cfg).items() if k in RUN_FIELDS or k == "dataset"}
+    over = {k: v for k, v in dataclasses.asdict(cfg).items() if k in RUN_FIELDS}
     spec = SweepSpec(regularizers=[cfg.regularizer], seeds=[cfg.seed], preset=cfg.preset, overrides=over,
                      sets=list(args.set or []), plugins=list(args.plugin or []))
     pending = [s for s in plan_sweep(spec).specs if getattr(args, "force", False) or not is_complete(s)]

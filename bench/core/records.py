@@ -55,9 +55,6 @@ class Record:
     def __repr__(self):
         return f"Record({str(self.path)!r})"
 
-    def __fspath__(self):
-        return str(self.path)
-
     def __eq__(self, other):
         return isinstance(other, Record) and self.path.resolve() == other.path.resolve()
 
@@ -68,9 +65,6 @@ class Record:
     @property
     def name(self) -> str:
         return self.path.name
-
-    def file(self, name: str) -> Path:
-        return self.path / name
 
     @property
     def model_path(self) -> Path:
@@ -130,8 +124,13 @@ class Record:
     def is_current(self, test, dataset: str | None, seed: int, n_examples: int | None = None) -> bool:
         """`test`'s result in this record is current (`result_is_current`); `n_examples` defaults to the
         record's own test-set size."""
+        return self.all_current([test], dataset, seed, n_examples)
+
+    def all_current(self, tests, dataset: str | None, seed: int, n_examples: int | None = None) -> bool:
+        """Every test's result is current (the record's files read once)."""
         n = self.n_test() if n_examples is None else n_examples
-        return self.result_is_current(self.results().get(test.name), test.protocol(dataset), seed, n)
+        results = self.results()
+        return all(self.result_is_current(results.get(t.name), t.protocol(dataset), seed, n) for t in tests)
 
     # ------------------------------------------------------------------ writing
     def write_header(self, header: dict) -> None:
