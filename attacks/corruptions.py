@@ -38,6 +38,15 @@ CHUNK = 5000  # images generated per call (bounds memory; part of the protocol v
 SEVERITIES = (1, 2, 3, 4, 5)
 
 
+
+def _data_seed(cfg) -> int:
+    """The data seed in force of a RunConfig (None follows the run's seed) or of a plain namespace."""
+    eff = getattr(cfg, "effective_data_seed", None)
+    if eff is not None:
+        return int(eff)
+    v = getattr(cfg, "data_seed", 0)
+    return int(getattr(cfg, "seed", 0) if v is None else v)
+
 def quantize(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] floats -> uint8 levels, truncating like np.uint8 (epsilon against k/255 round-off)."""
     return torch.floor(x.clamp(0, 1) * 255 + 1e-3).clamp(0, 255).div(255)
@@ -84,7 +93,7 @@ def test_indices(ctx: EvalContext, n_total: int, n: int) -> torch.Tensor:
     cfg = ctx.config
     n_test = getattr(cfg, "n_test", None)
     if n_test is not None and n_test < n_total:
-        return test_subset(n_total, n_test, int(getattr(cfg, "data_seed", 0)))[:n]
+        return test_subset(n_total, n_test, _data_seed(cfg))[:n]
     return torch.arange(n)
 
 
@@ -109,7 +118,7 @@ def _rgb_source(ctx: EvalContext, x: torch.Tensor):
         return None
     try:
         d = bdata.load(cfg.dataset, color="rgb", image_size=cfg.image_size, n_train=cfg.n_train, n_test=cfg.n_test,
-                       val_fraction=cfg.val_fraction, data_seed=cfg.data_seed, data_dir=cfg.data_dir,
+                       val_fraction=cfg.val_fraction, data_seed=_data_seed(cfg), data_dir=cfg.data_dir,
                        download=False)
     except Exception:  # noqa: BLE001 - no RGB source: fall back to the gray channel
         return None

@@ -159,7 +159,9 @@ class SimilarityRegularizer(Regularizer):
     # ------------------------------------------------------------------ setup
     def reg_images(self, ctx) -> tuple[torch.Tensor, dict]:
         h = self.hp
-        seed = getattr(ctx.config, "data_seed", 0)
+        seed = getattr(ctx.config, "effective_data_seed", None)
+        if seed is None:  # a plain namespace as config
+            seed = getattr(ctx.config, "data_seed", 0) or 0
         return regsets.load_reg_images(h.reg_dataset, int(h.n_images), config=ctx.config, task_data=ctx.data,
                                        augment=h.reg_augment, seed=seed)
 

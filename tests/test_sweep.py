@@ -51,12 +51,24 @@ def test_plan_one_job_per_regularizer_seed_dataset_with_one_budget(tmp_path):
     for ds in ("fashion_mnist", "mnist"):
         keys = {RunConfig.from_dict(s.config).comparison_key() for s in runs if s.config["dataset"] == ds}
         assert len(keys) == 1
-    # surrogates (when the suite needs one) come first, and every run of that dataset waits for it
+    # surrogates (when the suite needs one) come first: one per seed block (seed 1000 + s, trained on the
+    # block's data), and every run of that block waits for its own
     surs = [s for s in plan.specs if s.kind == "surrogate"]
+    assert len(surs) == 3 * 2
     for s in surs:
         assert s.config["regularizer"] == "none" and s.config["seed"] == s.config["surrogate_seed"]
-        assert all(s.id in r.deps for r in runs if r.config["dataset"] == s.config["dataset"])
+        block = s.config["seed"] - 1000
+        assert s.config["data_seed"] == block
+        mine = [r for r in runs if r.config["dataset"] == s.config["dataset"] and r.config["seed"] == block]
+        assert mine and all(r.deps == [s.id] for r in mine)
+        assert all(RunConfig.from_dict(r.config).effective_data_seed == block for r in mine)
     assert plan.specs[:len(surs)] == surs
+    # a fixed surrogate seed and data seed: one surrogate for every block
+    plan = plan_sweep(sweep_args(tmp_path, "--regularizers", "none,pixel_sim", "--seeds", "0-2",
+                                 "--set", "surrogate_seed=1000", "--set", "data_seed=0"))
+    surs = [s for s in plan.specs if s.kind == "surrogate"]
+    assert len(surs) == 1 and all(r.deps == [surs[0].id] for r in plan.runs)
+    assert {RunConfig.from_dict(r.config).effective_data_seed for r in plan.runs} == {0}
 
 
 def test_sweep_refuses_mixed_budgets_and_bad_names(tmp_path):
@@ -76,7 +88,12 @@ def test_sweep_refuses_mixed_budgets_and_bad_names(tmp_path):
     from bench.app.pipeline import suite_needs_surrogate
     if suite_needs_surrogate("quick"):
         with pytest.raises(ValueError, match="surrogate"):
-            plan_sweep(sweep_args(tmp_path, "--seeds", "0,1000"))
+            plan_sweep(sweep_args(tmp_path, "--seeds", "0,1000", "--set", "surrogate_seed=1000",
+                                  "--set", "data_seed=0"))
+        # per-block surrogates (the default): seed 1000's block has its own surrogate (seed 2000), and
+        # block 0's surrogate (seed 1000) trains on block 0's data, so it is not the seed-1000 run
+        plan = plan_sweep(sweep_args(tmp_path, "--seeds", "0,1000"))
+        assert len({s.run_dir for s in plan.specs}) == len(plan.specs)
     # the CLI turns these into a one-line error with exit code 2
     assert main(["sweep", *TINY, "--out", str(tmp_path / "r"), "--set", "none.epochs=9"]) == 2
 
@@ -126,7 +143,7 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, smoke):
     assert first is not None, proc.stderr.read().decode()[-2000:]
     plan = plan_sweep(spec_from_args(build_parser().parse_args(["sweep", "--regularizers", "none", "--seeds", "0-1",
                                                                 *smoke, "--out", str(out)])))
-    assert [s.kind for s in plan.specs] == ["surrogate", "run", "run"]
+    assert [s.kind for s in plan.specs] == ["surrogate", "surrogate", "run", "run"]  # a surrogate per block
     before = {s.id: job_state(s)[0] for s in plan.specs}
     assert "running" not in before.values()  # a killed job shows as stale, not as running
     done_before = {s.run_dir: (Path(s.run_dir, "model.pt").stat().st_mtime_ns,

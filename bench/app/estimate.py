@@ -306,7 +306,7 @@ def forward_images_per_image(suite: str, cfg, data, out: Path | None, images: in
         x = bdata.to_float(d.test_x[:images])
         ctx = EvalContext(model=model, x=x, y=d.test_y[:images], config=cfg, device=dev, seed=0,
                           num_classes=d.num_classes, progress=False,
-                          surrogate=Surrogate(model=surrogate, seed=cfg.surrogate_seed))
+                          surrogate=Surrogate(model=surrogate, seed=cfg.effective_surrogate_seed))
         with contextlib.redirect_stdout(io.StringIO()):
             r = t(ctx)
         used = _images_of(t, len(x))

@@ -17,8 +17,10 @@ from bench.engine.trainer import train
 
 def surrogate_config(cfg: RunConfig) -> RunConfig:
     """The transfer attack's source model of a run: the same task, model and budget, unregularized,
-    at the config's `surrogate_seed` (a different seed from every run of the comparison)."""
-    return cfg.replace(regularizer="none", reg_params={}, seed=cfg.surrogate_seed)
+    at the run's effective surrogate seed (by default one per seed block: 1000 + seed), trained on the
+    block's own data (its data seed, made explicit so the surrogate's seed does not move it)."""
+    return cfg.replace(regularizer="none", reg_params={}, seed=cfg.effective_surrogate_seed,
+                       data_seed=cfg.effective_data_seed, surrogate_seed=cfg.effective_surrogate_seed)
 
 
 def suite_needs_surrogate(suite: str, only=None) -> bool:

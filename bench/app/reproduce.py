@@ -37,12 +37,14 @@ SCALES = {
     "cpu": {
         "preset": "repro_cpu",
         "seeds": "0-4",
-        # Two step budgets: the main one (5 seeds) and a longer one on 20000 images (3 seeds), so the
+        # Two step budgets: the main one (5 seed blocks: each seed also draws the training subset, the
+        # test images and its own transfer surrogate) and a longer one on 20000 images (3 seeds) that
+        # keeps the earlier fixed design (one training subset and one surrogate for every seed), so the
         # report can say whether the effects change with training length.
         "sweeps": [{"name": "fashion_mnist-gray", "datasets": "fashion_mnist", "sets": [], "seeds": "0-4"},
                    {"name": "fashion_mnist-gray-long", "datasets": "fashion_mnist",
-                    "sets": ["n_train=20000", "epochs=3"], "seeds": "0-2",
-                    "regularizers": names.COMPARISON}],
+                    "sets": ["n_train=20000", "epochs=3", "data_seed=0", "surrogate_seed=1000"], "seeds": "0-2",
+                    "regularizers": names.COMPARISON, "fixed_design": True}],
         "similarity": [("fashion_mnist", 1000), ("skimage_crops", None)],
     },
     "gpu": {

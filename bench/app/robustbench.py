@@ -57,7 +57,7 @@ def zoo_surrogate(dataset: str, out, device="cpu", *, preset: str = "quick", dat
                                     data_dir=data_dir, download=download))
     log(f"[regbench] no `none` record of {dataset} (rgb, 32x32) under {out}: training the transfer surrogate "
         f"(preset {preset})")
-    return train(cfg.replace(seed=cfg.surrogate_seed), log=log)
+    return train(cfg.replace(seed=cfg.effective_surrogate_seed, data_seed=cfg.effective_data_seed), log=log)
 
 
 def eval_robustbench(name: str, threat_model: str, model_dir, suite: str = "paper", n_examples: int | None = None,

@@ -171,7 +171,7 @@ def plan_sweep(spec: SweepSpec) -> Plan:
     for s in specs_run:
         if s.run_dir in sur_dirs:
             raise ValueError(f"seed {s.config['seed']} of `none` is the transfer surrogate's seed "
-                             f"(surrogate_seed={s.config['surrogate_seed']}): the transfer test would attack "
+                             f"(surrogate seed {s.config['seed']}): the transfer test would attack "
                              f"the model with its own gradients. Drop that seed or --set surrogate_seed=...")
     return Plan(specs=specs_sur + specs_run, out=Path(base0.out).expanduser().resolve(),
                 datasets=datasets or [base0.dataset], regularizers=regs, seeds=seeds)
@@ -208,12 +208,15 @@ def _dataset_jobs(spec: SweepSpec, base: RunConfig, regs, seeds, common, per) ->
     import regularizers
     from bench.app.pipeline import suite_needs_surrogate, surrogate_config
     ds, plugins = base.dataset, list(spec.plugins or [])
-    sur, runs, keys, sur_id = [], [], {}, None
-    if suite_needs_surrogate(base.suite):
-        scfg = surrogate_config(base)
-        sur_id = f"surrogate/{ds}/s{scfg.seed}"
-        sur.append(JobSpec(id=sur_id, kind="surrogate", config=scfg.to_dict(),
-                           run_dir=str(Record.for_config(scfg).path), plugins=plugins))
+    sur, runs, keys, sur_ids = [], [], {}, {}
+    if suite_needs_surrogate(base.suite):  # one surrogate per seed block (or one for all: a fixed surrogate_seed)
+        for s in seeds:
+            scfg = surrogate_config(base.replace(seed=s))
+            sid = f"surrogate/{ds}/s{scfg.seed}"
+            sur_ids[s] = sid
+            if all(j.id != sid for j in sur):
+                sur.append(JobSpec(id=sid, kind="surrogate", config=scfg.to_dict(),
+                                   run_dir=str(Record.for_config(scfg).path), plugins=plugins))
     for r in regs:
         params = _params_for(r, common, per)
         regularizers.get_class(r)(**params)  # bad values fail here, before anything runs
@@ -221,7 +224,7 @@ def _dataset_jobs(spec: SweepSpec, base: RunConfig, regs, seeds, common, per) ->
             cfg = base.replace(regularizer=r, reg_params=params, seed=s)
             keys.setdefault(cfg.comparison_key(), []).append(f"{r}/s{s}")
             runs.append(JobSpec(id=f"{r}/{ds}/s{s}", kind="run", config=cfg.to_dict(),
-                                run_dir=str(Record.for_config(cfg).path), deps=[sur_id] if sur_id else [],
+                                run_dir=str(Record.for_config(cfg).path), deps=[sur_ids[s]] if s in sur_ids else [],
                                 plugins=plugins, evaluate=not spec.train_only))
     if len(keys) != 1:  # cannot happen through the CLI; guards programmatic use
         raise ValueError(f"jobs of {ds} would not share one budget/protocol: {keys}")

@@ -19,6 +19,7 @@ DEFAULT_PRESET = "quick"  # what `bench run` / `bench sweep` run without --prese
 DEMO_WORKERS = 2
 
 # Fields that do not change what is computed: excluded from the hash.
+SURROGATE_OFFSET = 1000  # a block's surrogate seed is this plus the block's seed (RunConfig.surrogate_seed None)
 NON_SEMANTIC = ("data_dir", "out", "device", "download", "progress", "preset", "ckpt_every", "compile")
 
 
@@ -33,7 +34,10 @@ class RunConfig:
     n_train: int | None = None  # training subset (None: the whole training split)
     n_test: int | None = None  # test subset used by the suite (None: the whole test set)
     val_fraction: float = 0.01
-    data_seed: int = 0  # subset + validation split; shared by every seed of a comparison
+    # subset, validation split, test images, regularization-set augmentation. None: follows `seed`, so a
+    # seed is a block that also samples the training subset and test images (issue 20's paired design);
+    # an int fixes one subset for every seed of a comparison.
+    data_seed: int | None = None
     augment: str = "auto"  # auto | crop_flip | none  (auto: crop_flip for CIFAR, none for MNIST family)
     arch: str = "resnet18"
     width: float = 1.0  # channel multiplier: 1.0 = 64-128-256-512, 0.25 = 16-32-64-128
@@ -55,7 +59,9 @@ class RunConfig:
     seed: int = 0
     # --- evaluation
     suite: str = "quick"
-    surrogate_seed: int = 1000  # seed of the unregularized surrogate for transfer attacks
+    # seed of the unregularized transfer surrogate. None: SURROGATE_OFFSET + seed, one surrogate per seed
+    # block (its variability is then inside the interval over seeds); an int: one surrogate for all seeds
+    surrogate_seed: int | None = None
     # --- where (not hashed)
     data_dir: str | None = None
     out: str = "results"
@@ -70,10 +76,24 @@ class RunConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def effective_data_seed(self) -> int:
+        """The data seed in force: `data_seed`, or the run's seed when it follows the seed block."""
+        return int(self.seed if self.data_seed is None else self.data_seed)
+
+    @property
+    def effective_surrogate_seed(self) -> int:
+        """The transfer surrogate's seed: `surrogate_seed`, or SURROGATE_OFFSET + seed (per block)."""
+        return int(SURROGATE_OFFSET + self.seed if self.surrogate_seed is None else self.surrogate_seed)
+
     def semantic_dict(self) -> dict:
+        """What the hash covers. The block-following seeds enter resolved, so a record made with a fixed
+        `data_seed=0, surrogate_seed=1000` at seed 0 is the same run as one that follows its seed."""
         d = self.to_dict()
         for k in NON_SEMANTIC:
             d.pop(k, None)
+        d["data_seed"] = self.effective_data_seed
+        d["surrogate_seed"] = self.effective_surrogate_seed
         return d
 
     def hash(self) -> str:
@@ -86,6 +106,9 @@ class RunConfig:
         d = self.semantic_dict()
         for k in ("regularizer", "reg_params", "seed"):
             d.pop(k)
+        # seeds that follow the block are part of the block, not of the comparison
+        d["data_seed"] = "seed" if self.data_seed is None else self.data_seed
+        d["surrogate_seed"] = f"{SURROGATE_OFFSET}+seed" if self.surrogate_seed is None else self.surrogate_seed
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def replace(self, **kw) -> "RunConfig":
@@ -253,8 +276,8 @@ def validate(cfg: RunConfig) -> None:
     _check_int("n_test (--n-test)", cfg.n_test, 1, optional=True)
     _check_int("steps_per_epoch", cfg.steps_per_epoch, 1, optional=True)
     _check_int("seed (--seed)", cfg.seed, 0, 2**63 - 1)
-    _check_int("data_seed", cfg.data_seed, 0, 2**63 - 1)
-    _check_int("surrogate_seed", cfg.surrogate_seed, 0, 2**63 - 1)
+    _check_int("data_seed", cfg.data_seed, 0, 2**63 - 1, optional=True)
+    _check_int("surrogate_seed", cfg.surrogate_seed, 0, 2**63 - 1, optional=True)
     _check_int("ckpt_every", cfg.ckpt_every, 1)
     _check_float("width (--width)", cfg.width, 0.0, 64.0, lo_open=True)
     _check_float("lr", cfg.lr, 0.0, lo_open=True)

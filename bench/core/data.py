@@ -258,7 +258,7 @@ def test_subset(n_total: int, n_test: int | None, data_seed: int) -> torch.Tenso
 def load_for_config(cfg) -> "DataBundle":
     """The task data a RunConfig describes (its subset, split, colour and size)."""
     return load(cfg.dataset, color=cfg.color, image_size=cfg.image_size, n_train=cfg.n_train,
-                n_test=cfg.n_test, val_fraction=cfg.val_fraction, data_seed=cfg.data_seed,
+                n_test=cfg.n_test, val_fraction=cfg.val_fraction, data_seed=cfg.effective_data_seed,
                 data_dir=cfg.data_dir, download=cfg.download)
 
 
