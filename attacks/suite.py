@@ -37,7 +37,8 @@ BUILTIN_SUITES: dict[str, list[tuple[str, dict]]] = {
               ("transfer_fgsm", {}),
               ("corruptions", {}),
               ("min_perturbation", {"n": 1000}),  # DDN, early stopping (<= 250 steps): 1000-step DDN's median
-              ("boundary", {"n": 1000, "repeats": 5, "steps": 50}),
+              ("boundary", {"n": 1000, "repeats": 5, "steps": 50}),  # the paper's figure: measures its start
+              ("boundary_converged", {"n": 1000}),  # the decision-based distance claims are judged on
               ("transfer_fgsm_reverse", {})],
     "full": [("clean", {}),
              ("gaussian_noise", {}),
@@ -45,6 +46,7 @@ BUILTIN_SUITES: dict[str, list[tuple[str, dict]]] = {
              ("corruptions", {}),
              ("min_perturbation", {"n": 1000, "steps": 1000, "patience": 100}),
              ("boundary", {"n": 1000, "repeats": 5, "steps": 10000, "curve_points": 8}),
+             ("boundary_converged", {"n": 1000, "max_steps": 20000}),
              ("transfer_fgsm_reverse", {}),
              ("pgd", {"n": 1000, "steps": 20}),
              ("autoattack", {"n": 1000, "eps": 1 / 255}),
@@ -53,7 +55,10 @@ BUILTIN_SUITES: dict[str, list[tuple[str, dict]]] = {
     # images, the honesty check (min_perturbation: DDN with early stopping, converged, on the boundary's
     # 40 images) and PGD on a small subset; about 2 CPU-minutes per model at width 0.25, so the study's
     # evaluation stays under half its training. HopSkipJump and AutoAttack are left to `full` (minutes per
-    # model here; on 8 images HopSkipJump said nothing the converged white-box minimum does not).
+    # model here; on 8 images HopSkipJump said nothing the converged white-box minimum does not). No
+    # `boundary_converged` either: on this CPU 6000 steps on 20 images of one model took minutes and had not
+    # converged (median still falling 19% per 2000 steps, 15x the white-box minimum), so the CPU study judges
+    # distances on the converged white-box minimum (`minimal_l2`); the paper and full suites run it.
     "repro_cpu": [("clean", {}),
                   ("gaussian_noise", {"n": 500}),
                   ("transfer_fgsm", {"n": 250}),

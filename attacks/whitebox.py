@@ -106,8 +106,13 @@ def _distance_result(ctx, x, labels, adv, ok, channel, extra: dict, summary_extr
         success = (predict(ctx.model, adv) != labels) & ok
     d = sq_l2_per_pixel(adv, x, channel)[success].cpu().numpy()
     med = float(np.median(d)) if len(d) else float("nan")
-    return {"summary": {"median_sq_l2": med, "success_rate": float(success.float().mean()), **(summary_extra or {})},
+    l2 = (adv - x).flatten(1).norm(dim=1).float().cpu()
+    ok_l2 = l2[success.cpu()].numpy()
+    return {"summary": {"median_sq_l2": med, "median_l2": float(np.median(ok_l2)) if len(ok_l2) else float("nan"),
+                        "success_rate": float(success.float().mean()), **(summary_extra or {})},
             "details": {"n_images": len(x), "image_selection_seed": int(ctx.seed),
+                        # plain L2 per image (None: not adversarial), for the minimum over attacks
+                        "per_image_l2": [float(v) if s else None for v, s in zip(l2.tolist(), success.cpu().tolist())],
                         "unit": "squared L2 / number of values" + (" (channel 0)" if channel == "0" else
                                                                      " (all channels)"), **extra}}
 
@@ -147,7 +152,8 @@ class HopSkipJump(SuiteTest):
                 adv[s] = attack.run(fmodel, x[s], fb.criteria.Misclassification(labels[s]),
                                     starting_points=starts[s]).detach()
                 bar.update(1)
-        return _distance_result(ctx, x, labels, adv, ok, p.channel, {"steps": p.steps, "starting_points": info})
+        return _distance_result(ctx, x, labels, adv, ok, p.channel, {"steps": p.steps, "starting_points": info,
+                                                                    "image_indices": idx.tolist()})
 
 
 # --------------------------------------------------------------------------- minimal L2 with early stopping
@@ -340,6 +346,7 @@ class MinPerturbation(SuiteTest):
                    "forward_images_per_image": fwd / max(len(x), 1)}
         return _distance_result(ctx, x, labels, adv, ok, p.channel,
                                 {"attack": p.attack, "steps": p.steps, "patience": p.patience, "tol": p.tol,
+                                 "image_indices": idx.tolist(),
                                  "steps_used": steps_used.tolist(),
                                  "early_stopping": p.patience is not None and not p.attack.endswith("_foolbox")},
                                 summary)

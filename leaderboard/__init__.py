@@ -8,7 +8,7 @@
 Plots (`leaderboard.plots.plot_all`) and RobustBench models (`leaderboard.robustbench`) are
 imported lazily: matplotlib and robustbench are only needed by those.
 """
-from .aggregate import aggregate, build_table, load_curves, load_records, sem, welch_p
+from .aggregate import aggregate, build_table, load_curves, load_details, load_records, sem, welch_p
 from .render import FORMATS, render, write
 
 
@@ -17,5 +17,5 @@ def plot_all(roots, out_dir):
     return _plot_all(roots, out_dir)
 
 
-__all__ = ["load_records", "load_curves", "build_table", "aggregate", "render", "write", "plot_all", "sem",
+__all__ = ["load_records", "load_curves", "load_details", "build_table", "aggregate", "render", "write", "plot_all", "sem",
            "welch_p", "FORMATS"]

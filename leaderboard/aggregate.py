@@ -32,7 +32,7 @@ from bench.core import store
 from bench.core.records import Record
 from bench.core.stats import sem  # noqa: F401  (re-exported: leaderboard.sem)
 
-from .derived import corruption_error_rows
+from .derived import corruption_error_rows, record_rows
 from .stats import holm, welch_interval
 
 # Columns that identify an aggregated row (besides the statistics).
@@ -157,6 +157,11 @@ def _record_metrics(metrics: dict) -> list[dict]:
             if _is_number(v):
                 rows.append({"test": test, "metric": f"{test}.{k}", "value": float(v), "kind": "summary",
                              "lower_is_better": k in lower})
+            elif v is None and k == "strength_50":
+                top = _top_level(res)
+                if top is not None:  # never fell to half of clean: censored at the top level, not dropped
+                    rows.append({"test": test, "metric": f"{test}.{k}", "value": top, "kind": "summary",
+                                 "lower_is_better": False, "censored": True})
         summary = res.get("summary") or {}
         for cname, c in (res.get("curves") or {}).items():
             if not isinstance(c, dict) or "x" not in c or "y" not in c:
@@ -182,6 +187,13 @@ def _record_metrics(metrics: dict) -> list[dict]:
             rows.append({"test": "train", "metric": f"train.{k}", "value": float(train[k]), "kind": "cost",
                          "lower_is_better": True})
     return rows
+
+
+def _top_level(res: dict) -> float | None:
+    """The strongest level of a result's accuracy curve (where a censored strength_50 is censored)."""
+    c = (res.get("curves") or {}).get("accuracy") or {}
+    xs = [float(x) for x in c.get("x") or [] if _is_number(x)]
+    return max(xs) if xs else None
 
 
 SCORE_TESTS = ("gaussian_noise", "transfer_fgsm")
@@ -255,7 +267,7 @@ def _read_all(roots, strict: bool | None = None) -> list[tuple[Path, dict, dict,
 TIDY_COLS = ["run_dir", "hash", "dataset", "color", "arch", "width", "model_params", "budget_steps", "epochs",
              "n_test", "regularizer", "reg_params", "label", "comparison_key", "external", "seed", "suite_name",
              "protocol_id", "protocol", "protocol_map", "test", "metric", "value", "kind", "lower_is_better", "score_basis",
-             "skipped"]
+             "skipped", "censored"]
 
 
 # ------------------------------------------------------------------ robust record loading
@@ -357,11 +369,12 @@ def load_records(*roots, strict: bool | None = None) -> pd.DataFrame:
         mrows = _record_metrics(metrics)
         if not mrows:
             continue
+        mrows += record_rows(metrics.get("suite") or {})
         mrows += derived.get(meta["run_dir"], [])
         score, basis = record_score(mrows)
         mrows.append({"test": "", "metric": SCORE, "value": score, "kind": "score", "lower_is_better": False})
         for r in mrows:
-            rows.append({**meta, **r, "score_basis": basis})
+            rows.append({**meta, "censored": False, **r, "score_basis": basis})
     return pd.DataFrame(rows, columns=TIDY_COLS)
 
 
@@ -413,6 +426,8 @@ def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
     df["model_params"] = df["model_params"].fillna(-1)
     # per group and metric: the per-seed values (one per record)
     vals = df.groupby(GROUP_COLS + ["metric"], sort=False, dropna=False)["value"].apply(list)
+    cens = (df.assign(censored=df["censored"].fillna(False).astype(bool)) if "censored" in df
+            else df.assign(censored=False)).groupby(GROUP_COLS + ["metric"], sort=False, dropna=False)["censored"].sum()
     rows = {}
     for key, v in vals.items():
         gkey, metric = key[:-1], key[-1]
@@ -440,6 +455,9 @@ def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
             base[f"{m}|mean"] = float(fin.mean()) if len(fin) else float("nan")
             base[f"{m}|sem"] = sem(fin)
             base[f"{m}|n"] = int(len(fin))
+            k = int(cens.get(gkey + (m,), 0)) if m in per_metric else 0
+            if k:
+                base[f"{m}|censored"] = k
         out_rows.append(base)
     out = pd.DataFrame(out_rows)
     # differences to the `none` row with the same comparison key and protocol

@@ -92,7 +92,11 @@ def csv_safe(value):
 
 
 def _cell(r, m) -> str:
-    return fmt_value(r.get(f"{m}|mean"), r.get(f"{m}|sem"), r.get(f"{m}|n"))
+    cell = fmt_value(r.get(f"{m}|mean"), r.get(f"{m}|sem"), r.get(f"{m}|n"))
+    k = r.get(f"{m}|censored")
+    if k and k == k and int(k) > 0:  # censored seeds enter at the top of the tested range: a lower bound
+        cell = f">= {cell} [{int(k)} censored]"
+    return cell
 
 
 def _diff(r, m) -> str:

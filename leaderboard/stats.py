@@ -1,34 +1,45 @@
-"""Comparisons over seeds and the verdict words of a claim.
+"""Comparisons over seed blocks and the verdict words of a claim: one rule, applied as written.
 
-For a regularizer against a baseline on one metric (values: one per seed):
-  * the difference of means with its 95% Welch interval (Welch-Satterthwaite degrees of freedom)
-    and Welch's two-sided p-value (`scipy.stats.ttest_ind(equal_var=False)`);
-  * Holm's step-down correction across the comparisons of one claim;
-  * the smallest effect the design could detect (two-sided alpha 0.05, power 0.8, at the observed
-    spread and seed counts; exact power of the Welch t-test from the noncentral t distribution) and
-    the number of seeds per arm that would detect a given effect.
+Design. A seed is a block: for every regularizer, seed s fixes the initialisation, the training subset,
+the data order, the pair draws, the test images, the transfer surrogate and every attack's randomness.
+So a regularizer's value at seed s and the baseline's value at seed s are a pair, and a comparison uses
+the pairing whenever both arms have the seed:
+  * paired: the mean of the per-block differences with its t interval (n - 1 degrees of freedom) and
+    the paired t-test (`scipy.stats.ttest_rel`); blocks present in one arm only are left out and counted
+    (`dropped_unpaired`);
+  * Welch: for sets that are not paired (no common seeds, or `paired=False`, e.g. records from another
+    budget or a zoo model): the difference of means with the Welch-Satterthwaite interval
+    (`scipy.stats.ttest_ind(equal_var=False)`).
+Per-image metrics (a median distance over the block's test images) are compared the same way: the
+block's statistic is computed on a sample of images drawn anew in every block (the test subset follows
+the seed), so the spread of the per-block differences already holds the image-sampling variance next to
+the training variance (two-stage sampling: the variance of a block mean includes the within-block
+variance), and the paired t interval over blocks is valid for both. That is the equivalent of a
+hierarchical (seeds, then images) bootstrap that we use instead of one: with 3-5 blocks a bootstrap
+over blocks has too few distinct resamples to give a reliable interval, and the t interval does not
+need them. Where a design fixes the images for every seed (a fixed `data_seed`), the interval covers
+training variability on those images only; the report says so.
 
-Verdict of one comparison, in the "better" direction (d > 0 means the regularizer is better) with
-E > 0 the claimed effect (or, for claims that give a direction only, the smallest effect of interest):
-  reproduced    significant after Holm with d > 0, and the interval reaches E;
-  partly        significant after Holm with d > 0, but the interval lies below E (a smaller effect);
-  contradicted  the interval lies wholly below 0 (the wrong direction), or wholly below E (whatever
-                the effect is, it is smaller than claimed: a null with power);
-  inconclusive  otherwise: not significant and the interval contains both 0 and E; the verdict says
-                how many seeds per arm would detect E.
-Non-inferiority comparisons (e.g. "clean accuracy is preserved within 2 points") use the margin M:
-reproduced when the interval lies above -M, contradicted when it lies below -M, else inconclusive.
-A claim is reproduced when all its comparisons are, contradicted when all are, partly when at least
-one is reproduced or partly, and inconclusive otherwise.
+Verdicts. A claim's comparisons form one family: each comparison's interval is widened to the
+Bonferroni level 1 - alpha / m (m = the claim's comparisons), so all m hold together with probability
+at least 1 - alpha. The word of a comparison comes from its adjusted interval [lo, hi] in the "better"
+direction and the claimed effect E > 0 (or, for a direction-only claim, the smallest effect of
+interest) by the first rule of `RULES` that holds; non-inferiority comparisons (margin M) by
+`NONINFERIORITY_RULES`. A claim combines its words by its quantifier (`QUANTIFIERS`: all, any, or per
+metric family). The report prints `rule_text()`, which is built from the same tables the code applies,
+so the stated rule and the applied rule cannot drift apart.
 
-Written by hand: Holm is six lines and the detectable effect one root-find; statsmodels (which has
-both) would be a large dependency for them. scipy supplies every distribution.
+Censored values (a curve that never falls to half of clean within the tested range) have no mean; a
+metric with censored seeds is compared by the paired sign test on the signs that are known (`sign_test`).
+
+Written by hand: Bonferroni is one division, the sign test one binomial tail, power one noncentral t;
+statsmodels (which has them) would be a large dependency for that. scipy supplies every distribution.
 """
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy import optimize, stats
@@ -36,6 +47,42 @@ from scipy import optimize, stats
 ALPHA = 0.05
 POWER = 0.8
 WORDS = ("reproduced", "partly", "contradicted", "inconclusive")
+
+# The verdict of one superiority comparison: the first rule whose test holds, on the adjusted interval
+# [lo, hi] in the better direction and the claimed effect e > 0.
+RULES = (
+    ("reproduced", "the adjusted interval lies above 0 and reaches the claimed effect",
+     lambda lo, hi, e: lo > 0 and hi >= e),
+    ("partly", "the adjusted interval lies above 0 but wholly below the claimed effect (a smaller effect)",
+     lambda lo, hi, e: lo > 0 and hi < e),
+    ("contradicted", "the adjusted interval holds 0 or lies below it, and lies wholly below the claimed effect "
+                     "(whatever the effect is, it is smaller than claimed, or of the wrong sign)",
+     lambda lo, hi, e: lo <= 0 and hi < e),
+    ("inconclusive", "the adjusted interval holds both 0 and the claimed effect",
+     lambda lo, hi, e: True),
+)
+NONINFERIORITY_RULES = (
+    ("reproduced", "the adjusted interval lies above minus the margin", lambda lo, hi, m: lo > -m),
+    ("contradicted", "the adjusted interval lies wholly below minus the margin", lambda lo, hi, m: hi < -m),
+    ("inconclusive", "the adjusted interval holds minus the margin", lambda lo, hi, m: True),
+)
+# How a claim combines its comparisons' words: the first rule that holds.
+QUANTIFIERS = {
+    "all": (
+        ("contradicted", "any comparison is contradicted", lambda w: "contradicted" in w),
+        ("reproduced", "every comparison is reproduced", lambda w: all(x == "reproduced" for x in w)),
+        ("partly", "every comparison is reproduced or partly", lambda w: all(x in ("reproduced", "partly") for x in w)),
+        ("inconclusive", "otherwise", lambda w: True),
+    ),
+    "any": (
+        ("reproduced", "any comparison is reproduced", lambda w: "reproduced" in w),
+        ("partly", "any comparison is partly", lambda w: "partly" in w),
+        ("contradicted", "every comparison is contradicted", lambda w: all(x == "contradicted" for x in w)),
+        ("inconclusive", "otherwise", lambda w: True),
+    ),
+}
+QUANTIFIER_TEXT = {"all": "all of its comparisons must hold", "any": "one comparison suffices",
+                   "family": "judged per metric family (each family by the `all` rule)"}
 
 
 def _clean(v) -> np.ndarray:
@@ -50,12 +97,10 @@ def welch_df(va: float, na: int, vb: float, nb: int) -> float:
     return (qa + qb) ** 2 / den if den > 0 else float(na + nb - 2)
 
 
-def power_welch(effect: float, sd_a: float, n_a: int, sd_b: float, n_b: int, alpha: float = ALPHA) -> float:
-    """Power of the two-sided Welch t-test to detect a true difference `effect`."""
-    se = math.sqrt(sd_a ** 2 / n_a + sd_b ** 2 / n_b)
+def _power_t(effect: float, se: float, df: float, alpha: float) -> float:
+    """Power of a two-sided t-test with standard error `se` and `df` degrees of freedom."""
     if se == 0:
         return 1.0 if effect != 0 else alpha
-    df = welch_df(sd_a ** 2, n_a, sd_b ** 2, n_b)
     t = stats.t.ppf(1 - alpha / 2, df)
     nc = abs(effect) / se
     if nc > t + 40:  # far beyond the critical value: power is 1 to double precision (nct returns NaN there)
@@ -66,19 +111,38 @@ def power_welch(effect: float, sd_a: float, n_a: int, sd_b: float, n_b: int, alp
     return pw
 
 
+def power_welch(effect: float, sd_a: float, n_a: int, sd_b: float, n_b: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided Welch t-test to detect a true difference `effect`."""
+    se = math.sqrt(sd_a ** 2 / n_a + sd_b ** 2 / n_b)
+    return _power_t(effect, se, welch_df(sd_a ** 2, n_a, sd_b ** 2, n_b) if se > 0 else 1.0, alpha)
+
+
+def power_paired(effect: float, sd_d: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided paired t-test (n blocks, sd of the differences sd_d)."""
+    return _power_t(effect, sd_d / math.sqrt(n), n - 1, alpha)
+
+
 def detectable_effect(sd_a: float, n_a: int, sd_b: float, n_b: int, alpha: float = ALPHA,
                       power: float = POWER) -> float:
     """Smallest true difference the Welch test detects with the given power (same unit as the data)."""
     se = math.sqrt(sd_a ** 2 / n_a + sd_b ** 2 / n_b)
+    return _detectable(lambda e: power_welch(e, sd_a, n_a, sd_b, n_b, alpha), se, power)
+
+
+def detectable_effect_paired(sd_d: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """Smallest true difference the paired t-test detects with the given power."""
+    return _detectable(lambda e: power_paired(e, sd_d, n, alpha), sd_d / math.sqrt(max(n, 1)), power)
+
+
+def _detectable(pw, se: float, power: float) -> float:
     if not se > 0:
         return 0.0
     hi = se
-    while power_welch(hi, sd_a, n_a, sd_b, n_b, alpha) < power:
+    while pw(hi) < power:
         hi *= 2
         if hi > 1e6 * se:
             return float("inf")
-    return float(optimize.brentq(lambda e: power_welch(e, sd_a, n_a, sd_b, n_b, alpha) - power, 0.0, hi,
-                                 xtol=se * 1e-6))
+    return float(optimize.brentq(lambda e: pw(e) - power, 0.0, hi, xtol=se * 1e-6))
 
 
 def seeds_needed(effect: float, sd_a: float, sd_b: float, alpha: float = ALPHA, power: float = POWER,
@@ -88,6 +152,17 @@ def seeds_needed(effect: float, sd_a: float, sd_b: float, alpha: float = ALPHA, 
         return None
     for n in range(2, max_n + 1):
         if power_welch(effect, sd_a, n, sd_b, n, alpha) >= power - 1e-6:
+            return n
+    return None
+
+
+def seeds_needed_paired(effect: float, sd_d: float, alpha: float = ALPHA, power: float = POWER,
+                        max_n: int = 1000) -> int | None:
+    """Seed blocks (= seeds per arm) for the paired t-test to detect `effect`; None above max_n."""
+    if not effect or not math.isfinite(effect) or not math.isfinite(sd_d):
+        return None
+    for n in range(2, max_n + 1):
+        if power_paired(effect, sd_d, n, alpha) >= power - 1e-6:
             return n
     return None
 
@@ -106,8 +181,8 @@ def holm(pvalues) -> list[float]:
 
 
 def welch_interval(a, b, alpha: float = ALPHA) -> tuple[float, float, float, float]:
-    """(difference of means, 95% Welch interval low, high, p) of values a minus values b; NaNs with
-    fewer than two finite values on a side."""
+    """(difference of means, Welch interval low, high, p) of values a minus values b at level 1 - alpha;
+    NaNs with fewer than two finite values on a side."""
     a, b = _clean(a), _clean(b)
     nan = float("nan")
     if len(a) < 2 or len(b) < 2:
@@ -124,6 +199,51 @@ def welch_interval(a, b, alpha: float = ALPHA) -> tuple[float, float, float, flo
     return diff, diff - half, diff + half, p
 
 
+def paired_interval(a, b, alpha: float = ALPHA) -> tuple[float, float, float, float]:
+    """(mean difference, t interval low, high, p) of paired values a[i] - b[i] at level 1 - alpha
+    (pairs with a non-finite side dropped); NaNs with fewer than two pairs."""
+    a, b = np.asarray(list(a), float), np.asarray(list(b), float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    d = a[ok] - b[ok]
+    nan = float("nan")
+    if len(d) < 2:
+        return nan, nan, nan, nan
+    mean, se = float(d.mean()), float(d.std(ddof=1)) / math.sqrt(len(d))
+    if not se > 0:
+        return mean, mean, mean, (1.0 if mean == 0 else 0.0)
+    half = float(stats.t.ppf(1 - alpha / 2, len(d) - 1)) * se
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_rel(a[ok], b[ok]).pvalue)
+    return mean, mean - half, mean + half, p
+
+
+def sign_test(a, b, censor_a=None, censor_b=None) -> dict:
+    """Paired sign test for right-censored values (a value censored at the top of the tested range is
+    known only to be at least that): the sign of a - b is known unless both are censored (then it is a
+    tie and left out), and a censored side beats an uncensored one. Two-sided exact binomial p."""
+    a, b = np.asarray(list(a), float), np.asarray(list(b), float)
+    ca = np.zeros(len(a), bool) if censor_a is None else np.asarray(list(censor_a), bool)
+    cb = np.zeros(len(b), bool) if censor_b is None else np.asarray(list(censor_b), bool)
+    pos = neg = ties = 0
+    for x, y, cx, cy in zip(a, b, ca, cb):
+        if cx and cy:
+            ties += 1
+        elif cx:
+            pos += 1
+        elif cy:
+            neg += 1
+        elif x > y:
+            pos += 1
+        elif x < y:
+            neg += 1
+        else:
+            ties += 1
+    n = pos + neg
+    p = float(stats.binomtest(pos, n).pvalue) if n else float("nan")
+    return {"positive": pos, "negative": neg, "ties": ties, "p": p}
+
+
 @dataclass
 class Comparison:
     metric: str
@@ -135,18 +255,37 @@ class Comparison:
     sem: float
     base_mean: float
     base_sem: float
-    diff: float  # mean - base_mean (metric units)
-    ci_low: float
+    diff: float  # mean difference (paired) or difference of means (Welch), metric units
+    ci_low: float  # 95% interval (unadjusted) ...
     ci_high: float
     p: float
     higher_is_better: bool = True
+    analysis: str = "welch"  # paired | welch
+    n_pairs: int = 0
+    dropped_unpaired: int = 0
+    se: float = float("nan")  # of the difference
+    df: float = float("nan")
+    sd_a: float = float("nan")
+    sd_b: float = float("nan")
+    sd_diff: float = float("nan")  # paired only
+    corr: float = float("nan")  # paired only: correlation of the two arms over blocks
+    welch_ci: tuple = (float("nan"), float("nan"))  # the unpaired interval on the same values, for reference
     p_holm: float = float("nan")
-    detectable: float = float("nan")  # smallest |diff| detectable with power 0.8
+    detectable: float = float("nan")  # smallest |diff| detectable with power 0.8 (unadjusted alpha)
     effect: float | None = None  # E in the better direction (claimed, or smallest effect of interest)
     effect_source: str = ""
     kind: str = "superiority"  # superiority | noninferiority
+    family: str = ""  # metric family (noise, transfer, decision-based distance, ...)
+    adj_level: float = 0.95  # level of the family-wise adjusted interval the verdict used
+    adj_low: float = float("nan")
+    adj_high: float = float("nan")
     verdict: str = ""
-    seeds_to_decide: int | None = None
+    seeds_to_decide: int | None = None  # under the analysis used (paired: seed blocks)
+    seeds_to_decide_unpaired: int | None = None
+    censored: int = 0
+    base_censored: int = 0
+    values: list = field(default_factory=list)  # per block, for the record
+    base_values: list = field(default_factory=list)
 
     @property
     def better_diff(self) -> float:
@@ -154,63 +293,136 @@ class Comparison:
 
     @property
     def better_ci(self) -> tuple[float, float]:
-        return (self.ci_low, self.ci_high) if self.higher_is_better else (-self.ci_high, -self.ci_low)
+        return _better(self.ci_low, self.ci_high, self.higher_is_better)
+
+    @property
+    def better_adj(self) -> tuple[float, float]:
+        return _better(self.adj_low, self.adj_high, self.higher_is_better)
+
+    def interval(self, level: float) -> tuple[float, float]:
+        """The interval of the difference at `level` (the analysis this comparison used)."""
+        if not (self.se > 0) or not math.isfinite(self.se):
+            return self.diff, self.diff
+        half = float(stats.t.ppf(0.5 + level / 2, self.df)) * self.se
+        return self.diff - half, self.diff + half
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["welch_ci"] = list(self.welch_ci)
+        return d
+
+
+def _better(lo, hi, higher):
+    return (lo, hi) if higher else (-hi, -lo)
 
 
 def compare(a, b, metric: str = "", reg: str = "", base: str = "", higher_is_better: bool = True,
-            alpha: float = ALPHA) -> Comparison | None:
-    """Regularizer values `a` against baseline values `b` (one per seed); None with < 2 on a side."""
+            alpha: float = ALPHA, seeds_a=None, seeds_b=None, paired: bool | None = None) -> Comparison | None:
+    """Regularizer values `a` against baseline values `b` (one per seed). With the seeds of both arms and
+    `paired` not False, the blocks both arms have are compared pairwise (module docstring); else Welch.
+    None with fewer than two values (or pairs) to compare."""
+    if seeds_a is not None and seeds_b is not None and paired is not False:
+        da = {int(s): float(v) for s, v in zip(seeds_a, a) if v is not None and math.isfinite(float(v))}
+        db = {int(s): float(v) for s, v in zip(seeds_b, b) if v is not None and math.isfinite(float(v))}
+        common = sorted(da.keys() & db.keys())
+        if len(common) >= 2:
+            return _paired(da, db, common, metric, reg, base, higher_is_better, alpha)
+        if paired:
+            return None
     a, b = _clean(a), _clean(b)
     if len(a) < 2 or len(b) < 2:
         return None
     va, vb = float(a.var(ddof=1)), float(b.var(ddof=1))
     diff, lo, hi, p = welch_interval(a, b, alpha)
-    det = detectable_effect(math.sqrt(va), len(a), math.sqrt(vb), len(b), alpha)
+    se = math.sqrt(va / len(a) + vb / len(b))
+    df = welch_df(va, len(a), vb, len(b)) if se > 0 else float(len(a) + len(b) - 2)
     return Comparison(metric=metric, reg=reg, base=base, n=len(a), base_n=len(b), mean=float(a.mean()),
                       sem=math.sqrt(va / len(a)), base_mean=float(b.mean()), base_sem=math.sqrt(vb / len(b)),
-                      diff=diff, ci_low=lo, ci_high=hi, p=p, higher_is_better=higher_is_better,
-                      detectable=det)
+                      diff=diff, ci_low=lo, ci_high=hi, p=p, higher_is_better=higher_is_better, analysis="welch",
+                      se=se, df=df, sd_a=math.sqrt(va), sd_b=math.sqrt(vb), welch_ci=(lo, hi),
+                      detectable=detectable_effect(math.sqrt(va), len(a), math.sqrt(vb), len(b), alpha),
+                      values=a.tolist(), base_values=b.tolist())
 
 
-def judge(c: Comparison, alpha: float = ALPHA) -> str:
-    """The verdict word of one comparison (module docstring); sets `c.verdict` and `seeds_to_decide`."""
-    lo, hi = c.better_ci
+def _paired(da: dict, db: dict, common: list, metric, reg, base, higher, alpha) -> Comparison:
+    a = np.array([da[s] for s in common])
+    b = np.array([db[s] for s in common])
+    n = len(common)
+    diff, lo, hi, p = paired_interval(a, b, alpha)
+    d = a - b
+    sd_d = float(d.std(ddof=1))
+    sd_a, sd_b = float(a.std(ddof=1)), float(b.std(ddof=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = float(np.corrcoef(a, b)[0, 1]) if sd_a > 0 and sd_b > 0 else float("nan")
+    _, wlo, whi, _ = welch_interval(a, b, alpha)
+    return Comparison(metric=metric, reg=reg, base=base, n=n, base_n=n, mean=float(a.mean()),
+                      sem=sd_a / math.sqrt(n), base_mean=float(b.mean()), base_sem=sd_b / math.sqrt(n),
+                      diff=diff, ci_low=lo, ci_high=hi, p=p, higher_is_better=higher, analysis="paired",
+                      n_pairs=n, dropped_unpaired=len(da) + len(db) - 2 * n, se=sd_d / math.sqrt(n),
+                      df=float(n - 1), sd_a=sd_a, sd_b=sd_b, sd_diff=sd_d, corr=corr, welch_ci=(wlo, whi),
+                      detectable=detectable_effect_paired(sd_d, n, alpha), values=a.tolist(), base_values=b.tolist())
+
+
+def judge(c: Comparison, m: int = 1, alpha: float = ALPHA) -> str:
+    """The verdict word of one comparison in a family of `m` (module docstring); sets the adjusted
+    interval, `verdict` and, when inconclusive, the seeds per arm that would decide it."""
+    level = 1 - alpha / max(int(m), 1)
+    c.adj_level = level
+    c.adj_low, c.adj_high = c.interval(level)
+    lo, hi = c.better_adj
     e = c.effect
-    p = c.p_holm if c.p_holm == c.p_holm else c.p
     if c.kind == "noninferiority":
-        m = abs(e or 0.0)
-        word = "reproduced" if lo > -m else "contradicted" if hi < -m else "inconclusive"
+        rules, e = NONINFERIORITY_RULES, abs(e or 0.0)
     elif e is None or not e > 0:
         raise ValueError(f"{c.metric}: a superiority comparison needs a positive effect of interest")
-    elif p < alpha and c.better_diff > 0:
-        word = "reproduced" if hi >= e else "partly"
-    elif hi < 0 or hi < e:
-        word = "contradicted"
     else:
-        word = "inconclusive"
+        rules = RULES
+    word = next(w for w, _, test in rules if test(lo, hi, e))
     c.verdict = word
     if word == "inconclusive":
-        sd_a, sd_b = c.sem * math.sqrt(c.n), c.base_sem * math.sqrt(c.base_n)
-        c.seeds_to_decide = seeds_needed(abs(e or 0.0) or abs(c.diff), sd_a, sd_b, alpha)
+        # superiority: seeds to detect the claimed effect; non-inferiority: to tell the estimate from the margin
+        target = abs(e) if c.kind == "superiority" else abs(c.better_diff + e)
+        a_adj = alpha / max(int(m), 1)
+        if c.analysis == "paired":
+            c.seeds_to_decide = seeds_needed_paired(target, c.sd_diff, a_adj)
+        c.seeds_to_decide_unpaired = seeds_needed(target, c.sd_a, c.sd_b, a_adj)
+        if c.analysis != "paired":
+            c.seeds_to_decide = c.seeds_to_decide_unpaired
     return word
 
 
-def judge_claim(comps: list[Comparison], alpha: float = ALPHA) -> str:
-    """Holm-correct the claim's superiority comparisons, judge each, and combine (module docstring)."""
+def combine(words: list[str], quantifier: str = "all") -> str:
+    """A claim's word from its comparisons' words by its quantifier (`QUANTIFIERS`)."""
+    return next(w for w, _, test in QUANTIFIERS[quantifier] if test(words))
+
+
+def judge_claim(comps: list, quantifier: str = "all", alpha: float = ALPHA) -> tuple[str, dict]:
+    """Judge every comparison at the Bonferroni level over the claim's comparisons and combine them by
+    the quantifier: (verdict, {family: verdict} when the quantifier is `family`, else {})."""
     comps = [c for c in comps if c is not None]
     if not comps:
-        return "not tested (metric missing)"
-    sup = [c for c in comps if c.kind == "superiority"]
-    for c, ph in zip(sup, holm([c.p for c in sup])):
-        c.p_holm = ph
-    words = [judge(c, alpha) for c in comps]
-    if all(w == "reproduced" for w in words):
-        return "reproduced"
-    if all(w == "contradicted" for w in words):
-        return "contradicted"
-    if any(w in ("reproduced", "partly") for w in words):
-        return "partly"
-    return "inconclusive"
+        return "not tested (metric missing)", {}
+    m = len(comps)
+    for c in comps:
+        judge(c, m, alpha)
+    if quantifier == "family":
+        fams: dict[str, list[str]] = {}
+        for c in comps:
+            fams.setdefault(c.family or c.metric, []).append(c.verdict)
+        per = {f: combine(w, "all") for f, w in fams.items()}
+        words = set(per.values())
+        overall = words.pop() if len(words) == 1 else "mixed"
+        return overall, per
+    return combine([c.verdict for c in comps], quantifier), {}
+
+
+def rule_text(alpha: float = ALPHA) -> str:
+    """The rule the verdicts follow, in words, built from the tables `judge` and `combine` apply."""
+    sup = "; ".join(f"*{w}* when {d}" for w, d, _ in RULES)
+    ni = "; ".join(f"*{w}* when {d}" for w, d, _ in NONINFERIORITY_RULES)
+    q = " ".join(f"Quantifier `{k}` ({QUANTIFIER_TEXT[k]}): " + "; ".join(f"*{w}* when {d}" for w, d, _ in rules) + "."
+                 for k, rules in QUANTIFIERS.items())
+    return (f"Each comparison's interval is the family-wise adjusted one: Bonferroni over the claim's m comparisons, "
+            f"level 1 - {alpha}/m, in the direction the claim calls better. Superiority: {sup}. Non-inferiority "
+            f"(margin M): {ni}. {q} Quantifier `family`: {QUANTIFIER_TEXT['family']}; the claim's word is the "
+            "families' common word, or *mixed* with each family's word listed.")

@@ -1,13 +1,22 @@
-"""The papers' claims as comparisons over seeds, and their verdicts (rules in `leaderboard.stats`).
+"""The papers' claims as comparisons over seed blocks, and their verdicts (rules in `leaderboard.stats`).
 
-Every claim names its comparisons: a regularizer against a baseline on one metric, with the
-direction that counts as better and the effect it claims. Li et al. 2019 give sizes: a median
-minimal perturbation of 0.13 for neural-pred vs 0.09 for none on 1000 CIFAR-10 test images
-(1.44x, applied here as +44% of `none`'s mean) and about 50% vs 20% accuracy at their strongest
-Gaussian noise (+0.30, read off a figure). Attias et al.'s table values are not available, so
-their claims are direction only: for those we judge against a smallest effect of interest
-(`SESOI`) stated in the report. The metrics are the ones that keep clean accuracy out of
-robustness (relative robustness, distances); clean accuracy is its own claim.
+Every claim names its comparisons (a regularizer against a baseline on one metric, with the direction
+that counts as better, the effect it claims and the metric family it belongs to) and its quantifier:
+`all` (every comparison must hold), `any`, or `family` (one verdict per metric family). Comparisons are
+paired over the seed blocks both arms have (`leaderboard.stats.compare`).
+
+Each claim is judged on the metric it was made with:
+  * Li et al. 2019: a median minimal **L2** (not squared, not per pixel) of 0.13 for neural-pred vs 0.09
+    for none on 1000 CIFAR-10 test images, from minimal-perturbation attacks: here the per-image minimum
+    over the converged attacks run on that image (white-box DDN and the converged boundary attack;
+    `minimal_l2.median_l2`, `leaderboard.derived`), against +44% of none (1.44x in L2 is 2.07x in
+    squared L2); and about 50% vs 20% accuracy at their strongest Gaussian noise (+0.30, read off a
+    figure), judged also on a clean-independent measure (accuracy at the strongest noise / clean
+    accuracy, direction only). Our neural target is a V1 Gabor stand-in, not Li's recordings.
+  * Attias et al.: direction only (their table values are not available), judged against a smallest
+    effect of interest (`SESOI`), on relative robustness (noise, transfer FGSM) and on the converged
+    distance to the decision boundary (`minimal_l2`, which takes in `boundary_converged` where the suite
+    runs it; the paper's 50-step boundary figure measures its start, see the honesty checks).
 """
 from __future__ import annotations
 
@@ -18,12 +27,25 @@ from dataclasses import dataclass
 SESOI = {"gaussian_noise.relative_robustness": ("abs", 0.02),
          "transfer_fgsm.relative_robustness": ("abs", 0.02),
          "gaussian_noise.accuracy_max_level": ("abs", 0.02),
-         "boundary.median_sq_l2": ("rel", 0.10),
+         "gaussian_noise.relative_accuracy_max_level": ("abs", 0.02),
+         "boundary_converged.median_sq_l2": ("rel", 0.10),
+         "minimal_l2.median_l2": ("rel", 0.10),
          "min_perturbation.median_sq_l2": ("rel", 0.10),
          "corruptions.relative_robustness": ("abs", 0.02)}
 CLEAN_MARGIN = 0.02  # "clean accuracy is preserved": within 2 points of none
+GABOR = "the V1 Gabor stand-in target (`v1gabor`, not Li et al.'s mouse V1 recordings)"
 
-ROBUSTNESS = ("gaussian_noise.relative_robustness", "transfer_fgsm.relative_robustness", "boundary.median_sq_l2")
+# The distance to the decision boundary: the per-image minimum over the converged attacks (`minimal_l2`),
+# which holds the converged decision-based attack where the suite runs it (`paper`, `full`); the paper's
+# 50-step boundary figure measures its starting point, so no claim is judged on it.
+ROBUSTNESS = ("gaussian_noise.relative_robustness", "transfer_fgsm.relative_robustness", "minimal_l2.median_l2")
+FAMILIES = {"gaussian_noise": "Gaussian noise", "transfer_fgsm": "transfer FGSM",
+            "boundary_converged": "decision-based distance (converged)", "minimal_l2": "minimal L2 (converged)",
+            "clean": "clean accuracy", "corruptions": "corruptions"}
+
+
+def family_of(metric: str) -> str:
+    return FAMILIES.get(metric.split(".", 1)[0], metric.split(".", 1)[0])
 
 
 @dataclass
@@ -44,52 +66,81 @@ class Spec:
 
 
 def claims() -> list[dict]:
-    """The claims of the study: title, text, comparisons, and an optional precondition."""
+    """The claims of the study: id, title, text, quantifier, comparisons, and an optional precondition."""
     out = []
     for reg in ("pixel_sim", "pixel_th"):
         out.append({"id": f"attias-{reg}", "title": f"Attias et al.: {reg} improves robustness over none",
                     "text": f"training with the `{reg}` target makes the model degrade more slowly under Gaussian "
-                            "noise and transfer FGSM (relative robustness) and raises the boundary-attack distance",
+                            "noise and transfer FGSM (relative robustness) and raises the distance to the decision "
+                            "boundary (the paper measured it with a 50-step boundary attack; judged here on the "
+                            "per-image minimum over the converged attacks, in L2)", "quantifier": "family",
                     "specs": [Spec(reg, m) for m in ROBUSTNESS]})
-    out.append({"id": "li-neural", "title": "Li et al.: neural similarity beats none",
-                "text": "the neural-predicted target (here our V1 Gabor model, not recordings) raises the median "
-                        "boundary distance by 44% (0.13 vs 0.09) and the accuracy at the strongest Gaussian noise "
-                        "by about 30 points (50% vs 20%)",
-                "specs": [Spec("neural_pred", "boundary.median_sq_l2", effect=("rel", 0.44)),
-                          Spec("neural_pred", "gaussian_noise.accuracy_max_level", effect=("abs", 0.30))]})
+    out.append({"id": "li-neural", "title": "Li et al.: neural similarity (here a V1 Gabor stand-in) beats none",
+                "text": f"training with {GABOR} raises the median minimal L2 perturbation by 44% (0.13 vs 0.09; "
+                        "here the per-image minimum over the converged attacks) and the accuracy at the strongest "
+                        "Gaussian noise by about 30 points (50% vs 20%); the noise claim is also judged on accuracy "
+                        "at the strongest noise relative to clean accuracy (direction only)", "quantifier": "family",
+                "specs": [Spec("neural_pred", "minimal_l2.median_l2", effect=("rel", 0.44)),
+                          Spec("neural_pred", "gaussian_noise.accuracy_max_level", effect=("abs", 0.30)),
+                          Spec("neural_pred", "gaussian_noise.relative_accuracy_max_level")]})
     out.append({"id": "attias-pixel-vs-neural", "title": "Attias et al.: pixel similarity gives the gains of "
                 "neural similarity",
                 "text": "`pixel_th` is not less robust than `neural_pred` (non-inferiority with the smallest effect "
-                        "of interest as the margin)",
+                        "of interest as the margin)", "quantifier": "family",
                 "specs": [Spec("pixel_th", m, base="neural_pred", kind="noninferiority") for m in ROBUSTNESS],
                 "needs": "li-neural"})
     out.append({"id": "shuffle-control", "title": "Control: the pixel target beats its shuffled copy",
                 "text": "`pixel_sim` is more robust than `pixel_shuffle` (the same target values assigned to the "
                         "wrong image pairs), so a gain comes from the pixel structure, not from any "
-                        "similarity-matching penalty",
+                        "similarity-matching penalty", "quantifier": "family",
                 "specs": [Spec("pixel_sim", m, base="pixel_shuffle") for m in ROBUSTNESS]})
     out.append({"id": "clean-cost", "title": "Clean accuracy is (nearly) preserved",
                 "text": f"each regularizer's clean accuracy is within {CLEAN_MARGIN:.0%} points of `none` "
-                        "(non-inferiority)",
+                        "(non-inferiority)", "quantifier": "all",
                 "specs": [Spec(r, "clean.accuracy", kind="noninferiority")
                           for r in ("pixel_sim", "pixel_th", "neural_pred")]})
     return out
 
 
 def values(tidy, reg: str, metric: str) -> list[float]:
-    rows = tidy[(tidy["regularizer"] == reg) & (tidy["metric"] == metric)]
-    return rows.sort_values("seed")["value"].astype(float).tolist()
+    return [v for _, v in seeded(tidy, reg, metric)]
+
+
+def seeded(tidy, reg: str, metric: str) -> list[tuple[int, float]]:
+    """(seed, value) of a regularizer's records on a metric, by seed."""
+    rows = tidy[(tidy["regularizer"] == reg) & (tidy["metric"] == metric)].sort_values("seed")
+    return [(int(s), float(v)) for s, v in zip(rows["seed"], rows["value"])]
+
+
+def censored(tidy, reg: str, metric: str) -> list[bool]:
+    """Per seed (same order as `seeded`): whether the value is right-censored (beyond the tested range)."""
+    rows = tidy[(tidy["regularizer"] == reg) & (tidy["metric"] == metric)].sort_values("seed")
+    if "censored" not in rows:
+        return [False] * len(rows)
+    return [bool(c) if c == c and c is not None else False for c in rows["censored"]]
+
+
+def compare_in(tidy, reg: str, base: str, metric: str, higher_is_better: bool = True, paired: bool | None = None):
+    """`leaderboard.stats.compare` of two regularizers' records on a metric, paired over common seeds."""
+    from leaderboard import stats
+    a, b = seeded(tidy, reg, metric), seeded(tidy, base, metric)
+    c = stats.compare([v for _, v in a], [v for _, v in b], metric=metric, reg=reg, base=base,
+                      higher_is_better=higher_is_better, seeds_a=[s for s, _ in a], seeds_b=[s for s, _ in b],
+                      paired=paired)
+    if c is not None:
+        c.family = family_of(metric)
+        c.censored, c.base_censored = sum(censored(tidy, reg, metric)), sum(censored(tidy, base, metric))
+    return c
 
 
 def evaluate_claims(tidy) -> list[dict]:
-    """Each claim with its comparisons judged (Holm within the claim) and its verdict word."""
+    """Each claim with its comparisons judged (Bonferroni over the claim) and its verdict by its quantifier."""
     from leaderboard import stats
     results = {}
     for cl in claims():
         comps = []
         for s in cl["specs"]:
-            c = stats.compare(values(tidy, s.reg, s.metric), values(tidy, s.base, s.metric), metric=s.metric,
-                              reg=s.reg, base=s.base, higher_is_better=s.higher_is_better)
+            c = compare_in(tidy, s.reg, s.base, s.metric, s.higher_is_better)
             if c is None:
                 continue
             if s.kind == "noninferiority":
@@ -98,9 +149,11 @@ def evaluate_claims(tidy) -> list[dict]:
             else:
                 c.effect, c.effect_source = s.effect_value(c.base_mean)
             comps.append(c)
-        verdict = stats.judge_claim(comps)  # judges the comparisons that have data
+        verdict, per_family = stats.judge_claim(comps, cl["quantifier"])
         if len(comps) < len(cl["specs"]):
-            verdict = "not tested (records missing)"
+            have = {c.metric for c in comps}
+            missing = [f"{s.reg} vs {s.base} on {s.metric}" for s in cl["specs"] if s.metric not in have]
+            verdict = "not tested (records missing: " + "; ".join(missing) + ")"
         note = ""
         need = cl.get("needs")
         if need and results.get(need, {}).get("verdict") not in ("reproduced", "partly"):
@@ -108,22 +161,35 @@ def evaluate_claims(tidy) -> list[dict]:
                     f"{results.get(need, {}).get('verdict', 'missing')}, so matching `neural_pred` says nothing "
                     "about gains")
         results[cl["id"]] = {**{k: v for k, v in cl.items() if k != "specs"}, "verdict": verdict, "note": note,
-                             "comparisons": [c.to_dict() for c in comps]}
+                             "per_family": per_family, "comparisons": [c.to_dict() for c in comps]}
     return list(results.values())
 
 
 def fmt_comparison(c: dict) -> str:
-    """One line: means, the difference with its interval, p (raw and Holm), the detectable effect."""
+    """One line: the analysis, means, the difference with its 95% and adjusted intervals, p, the
+    detectable effect, the effect judged against, the verdict and the seeds that would decide it."""
     def g(x, d=3):
         return "n/a" if x is None or x != x else f"{x:.{d}g}"
-    p = c["p"]
-    ph = c.get("p_holm")
-    ptxt = f"p = {g(p, 2)}" + (f", Holm {g(ph, 2)}" if ph == ph and c["kind"] == "superiority" else "")
-    seeds = (f"; about {c['seeds_to_decide']} seeds per arm would detect it" if c.get("seeds_to_decide")
-             else "; more than 1000 seeds per arm would be needed" if c["verdict"] == "inconclusive" else "")
-    return (f"`{c['reg']}` vs `{c['base']}` on `{c['metric']}`: {g(c['mean'], 4)} ± {g(c['sem'], 2)} (n={c['n']}) vs "
-            f"{g(c['base_mean'], 4)} ± {g(c['base_sem'], 2)} (n={c['base_n']}); difference {c['diff']:+.3g} "
-            f"[95% CI {c['ci_low']:+.3g}, {c['ci_high']:+.3g}], {ptxt}; detectable with power 0.8: "
-            f"±{g(c['detectable'])}; effect judged against: {c['effect_source']} "
+    if c["analysis"] == "paired":
+        how = (f"paired over {c['n_pairs']} seed blocks (correlation of the arms {g(c['corr'], 2)}"
+               + (f"; {c['dropped_unpaired']} unpaired record(s) left out" if c.get("dropped_unpaired") else "")
+               + f"; the unpaired Welch interval would be [{c['welch_ci'][0]:+.3g}, {c['welch_ci'][1]:+.3g}])")
+    else:
+        how = "Welch (the arms share no seed blocks)"
+    cens = ""
+    if c.get("censored") or c.get("base_censored"):
+        cens = f"; censored seeds {c.get('censored', 0)} vs {c.get('base_censored', 0)}"
+    seeds = ""
+    if c.get("verdict") == "inconclusive":
+        if c.get("seeds_to_decide"):
+            seeds = f"; about {c['seeds_to_decide']} seeds per arm would decide it ({c['analysis']}"
+            seeds += (f"; unpaired: {c['seeds_to_decide_unpaired'] or '> 1000'})" if c["analysis"] == "paired" else ")")
+        else:
+            seeds = "; more than 1000 seeds per arm would be needed"
+    return (f"`{c['reg']}` vs `{c['base']}` on `{c['metric']}`, {how}: {g(c['mean'], 4)} ± {g(c['sem'], 2)} "
+            f"(n={c['n']}) vs {g(c['base_mean'], 4)} ± {g(c['base_sem'], 2)} (n={c['base_n']}); difference "
+            f"{c['diff']:+.3g} [95% CI {c['ci_low']:+.3g}, {c['ci_high']:+.3g}; adjusted {c['adj_level']:.2%} CI "
+            f"{c['adj_low']:+.3g}, {c['adj_high']:+.3g}], p = {g(c['p'], 2)}{cens}; detectable with power 0.8: "
+            f"±{g(c['detectable'])}; judged against: {c['effect_source']} "
             f"({'higher' if c['higher_is_better'] else 'lower'} is better)"
             + (f" → **{c['verdict']}**{seeds}" if c.get("verdict") else ""))

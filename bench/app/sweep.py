@@ -217,10 +217,15 @@ def _dataset_jobs(spec: SweepSpec, base: RunConfig, regs, seeds, common, per) ->
             if all(j.id != sid for j in sur):
                 sur.append(JobSpec(id=sid, kind="surrogate", config=scfg.to_dict(),
                                    run_dir=str(Record.for_config(scfg).path), plugins=plugins))
+    params_of = {}
     for r in regs:
-        params = _params_for(r, common, per)
-        regularizers.get_class(r)(**params)  # bad values fail here, before anything runs
-        for s in seeds:
+        params_of[r] = _params_for(r, common, per)
+        regularizers.get_class(r)(**params_of[r])  # bad values fail here, before anything runs
+    # block by block (every regularizer of seed 0, then of seed 1, ...): an interrupted sweep leaves
+    # complete seed blocks, which a paired analysis can use
+    for s in seeds:
+        for r in regs:
+            params = params_of[r]
             cfg = base.replace(regularizer=r, reg_params=params, seed=s)
             keys.setdefault(cfg.comparison_key(), []).append(f"{r}/s{s}")
             runs.append(JobSpec(id=f"{r}/{ds}/s{s}", kind="run", config=cfg.to_dict(),
