@@ -485,6 +485,12 @@ def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
                     col.append(float("nan"))
                 continue
             a, b = rows[gk][m], rows[bk][m]
+            if cens.get(gk + (m,), 0) or cens.get(bk + (m,), 0):
+                # censored seeds are lower bounds: no mean difference or t-test on them (the report's sign
+                # test handles them; the cell says how many are censored)
+                for col in (diffs, ps, los, his):
+                    col.append(float("nan"))
+                continue
             diffs.append(float(np.nanmean(a) - np.nanmean(b)) if len(a) and len(b) else float("nan"))
             ps.append(welch_p(a, b))
             _, lo, hi, _ = welch_interval(a, b)

@@ -57,8 +57,6 @@ def record_rows(suite: dict) -> list[dict]:
         if len(broken):
             rows.append({"test": "minimal_l2", "metric": "minimal_l2.median_l2", "value": float(np.median(broken)),
                          "kind": "summary", "lower_is_better": False})
-            rows.append({"test": "minimal_l2", "metric": "minimal_l2.images", "value": float(len(broken)),
-                         "kind": "detail", "lower_is_better": False})
     for t in CURVE_TESTS:
         c = ((((suite or {}).get(t) or {}).get("result") or {}).get("curves") or {}).get("accuracy")
         if isinstance(c, dict) and c.get("x") and c.get("y") and len(c["x"]) == len(c["y"]):
@@ -130,9 +128,7 @@ def corruption_error_rows(records: list[tuple[dict, dict]]) -> dict[str, list[di
             use = rden >= min_denominator(key[2])
             rce = (err - clean_err).mean(1)[use] / rden[use]
         rows = [{"test": TEST, "metric": f"{TEST}.mce_vs_none", "value": float(np.mean(ce)), "kind": "summary",
-                 "lower_is_better": True},
-                {"test": TEST, "metric": f"{TEST}.relative_mce_corruptions", "value": float(use.sum()),
-                 "kind": "detail", "lower_is_better": False}]
+                 "lower_is_better": True}]
         if len(rce) and np.isfinite(rce).all():
             rows.append({"test": TEST, "metric": f"{TEST}.relative_mce_vs_none", "value": float(np.mean(rce)),
                          "kind": "summary", "lower_is_better": True})

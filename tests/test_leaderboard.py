@@ -121,7 +121,11 @@ def test_sem_mean_and_welch_match_scipy(results):
         assert row["clean.accuracy|n"] == row["score|n"] == row["gaussian_noise.mean_accuracy|n"] == 3
         for metric, v in per.items():
             f, fb = _finite(v), _finite(base.get(metric, []))
-            if not f:  # e.g. strength_50 never reached (None): no column, or n = 0
+            if metric.endswith("strength_50") and len(f) < len(v):
+                # never reached half of clean (None): censored at the top level, counted, not dropped
+                assert row[f"{metric}|censored"] == len(v) - len(f) and row[f"{metric}|n"] == len(v)
+                continue
+            if not f:  # e.g. a decision attack with no success (NaN): no column, or n = 0
                 assert row.get(f"{metric}|n", 0) == 0
                 continue
             assert row[f"{metric}|n"] == len(f)
@@ -166,13 +170,18 @@ def test_cli_terminal_prints_both_rows_with_mean_sem_n3(results):
         # the row wraps into several blocks on a narrow terminal: every line that starts with its label
         text = "\n".join(ln for ln in out.stdout.splitlines() if ln.startswith(row["label"] + "  "))
         cells = re.findall(r"\S+ ± \S+ \(n=\d+\)", text)
-        derived = [m for m in ("corruptions.mce_vs_none", "corruptions.relative_mce_vs_none")
-                   if f"{m}|mean" in row and row[f"{m}|n"] > 0]  # leaderboard.derived: needs the none records
-        shown = [m for m in per if not m.startswith("train.") and _finite(per[m])] + derived + ["score", "train.wall_s"]
+        # leaderboard.derived: metrics computed from a record's results (minimal L2, relative accuracy at the
+        # strongest level, corruption error) or from the none records (mCE)
+        kinds = table.attrs["kinds"]
+        derived = [m for m in table.attrs["metrics"] if m not in per and kinds.get(m) == "summary"
+                   and f"{m}|mean" in row and row[f"{m}|n"] > 0]
+        censored = [m for m in per if row.get(f"{m}|censored", 0) > 0]  # shown as lower bounds, not dropped
+        shown = [m for m in per if not m.startswith("train.") and (_finite(per[m]) or m in censored)] + derived \
+            + ["score", "train.wall_s"]
         assert len(cells) == len(shown), text
         for m, cell in _expected_cells(row, shown).items():
             assert cell in text, (m, cell)
-            assert cell.endswith(f"(n={len(_finite(per.get(m, [0, 0, 0])))})") or m in derived
+            assert cell.endswith(f"(n={len(_finite(per.get(m, [0, 0, 0])))})") or m in derived or m in censored
         assert fmt_value(row["clean.accuracy|mean"], row["clean.accuracy|sem"], 3) in text
         assert re.search(r"\(n=3\)", text)
 

@@ -117,7 +117,6 @@ def test_relative_mce_against_hand_computation():
     assert got["corruptions.mce_vs_none"] == pytest.approx(ce)
     assert got["corruptions.relative_mce_vs_none"] == pytest.approx(rce)
     assert all(r["lower_is_better"] for r in rows["r"] if r["kind"] == "summary")
-    assert got["corruptions.relative_mce_corruptions"] == 2  # both pass the denominator threshold
     # the none records average to 1 on mCE by construction
     n_vals = [dict((r["metric"], r["value"]) for r in rows[k])["corruptions.mce_vs_none"] for k in ("n1", "n2")]
     assert np.mean(n_vals) == pytest.approx(1.0, abs=0.05)
