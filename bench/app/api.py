@@ -42,7 +42,7 @@ def evaluate(target, suite: str | None = None, dataset: str | None = None, *, de
              n_examples: int | None = None, seed: int | None = None, surrogate: nn.Module | None = None, only=None,
              force: bool = False, color: str | None = None, image_size: int = 32, data_dir=None,
              download: bool = False, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
-             progress: bool = False, log=print) -> dict:
+             progress: bool = False, log=print, options: dict | None = None) -> dict:
     """Run a suite on a record (a `Record` or its folder: results are stored in it, the surrogate is
     provided) or on any `nn.Module` that maps [0, 1] images to logits. For a module, the images are the
     test images of `dataset` (a seeded subset of `n_examples`, as a config's n_test; the dataset's reference
@@ -52,7 +52,7 @@ def evaluate(target, suite: str | None = None, dataset: str | None = None, *, de
     `auto` for a module. Returns {test: result}."""
     if isinstance(target, (Record, str, Path)):
         return pipeline.evaluate_record(target, suite, device=device, n_examples=n_examples, seed=seed,
-                                        only=only, force=force, progress=progress, log=log)
+                                        only=only, force=force, progress=progress, log=log, options=options)
     if not isinstance(target, nn.Module):
         raise TypeError(f"evaluate() takes a Record, a record folder or an nn.Module, got {type(target).__name__}")
     import attacks
@@ -70,7 +70,7 @@ def evaluate(target, suite: str | None = None, dataset: str | None = None, *, de
     sur = None if surrogate is None else attacks.Surrogate(model=surrogate.to(device).eval())
     ctx = attacks.EvalContext(model=model, x=x.to(device), y=y.to(device), device=device, seed=seed or 0,
                               num_classes=num_classes, dataset=dataset, surrogate=sur, progress=progress)
-    return attacks.evaluate(ctx, suite=suite, only=only, log=log)
+    return attacks.evaluate(ctx, suite=suite, only=only, log=log, options=options)
 
 
 def _test_images(model: nn.Module, dataset: str, n_examples, color, image_size, data_dir, download):
