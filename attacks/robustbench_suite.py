@@ -64,9 +64,8 @@ def rb_images(ctx: EvalContext, n: int | None):
     if torch.equal(idx.cpu(), torch.arange(n)):
         return ctx.x[:n], ctx.y[:n]
     from bench.core import data as bdata
-    cfg = ctx.config
-    d = bdata.load(cfg.dataset, color="rgb", image_size=32, n_train=1, n_test=None, data_seed=0,
-                   data_dir=getattr(cfg, "data_dir", None), download=False)
+    d = bdata.load(dataset_of(ctx), color="rgb", image_size=32, n_train=1, n_test=None, data_seed=0,
+                   data_dir=getattr(ctx.config, "data_dir", None), download=False)
     return bdata.to_float(d.test_x[:n]).to(ctx.x.device, ctx.x.dtype), d.test_y[:n].to(ctx.y.device)
 
 

@@ -156,7 +156,8 @@ def _here_rows(table: pd.DataFrame, threat: str) -> list[dict]:
                      "autoattack_acc": 100 * mean if threat != "corruptions" else None, "external": None,
                      "unreliable": None, "clean_acc": None if _nan(clean) else 100 * float(clean),
                      "architecture": str(r.get("arch")), "paper": "",
-                     "eps": "" if proto.get("eps") is None else f"{float(proto['eps']):.6g}",
+                     "eps": "" if proto.get("eps") is None else
+                     prot["eps_text"] if _same_eps(proto["eps"], prot["eps"]) else f"{float(proto['eps']):.6g}",
                      "n_images": n_img, "seeds": r.get("seeds"), "notes": "; ".join(notes),
                      "unranked": "; ".join(why), "footnote": "", "source_file": "", "commit": ""})
     return rows
@@ -311,6 +312,8 @@ def render_board(df: pd.DataFrame, fmt: str = "term") -> str:
         else:
             rank = str(r["rank"]) + (f" [{r['rank_lo']}-{r['rank_hi']}]" if r["rank_lo"] is not pd.NA else "")
         rob = _f(r["robust_acc"]) + (f" ± {_f(r['robust_sem'])}" if here and not _nan(r["robust_sem"]) else "")
+        if here and not _nan(r["robust_lo"]):
+            rob += f" [{_f(r['robust_lo'], 1)}-{_f(r['robust_hi'], 1)}]"
         aa = _f(r["autoattack_acc"]) if df.attrs.get("threat_model") != "corruptions" else ""
         notes = r["notes"]
         if r["footnote"]:

@@ -320,6 +320,8 @@ def test_first_n_images_of_the_full_test_set_when_a_subset_is_attacked():
     assert torch.equal(y, full.test_y[:50]) and torch.equal(x, bdata.to_float(full.test_x[:50]))
     x2, y2 = rb_images(EvalContext(model=nn.Identity(), x=x, y=y), 20)  # already the first ones: kept
     assert torch.equal(y2, full.test_y[:20])
+    from bench.app.robustbench import _test_images  # a zoo model's images: the first n, not a seeded subset
+    assert torch.equal(_test_images("fashion_mnist", 40, download=False).test_y, full.test_y[:40])
 
 
 # --------------------------------------------------------------------------- an empty board says why

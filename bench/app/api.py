@@ -62,14 +62,17 @@ def evaluate(target, suite: str | None = None, dataset: str | None = None, *, de
     if x is None:
         if dataset is None:
             raise ValueError("evaluate(module, ...) needs `dataset` (whose test images to use) or `x` and `y`")
-        x, y, num_classes = _test_images(target, dataset, n_examples, color, image_size, data_dir, download)
+        x, y, num_classes, idx = _test_images(target, dataset, n_examples, color, image_size, data_dir, download)
+        extras = {"test_indices": idx}  # which test images these are (RobustBench's tests want the first n)
     else:
+        extras = {}
         x, y = x[:n_examples] if n_examples else x, y[:n_examples] if n_examples else y
         num_classes = int(y.max()) + 1 if len(y) else 10
     model = target.to(device).eval()
     sur = None if surrogate is None else attacks.Surrogate(model=surrogate.to(device).eval())
     ctx = attacks.EvalContext(model=model, x=x.to(device), y=y.to(device), device=device, seed=seed or 0,
-                              num_classes=num_classes, dataset=dataset, surrogate=sur, progress=progress)
+                              num_classes=num_classes, dataset=dataset, surrogate=sur, progress=progress,
+                              extras=extras)
     return attacks.evaluate(ctx, suite=suite, only=only, log=log, options=options)
 
 
@@ -79,9 +82,10 @@ def _test_images(model: nn.Module, dataset: str, n_examples, color, image_size, 
     if color is None:
         conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
         color = "rgb" if conv is not None and conv.in_channels == 3 else "gray"
-    d = bdata.load(dataset, color=color, image_size=image_size, n_train=1, n_test=n_examples, data_dir=data_dir,
+    d = bdata.load(dataset, color=color, image_size=image_size, n_train=1, n_test=None, data_dir=data_dir,
                    download=download)
-    return bdata.to_float(d.test_x), d.test_y, d.num_classes
+    idx = bdata.test_subset(len(d.test_x), n_examples, 0)  # the subset load(n_test=n_examples) draws
+    return bdata.to_float(d.test_x[idx]), d.test_y[idx], d.num_classes, idx
 
 
 def sweep(spec: SweepSpec, log=print) -> tuple[Plan, dict]:
