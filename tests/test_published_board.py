@@ -344,3 +344,26 @@ def test_cli_strict_refuses_partial_rows(tmp_path):
     assert out.returncode == 2 and "not the published protocol" in out.stderr and "Traceback" not in out.stderr
     out = subprocess.run(base + ["--by", "autoattack"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "* few" in out.stdout and "AutoAttack accuracy alone" in out.stdout
+
+
+def test_refresh_script_ranks_by_robustbenchs_key(tmp_path):
+    """scripts/refresh_robustbench_rows.py on a plain folder of the fixture's files writes RobustBench's
+    key (`external` when present, else `autoattack_acc`) and the flags; its Linf/L2 rows equal the shipped CSV's."""
+    data = json.loads(FIXTURE.read_text())
+    for threat in ("Linf", "L2"):
+        folder = tmp_path / "rb" / "model_info" / "cifar10" / threat
+        folder.mkdir(parents=True)
+        for name, fields in data[threat].items():
+            (folder / f"{name}.json").write_text(json.dumps(fields))
+    out = tmp_path / "rows.csv"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "refresh_robustbench_rows.py"), str(tmp_path / "rb"),
+                           "--commit", data["commit"], "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    mine = pd.read_csv(out, keep_default_na=False, na_values=[""])
+    shipped = published.load_published()
+    shipped = shipped[shipped["threat_model"] != "corruptions"].reset_index(drop=True)
+    cols = ["threat_model", "name", "eps", "clean_acc", "robust_acc", "robust_metric", "autoattack_acc", "external",
+            "unreliable", "footnote", "source_file", "commit"]
+    pd.testing.assert_frame_equal(mine[cols].astype(str), shipped[cols].astype(str))
+    xiao = mine[mine["name"] == "Xiao2020Enhancing"].iloc[0]
+    assert xiao["robust_acc"] == 7.40 and xiao["robust_metric"] == "external" and xiao["autoattack_acc"] == 18.50
