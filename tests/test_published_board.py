@@ -159,7 +159,8 @@ def test_rank_ranges_of_100_and_1000_image_rows_by_hand(tmp_path):
         lo, hi = _cp_by_hand(k, n)
         others = pub + [other]
         r = here.loc[name]
-        assert r["robust_lo"] == pytest.approx(100 * lo, abs=1e-6) and r["robust_hi"] == pytest.approx(100 * hi, abs=1e-6)
+        assert r["robust_lo"] == pytest.approx(100 * lo, abs=1e-6)
+        assert r["robust_hi"] == pytest.approx(100 * hi, abs=1e-6)
         assert r["rank"] == 1 + sum(o > 100 * k / n for o in others)
         assert r["rank_lo"] == 1 + sum(o > 100 * hi for o in others)
         assert r["rank_hi"] == 1 + sum(o > 100 * lo for o in others)
