@@ -45,8 +45,7 @@ def evaluate_record(record, suite: str | None = None, *, device=None, n_examples
                     log=print, options: dict | None = None) -> dict:
     """Run a suite on a trained record (its own suite and seed by default), with its surrogate when
     the suite has a transfer test, and store the results in it (`options`: see attacks.build_suite).
-    Holds the record's run lock, so a
-    second identical command waits and then finds the results."""
+    Holds the record's run lock, so a second identical command waits and then finds the results."""
     record = as_record(record)
     cfg = record.config()
     suite = suite or cfg.suite
