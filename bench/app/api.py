@@ -42,7 +42,7 @@ def evaluate(target, suite: str | None = None, dataset: str | None = None, *, de
              n_examples: int | None = None, seed: int | None = None, surrogate: nn.Module | None = None, only=None,
              force: bool = False, color: str | None = None, image_size: int = 32, data_dir=None,
              download: bool = False, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
-             progress: bool = False, log=print) -> dict:
+             progress: bool = False, log=print, options: dict | None = None) -> dict:
     """Run a suite on a record (a `Record` or its folder: results are stored in it, the surrogate is
     provided) or on any `nn.Module` that maps [0, 1] images to logits. For a module, the images are the
     test images of `dataset` (a seeded subset of `n_examples`, as a config's n_test; the dataset's reference
@@ -52,7 +52,7 @@ def evaluate(target, suite: str | None = None, dataset: str | None = None, *, de
     `auto` for a module. Returns {test: result}."""
     if isinstance(target, (Record, str, Path)):
         return pipeline.evaluate_record(target, suite, device=device, n_examples=n_examples, seed=seed,
-                                        only=only, force=force, progress=progress, log=log)
+                                        only=only, force=force, progress=progress, log=log, options=options)
     if not isinstance(target, nn.Module):
         raise TypeError(f"evaluate() takes a Record, a record folder or an nn.Module, got {type(target).__name__}")
     import attacks
@@ -62,15 +62,18 @@ def evaluate(target, suite: str | None = None, dataset: str | None = None, *, de
     if x is None:
         if dataset is None:
             raise ValueError("evaluate(module, ...) needs `dataset` (whose test images to use) or `x` and `y`")
-        x, y, num_classes = _test_images(target, dataset, n_examples, color, image_size, data_dir, download)
+        x, y, num_classes, idx = _test_images(target, dataset, n_examples, color, image_size, data_dir, download)
+        extras = {"test_indices": idx}  # which test images these are (RobustBench's tests want the first n)
     else:
+        extras = {}
         x, y = x[:n_examples] if n_examples else x, y[:n_examples] if n_examples else y
         num_classes = int(y.max()) + 1 if len(y) else 10
     model = target.to(device).eval()
     sur = None if surrogate is None else attacks.Surrogate(model=surrogate.to(device).eval())
     ctx = attacks.EvalContext(model=model, x=x.to(device), y=y.to(device), device=device, seed=seed or 0,
-                              num_classes=num_classes, dataset=dataset, surrogate=sur, progress=progress)
-    return attacks.evaluate(ctx, suite=suite, only=only, log=log)
+                              num_classes=num_classes, dataset=dataset, surrogate=sur, progress=progress,
+                              extras=extras)
+    return attacks.evaluate(ctx, suite=suite, only=only, log=log, options=options)
 
 
 def _test_images(model: nn.Module, dataset: str, n_examples, color, image_size, data_dir, download):
@@ -79,9 +82,10 @@ def _test_images(model: nn.Module, dataset: str, n_examples, color, image_size, 
     if color is None:
         conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
         color = "rgb" if conv is not None and conv.in_channels == 3 else "gray"
-    d = bdata.load(dataset, color=color, image_size=image_size, n_train=1, n_test=n_examples, data_dir=data_dir,
+    d = bdata.load(dataset, color=color, image_size=image_size, n_train=1, n_test=None, data_dir=data_dir,
                    download=download)
-    return bdata.to_float(d.test_x), d.test_y, d.num_classes
+    idx = bdata.test_subset(len(d.test_x), n_examples, 0)  # the subset load(n_test=n_examples) draws
+    return bdata.to_float(d.test_x[idx]), d.test_y[idx], d.num_classes, idx
 
 
 def sweep(spec: SweepSpec, log=print) -> tuple[Plan, dict]:

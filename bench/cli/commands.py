@@ -310,7 +310,8 @@ def add_eval_parser(sub):
                    help="results folder for RobustBench records (default: %(default)s)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--cifar10c-dir", default=None, dest="cifar10c_dir", metavar="DIR",
-                   help="folder of the released CIFAR-10-C .npy files (else env REGBENCH_CIFAR10C; else generated)")
+                   help="folder of the released CIFAR-10-C .npy files (a parameter of the corruption tests; "
+                        "without it they generate the images, which RobustBench's board never ranks)")
     p.set_defaults(func=lazy("bench.cli.evaluate:cmd_eval"))
 
 
@@ -322,13 +323,17 @@ def add_leaderboard_parsers(sub):
                         "in .html, json when it ends in .json)")
     p.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--strict", action="store_true",
-                   help="a damaged record is an error (default: skipped with a warning naming it)")
+                   help="a damaged record is an error (default: skipped with a warning naming it); with --robustbench, "
+                        "so is a row measured on fewer images than the published protocol")
     p.add_argument("--metrics", default=None, metavar="PATTERN",
                    help="show these metrics (fnmatch patterns, comma-separated, e.g. 'boundary.*,clean.*'; '*': all) "
                         "instead of the key view (csv/json always carry every column)")
     p.add_argument("--robustbench", default=None, metavar="DATASET:THREAT",
                    help="rank records evaluated with the `robustbench` suite among RobustBench's published rows "
                         "(cifar10:Linf, cifar10:L2, cifar10:corruptions)")
+    p.add_argument("--by", default="robustbench", choices=["robustbench", "autoattack"],
+                   help="with --robustbench: RobustBench's own order (best known robust accuracy: `external` when "
+                        "published, else AutoAttack; default) or AutoAttack accuracy alone")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=lazy("bench.cli.leaderboard:cmd_leaderboard"))
 

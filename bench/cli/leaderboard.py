@@ -17,8 +17,17 @@ def cmd_leaderboard(args) -> int:
         return 1
     fmt = args.format or {".html": "html", ".json": "json"}.get(Path(args.output).suffix if args.output else "", "term")
     if getattr(args, "robustbench", None):  # this project's rows ranked among RobustBench's published ones
+        from bench.cli import UserError
         from leaderboard.published import board, render_board
-        text = render_board(board(table, args.robustbench), fmt)
+        try:
+            b = board(table, args.robustbench, by=getattr(args, "by", "robustbench"),
+                      strict=getattr(args, "strict", False))
+        except ValueError as e:  # unknown spec / order, --strict refusing a partial row: one line
+            raise UserError(str(e)) from None
+        if b.attrs.get("empty") and not (b["source"] == "evaluated here").any():
+            print(b.attrs["empty"], file=sys.stderr)  # nothing of this project to place: say why, in one line
+            return 1
+        text = render_board(b, fmt)
         if args.output:
             from bench.core.store import atomic_write_bytes
             atomic_write_bytes(Path(args.output), text.encode("utf-8"))
