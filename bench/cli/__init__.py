@@ -75,9 +75,10 @@ def main(argv=None) -> int:
         return code
     except BrokenPipeError:
         return _stdout_gone()
-    except KeyboardInterrupt:
-        print("interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", None)  # bench.app.launchers.Terminated: SIGTERM/SIGINT during a sweep
+        print(getattr(e, "message", None) or "interrupted; re-run the same command to resume", file=sys.stderr)
+        return 128 + int(signum or 2)
     except UserError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
@@ -87,3 +88,29 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"error: {one_line(msg)}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only folder, a name too long, ...: one line, path and cause
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        if e.filename is None and _stdout_broken():
+            _stdout_gone()
+            print(f"error: cannot write to standard output: {e.strerror or e}", file=sys.stderr)
+            return 1
+        print(f"error: {one_line(os_error_text(e))}", file=sys.stderr)
+        return 1
+
+
+def os_error_text(e: OSError) -> str:
+    """`cannot write PATH: No space left on device`: the path and the cause of an OSError (its own message
+    when it names neither, e.g. one raised with a sentence of ours)."""
+    if e.filename is None:
+        return str(e.strerror or e)
+    path = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+    return f"{path}: {e.strerror or e}"
+
+
+def _stdout_broken() -> bool:
+    try:
+        sys.stdout.flush()
+        return False
+    except (OSError, ValueError):
+        return True
