@@ -314,6 +314,12 @@ def _check_shape(record: Record, rec: dict, metrics: dict) -> None:
     bad = [t for t, e in (metrics.get("suite") or {}).items() if e is not None and not isinstance(e, dict)]
     if bad:
         raise store.DamagedRecord(met_path, f"suite entry {bad[0]!r} is not a JSON object")
+    if isinstance(rec.get("config"), dict):
+        from bench.core.config import RunConfig, validate
+        try:
+            validate(RunConfig.from_dict(rec["config"]))
+        except (TypeError, ValueError) as e:
+            raise store.DamagedRecord(cfg_path, " ".join(str(e).split())[:200]) from None
     try:
         _record_meta(record.path, rec, metrics)
     except (AttributeError, TypeError, ValueError, KeyError) as e:
