@@ -74,7 +74,8 @@ def records(tmp_path_factory):
     out = tmp_path_factory.mktemp("records")
     for reg in ("none", "pixel_sim"):
         with redirect_stdout(io.StringIO()):
-            code = main(["run", *TINY, "-r", reg, "--out", str(out), "--set", f"suite={SUITE}"])
+            code = main(["run", *TINY, "-r", reg, "--out", str(out), "--set", f"suite={SUITE}",
+                         *(["--set", "reg_params.n_images=64"] if reg != "none" else [])])
         assert code == 0
     return out
 
@@ -404,7 +405,7 @@ API_CASES = [
     ("unknown_only", lambda: dict(model=Net(), x=_xy()[0], y=_xy()[1], only=["clean", "nope"]), r"unknown test.*nope"),
     ("empty_only", lambda: dict(model=Net(), x=_xy()[0], y=_xy()[1], only=[]), r"only= is empty"),
     ("negative_seed", lambda: dict(model=Net(), x=_xy()[0], y=_xy()[1], seed=-1), r"seed must be an integer from 0"),
-    ("zero_n_examples", lambda: dict(model=Net(), x=_xy()[0], y=_xy()[1], n_examples=0), r"n_examples must be positive"),
+    ("zero_n_examples", lambda: dict(model=Net(), x=_xy()[0], y=_xy()[1], n_examples=0), r"n_examples must be a positive number"),
 ]
 
 

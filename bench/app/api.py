@@ -65,8 +65,9 @@ def evaluate(target, suite: str | None = None, dataset: str | None = None, *, de
     if isinstance(target, (Record, str, Path)):
         record = Record(target) if not isinstance(target, Record) else target
         if record.header() is not None:
+            rec_suite = record.config().suite  # every field in its domain, then the hash
             record.check_hash()
-            only = _checked_only(only, suite or record.config().suite)
+            only = _checked_only(only, suite or rec_suite)
         return pipeline.evaluate_record(target, suite, device=device, n_examples=n_examples, seed=seed,
                                         only=only, force=force, progress=progress, log=log)
     if not isinstance(target, nn.Module):
