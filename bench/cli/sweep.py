@@ -137,7 +137,9 @@ def add_sweep_args(p, demo: bool = False) -> None:
                    help="slurm: submitit cluster (default: slurm when available; 'local' runs jobs as local processes)")
     p.add_argument("--slurm-param", action="append", default=[], dest="slurm_param", metavar="KEY=VALUE",
                    help="slurm: submitit executor parameter, e.g. slurm_partition=gpu, timeout_min=600")
-    p.add_argument("--force", action="store_true", help="run jobs whose status says running (their process is gone)")
+    p.add_argument("--force", action="store_true",
+                   help="run jobs whose status says running (their process is gone); estimate: also replace an "
+                        "existing --json file this project did not write")
     p.add_argument("--train-only", action="store_true", dest="train_only",
                    help="train every job (and the surrogates) but run no suite; a later run without it evaluates")
     p.add_argument("--yes", "-y", action="store_true",
