@@ -500,7 +500,7 @@ def test_killed_sweep_leaves_no_workers_and_a_rerun_completes(tmp_path, sig):
     if sig == signal.SIGTERM:
         assert p.returncode == 128 + signal.SIGTERM
         assert "Traceback" not in err
-        assert re.fullmatch(r"SIGTERM: stopped the sweep \(2 worker process\(es\), 2 job\(s\) in flight\); "
+        assert re.fullmatch(r"SIGTERM: stopped the sweep and its 2 worker process\(es\); "
                             r"re-run the same command to resume", err.strip()), err
     else:
         assert p.returncode == -signal.SIGKILL
@@ -508,3 +508,35 @@ def test_killed_sweep_leaves_no_workers_and_a_rerun_completes(tmp_path, sig):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "0 failed" in r.stdout
     assert len([d for d in res.iterdir() if (d / "model.pt").is_file()]) == 2
+
+
+def test_sigterm_in_process_stops_the_launcher_in_one_line():
+    """SIGTERM while jobs run in this process (the sequential launcher): `Terminated`, the launcher stopped,
+    the previous handler back in place."""
+    from bench.app.jobs import JobSpec
+    from bench.app.launchers import Launcher, Terminated, run_jobs
+
+    class Slow(Launcher):
+        stopped = 0
+
+        def submit(self, spec):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+            return spec.id
+
+        def wait(self, handles, timeout):
+            return []
+
+        def stop(self):
+            Slow.stopped += 1
+            return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    spec = JobSpec(id="a", kind="run", config={"regularizer": "none", "dataset": "d", "seed": 0}, run_dir="/nonexistent")
+    t0 = time.time()
+    with pytest.raises(Terminated) as ei:
+        run_jobs([spec], Slow(), log=lambda m: None)
+    assert time.time() - t0 < 4
+    assert ei.value.signum == signal.SIGTERM and Slow.stopped == 1
+    assert ei.value.message == "SIGTERM: stopped the sweep; re-run the same command to resume"
+    assert signal.getsignal(signal.SIGTERM) is before

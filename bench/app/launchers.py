@@ -415,8 +415,9 @@ def run_jobs(specs: list[JobSpec], launcher: Launcher, done: dict | None = None,
         with contextlib.suppress(BaseException):
             n = launcher.stop()
         sig = int(getattr(e, "signum", signal.SIGINT))
-        raise Terminated(sig, f"{signal.Signals(sig).name}: stopped the sweep ({n} worker process(es), "
-                              f"{len(running)} job(s) in flight); re-run the same command to resume") from None
+        what = f" and its {n} worker process(es)" if n else ""
+        raise Terminated(sig, f"{signal.Signals(sig).name}: stopped the sweep{what}; re-run the same command to "
+                              "resume") from None
     finally:
         if not stopped:
             launcher.close()
