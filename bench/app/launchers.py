@@ -378,38 +378,38 @@ def run_jobs(specs: list[JobSpec], launcher: Launcher, done: dict | None = None,
     total, started = len(specs), 0
     t_start = time.time()
     stopped = False
+    restore = _raise_on_signals()
     try:
-        with _signals_raise():
-            while pending or running:
-                for s in list(pending):
-                    bad = [d for d in s.deps if d in results and results[d]["state"] != "done"]
-                    if bad:
-                        pending.remove(s)
-                        r = _failed(s, f"not run: dependency {bad[0]} failed (log: {results[bad[0]].get('log')})")
-                        results[s.id] = r
-                        log(f"[sweep] SKIPPED {s.label()}: {r['error']}")
-                        continue
-                    if launcher.capacity is not None and len(running) >= launcher.capacity:
-                        break
-                    if all(d in results for d in s.deps):
-                        pending.remove(s)
-                        started += 1
-                        log(f"[sweep] start {s.label()} ({started}/{total}) -> {s.run_dir}")
-                        h = launcher.submit(s)
-                        running[h] = s
-                if not running:
-                    if pending:  # only possible with a dependency cycle
-                        raise RuntimeError(f"jobs can never start (dependency cycle?): {[s.id for s in pending]}")
+        while pending or running:
+            for s in list(pending):
+                bad = [d for d in s.deps if d in results and results[d]["state"] != "done"]
+                if bad:
+                    pending.remove(s)
+                    r = _failed(s, f"not run: dependency {bad[0]} failed (log: {results[bad[0]].get('log')})")
+                    results[s.id] = r
+                    log(f"[sweep] SKIPPED {s.label()}: {r['error']}")
+                    continue
+                if launcher.capacity is not None and len(running) >= launcher.capacity:
                     break
-                for h, res in launcher.wait(list(running), timeout=poll_s):
-                    s = running.pop(h)
-                    results[s.id] = res
-                    el = time.time() - t_start
-                    if res.get("state") == "done":
-                        log(f"[sweep] done  {s.label()} in {res.get('seconds', '?')} s  [{el / 60:.1f} min]")
-                    else:
-                        extra = f"; engine log: {res['engine_log']}" if res.get("engine_log") else ""
-                        log(f"[sweep] FAILED {s.label()}: {res.get('error')}\n        log: {res.get('log')}{extra}")
+                if all(d in results for d in s.deps):
+                    pending.remove(s)
+                    started += 1
+                    log(f"[sweep] start {s.label()} ({started}/{total}) -> {s.run_dir}")
+                    h = launcher.submit(s)
+                    running[h] = s
+            if not running:
+                if pending:  # only possible with a dependency cycle
+                    raise RuntimeError(f"jobs can never start (dependency cycle?): {[s.id for s in pending]}")
+                break
+            for h, res in launcher.wait(list(running), timeout=poll_s):
+                s = running.pop(h)
+                results[s.id] = res
+                el = time.time() - t_start
+                if res.get("state") == "done":
+                    log(f"[sweep] done  {s.label()} in {res.get('seconds', '?')} s  [{el / 60:.1f} min]")
+                else:
+                    extra = f"; engine log: {res['engine_log']}" if res.get("engine_log") else ""
+                    log(f"[sweep] FAILED {s.label()}: {res.get('error')}\n        log: {res.get('log')}{extra}")
     except KeyboardInterrupt as e:  # SIGTERM / SIGINT (Ctrl-C): stop the pool now, never leave it running
         stopped, n = True, 0
         with contextlib.suppress(BaseException):
@@ -419,24 +419,23 @@ def run_jobs(specs: list[JobSpec], launcher: Launcher, done: dict | None = None,
         raise Terminated(sig, f"{signal.Signals(sig).name}: stopped the sweep{what}; re-run the same command to "
                               "resume") from None
     finally:
+        restore()
         if not stopped:
             launcher.close()
     return results
 
 
-@contextlib.contextmanager
-def _signals_raise():
+def _raise_on_signals():
     """While a sweep runs (main thread only): SIGTERM and SIGINT raise `Terminated`, so the pool is stopped
-    instead of being left running under PID 1."""
+    instead of being left running under PID 1. Returns the function that puts the previous handlers back."""
     if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+        return lambda: None
 
     def handler(signum, frame):
         raise Terminated(signum)
     old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
+
+    def restore():
         for sig, h in old.items():
             signal.signal(sig, h)
+    return restore
