@@ -411,18 +411,22 @@ def run_jobs(specs: list[JobSpec], launcher: Launcher, done: dict | None = None,
                     extra = f"; engine log: {res['engine_log']}" if res.get("engine_log") else ""
                     log(f"[sweep] FAILED {s.label()}: {res.get('error')}\n        log: {res.get('log')}{extra}")
     except KeyboardInterrupt as e:  # SIGTERM / SIGINT (Ctrl-C): stop the pool now, never leave it running
-        stopped, n = True, 0
-        with contextlib.suppress(BaseException):
-            n = launcher.stop()
-        sig = int(getattr(e, "signum", signal.SIGINT))
-        what = f" and its {n} worker process(es)" if n else ""
-        raise Terminated(sig, f"{signal.Signals(sig).name}: stopped the sweep{what}; re-run the same command to "
-                              "resume") from None
+        stopped = True
+        raise _stop(launcher, int(getattr(e, "signum", signal.SIGINT))) from None
     finally:
         restore()
         if not stopped:
             launcher.close()
     return results
+
+
+def _stop(launcher: Launcher, sig: int) -> Terminated:
+    """Stop the launcher's workers after signal `sig`; the `Terminated` that says so in one line."""
+    n = 0
+    with contextlib.suppress(BaseException):
+        n = launcher.stop()
+    what = f" and its {n} worker process(es)" if n else ""
+    return Terminated(sig, f"{signal.Signals(sig).name}: stopped the sweep{what}; re-run the same command to resume")
 
 
 def _raise_on_signals():
