@@ -381,11 +381,6 @@ def _xy(n=16, classes=10):
     return torch.rand(n, 1, 32, 32, generator=g), torch.randint(0, classes, (n,), generator=g)
 
 
-def _evaluate(model, **kw):
-    import bench
-    return bench.evaluate(model, suite="quick", only=["clean"], device="cpu", log=lambda m: None, **kw)
-
-
 API_CASES = [
     ("seven_classes_on_fashion_mnist", lambda: dict(model=Net(7), dataset="fashion_mnist", n_examples=16),
      r"7 logits per image but the dataset has 10 classes"),
