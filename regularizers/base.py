@@ -99,6 +99,9 @@ def check_hparam(owner: str, name: str, value, typ):
 
 class Regularizer(nn.Module):
     name: ClassVar[str] = "?"
+    # The penalty's weight `alpha` must be >= 0 (0 turns the regularizer off); a regularizer for which a
+    # negative weight is meaningful (e.g. one whose penalty is a reward) sets this to True.
+    negative_alpha: ClassVar[bool] = False
 
     @dataclass
     class Params:
@@ -114,6 +117,10 @@ class Regularizer(nn.Module):
         types = {f.name: f.type for f in dataclasses.fields(self.Params)}
         hp = {k: check_hparam(f"regularizer {self.name}", k, v, types[k]) for k, v in hp.items()}
         self.hp = self.Params(**hp)
+        alpha = getattr(self.hp, "alpha", None)
+        if isinstance(alpha, (int, float)) and alpha < 0 and not self.negative_alpha:
+            raise ValueError(f"regularizer {self.name}: alpha must be >= 0 (the penalty's weight; 0 turns it off), "
+                             f"got {alpha:g}")
         self.last_log: dict = {}
 
     # ----------------------------------------------------------------- subclass API

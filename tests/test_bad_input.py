@@ -384,7 +384,10 @@ def test_csv_injection_and_terminal_control_characters(plugin_dir, trained, tmp_
     rec = json.loads((rd / "config.json").read_text())
     rec["regularizer"]["name"] = evil
     rec["config"]["regularizer"] = evil
+    from bench.core.config import RunConfig
+    rec["hash"] = RunConfig.from_dict(rec["config"]).hash()  # a record as that plugin would have written it
     store.atomic_write_json(rd / "config.json", rec)
+    rd.rename(rd.with_name(f"{rd.name.rsplit('-', 1)[0]}-{rec['hash']}"))
     from leaderboard import build_table
     from leaderboard.render import csv_safe, render
     table = build_table(tmp_path / "res")

@@ -38,12 +38,22 @@ def cmd_eval(args) -> int:
     import attacks
     from bench.cli import UserError
     from bench.core.device import resolve_device
-    only = [t.strip() for t in args.only.split(",") if t.strip()] if args.only else None
+    only = None
+    if args.only is not None:  # `--only ''` is no test at all, never "all tests"
+        only = [t.strip() for t in args.only.split(",") if t.strip()]
+        if not only:
+            raise UserError(f"--only is empty; give test names, e.g. clean,gaussian_noise "
+                            f"(valid: {', '.join(attacks.available_tests())})")
+    if args.seed is not None and not 0 <= args.seed <= 2**63 - 1:
+        raise UserError(f"--seed must be from 0 to {2**63 - 1}, got {args.seed}")
     c10c = getattr(args, "cifar10c_dir", None)
     if c10c is not None and not Path(c10c).expanduser().is_dir():  # never a silent fall-back to generated images
         raise UserError(f"--cifar10c-dir {c10c}: no such folder (it should hold the released CIFAR-10-C labels.npy "
                         "and <corruption>.npy files)")
     options = {"cifar10c_dir": str(Path(c10c).expanduser())} if c10c else None
+    if c10c:  # the generic corruptions test (attacks/corruptions.py) still reads it from the environment
+        import os
+        os.environ["REGBENCH_CIFAR10C"] = str(Path(c10c).expanduser())
     if only:
         unknown = sorted(set(only) - set(attacks.available_tests()))
         if unknown:
@@ -53,6 +63,8 @@ def cmd_eval(args) -> int:
     if args.n_examples is not None and args.n_examples < 1:
         raise UserError(f"--n-examples must be a positive number of test images, got {args.n_examples}")
     if args.robustbench:
+        from bench.cli.commands import check_results_dir
+        check_results_dir(args.out)
         return _eval_zoo(args, resolve_device(args.device or "auto"), options)
     if not args.run_dir:
         raise UserError("give a RUN_DIR (a trained record) or --robustbench NAME")
@@ -102,6 +114,8 @@ def _trained_record(run_dir: Path):
                         "fix the cause and rerun `python -m bench run` with --force")
     if not record.model_path.is_file():
         raise UserError(f"{run_dir} has no model.pt: training has not finished (re-run `python -m bench run` to resume)")
+    record.config()  # every field in its domain (`width: "abc"` is a damaged record, by its path)
+    record.check_hash()  # config.json edited under the record: refused, its results would not be what they say
     return record
 
 

@@ -265,6 +265,13 @@ class Trainer:
                 self.record.mark_failed(str(e), **({"failed_step": e.step, "failed_term": e.term}
                                                    if isinstance(e, NonFiniteLoss) else {}))
                 raise
+            except OSError as e:  # a full disk, a read-only folder: the record is not done (no temporary file is
+                # left: writes are atomic); the last complete checkpoint is the resume point, so it is kept and said
+                if e.filename is None or not self.record.checkpoint_path.is_file():
+                    raise
+                raise type(e)(e.errno, f"{e.strerror or e}; training stopped, its last checkpoint "
+                                       f"{self.record.checkpoint_path} is kept: fix the cause, then rerun the same "
+                                       "command to resume", e.filename) from None
         return self.record
 
     def _train(self) -> None:
