@@ -34,8 +34,10 @@ STAMP="$VENV/.regbench-install-stamp"
 
 say() { echo "[install] $*"; }
 
-command -v "$PY" >/dev/null 2>&1 || { say "error: no Python interpreter '$PY' (set PY=python3.X)"; exit 1; }
-minor=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+minor=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) \
+  || { say "error: cannot run the Python interpreter '$PY' (set PY= to a python3.10 ... python3.13 that runs)"; exit 1; }
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+  || { say "error: $PY is Python $minor; RegBench needs Python >= 3.10 (pyproject.toml requires-python)"; exit 1; }
 if [ -z "${CONSTRAINTS+set}" ]; then
   CONSTRAINTS=$ROOT/scripts/constraints/py$minor.txt
   [ -f "$CONSTRAINTS" ] || { say "no pins for Python $minor (looked for scripts/constraints/py$minor.txt): installing the open ranges of pyproject.toml"; CONSTRAINTS=; }
