@@ -51,9 +51,17 @@ def test_noise_curve_falls_from_clean_accuracy(ctx):
     # Fashion-MNIST: the reference's std linspace(0, 0.5, 10) (CIFAR's 0.1 would barely leave clean accuracy)
     assert curve["x"][0] == 0.0 and curve["x"][-1] == pytest.approx(0.5) and len(curve["x"]) == 10
     assert curve["y"][0] == pytest.approx(accuracy(ctx.model, ctx.x, ctx.y), abs=1e-6)
-    # the curve leaves clean accuracy: well below it at the strongest level; one image of slack for a
-    # single noisy flip between neighbouring stds
-    assert non_increasing(curve["y"], tol=1.0 / len(ctx.x)) and curve["y"][-1] < 0.7 * curve["y"][0]
+    # every point against an independent computation on the same model: the suite seed's one normal draw
+    # per image (common random numbers), x + std * z clamped to each image's own [min, max]; one image of
+    # slack for a logit that another summation order tips over
+    g = torch.Generator().manual_seed(int(ctx.seed))
+    z = torch.randn(ctx.x.shape, generator=g)
+    lo, hi = ctx.x.amin(dim=(1, 2, 3), keepdim=True), ctx.x.amax(dim=(1, 2, 3), keepdim=True)
+    want = [accuracy(ctx.model, torch.clamp(ctx.x + s * z, lo, hi), ctx.y) for s in curve["x"]]
+    assert curve["y"] == pytest.approx(want, abs=1.5 / len(ctx.x))
+    # the curve leaves clean accuracy (a property of any model that learned the task, not of one CPU's
+    # weights): the three strongest levels lie below the three weakest by at least 5 of the 96 images
+    assert sum(curve["y"][-3:]) / 3 < sum(curve["y"][:3]) / 3 - 5.0 / len(ctx.x)
     assert out["result"]["summary"]["strength_50"] is None or 0 < out["result"]["summary"]["strength_50"] <= 0.5
     assert out["cost"]["forward_calls"] == 10 and out["cost"]["seconds"] > 0
 
