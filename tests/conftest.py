@@ -58,19 +58,17 @@ def small_trained_run(tmp_path_factory):
     surrogate seed, so `bench.app.pipeline.provide_surrogate` finds this record as its own transfer surrogate
     instead of training a second model. REGBENCH_TEST_RUNS=DIR keeps it between sessions (the trainer skips a
     finished run)."""
+    import attacks
     from attacks.base import accuracy
     from bench.core.config import build_config
-    from bench.core.data import load_for_config
-    from bench.core.records import Record
     from bench.engine.trainer import train
     torch.set_num_threads(2)
     out = os.environ.get("REGBENCH_TEST_RUNS") or tmp_path_factory.mktemp("shared_runs")
     cfg = build_config("tiny", dict(out=str(out), progress=False, n_train=4096, epochs=2, batch_size=64, lr=0.1,
                                     lr_schedule="cosine", select="last", seed=1000))
     run = train(cfg, log=lambda *a, **k: None)
-    _, model = Record(run).load_model()
-    d = load_for_config(cfg)
-    acc = accuracy(model, d.test_x, d.test_y)
+    c = attacks.context_for_run(run, progress=False)  # the record's model and its test images, as the tests see them
+    acc = accuracy(c.model, c.x, c.y)
     assert acc >= SMALL_RUN_MIN_ACCURACY, (f"the shared test model reached {acc:.3f} test accuracy on "
-                                           f"{len(d.test_x)} images, below the stated {SMALL_RUN_MIN_ACCURACY}")
+                                           f"{len(c.x)} images, below the stated {SMALL_RUN_MIN_ACCURACY}")
     return run
