@@ -26,6 +26,19 @@ from bench.core.config import RunConfig, validate
 _HASH_RE = re.compile(r"[0-9a-f]{12}")
 CONFIG, METRICS, MODEL, REGULARIZER, CHECKPOINT, LOG = (
     "config.json", "metrics.json", "model.pt", "regularizer.pt", "checkpoint.pt", "train_log.jsonl")
+# config.json's `out`: the results folder, written relative to the record. A record always lies directly
+# inside its results folder, so this is its parent, and a record carries no path of the machine that made it
+# (`out` is outside the config hash, so the hash is unchanged). Readers take the record's actual parent.
+RECORD_OUT = ".."
+
+
+def portable_header(header: dict) -> dict:
+    """`header` with `config.out` set to `RECORD_OUT` (nothing else changes); other headers as they are.
+    What `Record.write_header` stores, and what scripts/migrate_records.py applies to old records."""
+    cfg = header.get("config") if isinstance(header, dict) else None
+    if not isinstance(cfg, dict) or "out" not in cfg or cfg["out"] == RECORD_OUT:
+        return header
+    return {**header, "config": {**cfg, "out": RECORD_OUT}}
 
 
 class Record:
@@ -87,7 +100,9 @@ class Record:
 
     def config(self) -> RunConfig:
         """The record's RunConfig, every field checked (`bench.core.config.validate`): a config.json of the
-        wrong shape or with a value out of its domain (`width: "abc"`) is a `DamagedRecord` naming it."""
+        wrong shape or with a value out of its domain (`width: "abc"`) is a `DamagedRecord` naming it. Its
+        `out` is the folder the record lies in now (config.json keeps it relative, older records an absolute
+        path of the machine that trained them)."""
         h = self.header()
         if h is None:
             raise FileNotFoundError(f"no config.json in {self.path}: not a RegBench run directory")
@@ -95,11 +110,14 @@ class Record:
         if not isinstance(cfg_d, dict):
             raise store.DamagedRecord(self.path / CONFIG, "no \"config\" object")
         try:
-            cfg = RunConfig.from_dict(cfg_d)
+            cfg = self._config_of(h)
             validate(cfg)
         except (TypeError, ValueError) as e:
             raise store.DamagedRecord(self.path / CONFIG, " ".join(str(e).split())[:200]) from None
         return cfg
+
+    def _config_of(self, h: dict) -> RunConfig:
+        return RunConfig.from_dict({**h["config"], "out": str(self.path.expanduser().resolve().parent)})
 
     def hash_problem(self) -> str | None:
         """Why config.json does not match the record's hash, or None when it does. The hash is in the folder's
@@ -177,7 +195,7 @@ class Record:
 
     # ------------------------------------------------------------------ writing
     def write_header(self, header: dict) -> None:
-        store.atomic_write_json(self.path / CONFIG, header)
+        store.atomic_write_json(self.path / CONFIG, portable_header(header))
 
     def merge(self, updates: dict) -> dict:
         """Merge top-level keys into metrics.json atomically under the folder's lock."""
@@ -236,7 +254,7 @@ class Record:
         h = self.header()
         if h is None:
             raise FileNotFoundError(f"no config.json in {self.path}: not a RegBench run directory")
-        cfg = RunConfig.from_dict(h["config"])
+        cfg = self._config_of(h)
         m = h["model"]
         model = model_from_config(cfg, m["channels"], m["num_classes"])
         try:
