@@ -52,17 +52,19 @@ def to_gray(x: torch.Tensor) -> torch.Tensor:
 def generate(x: torch.Tensor, name: str, severity: int, seed: int, out_channels: int | None = None) -> torch.Tensor:
     """Corrupted copy of a [0, 1] batch, seeded by (seed, corruption, severity), in chunks of CHUNK
     images (chunk k uses its own generator, so the output does not depend on the device's memory).
+    Generated on the CPU with CPU generators whatever `x.device` is, then moved there: the corrupted
+    images (and so a suite result) do not depend on the evaluation device.
     `out_channels=1` with RGB input corrupts in RGB and converts to gray afterwards."""
     if name not in ops.OPS:
         raise ValueError(f"unknown corruption {name!r}; valid: {', '.join(ops.CORRUPTIONS)}")
     outs = []
     for k, i in enumerate(range(0, len(x), CHUNK)):
-        g = torch.Generator(device=x.device)
+        g = torch.Generator()
         g.manual_seed(int(seed) * 1_000_003 + ops.CORRUPTIONS.index(name) * 1009 + severity * 101 + k)
-        y = quantize(ops.corrupt(x[i:i + CHUNK], name, severity, g))
+        y = quantize(ops.corrupt(x[i:i + CHUNK].cpu(), name, severity, g))
         if out_channels == 1 and y.shape[1] == 3:
             y = to_gray(y)
-        outs.append(y)
+        outs.append(y.to(x.device))
     return torch.cat(outs) if outs else x[:0].clone()
 
 

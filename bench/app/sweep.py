@@ -42,7 +42,8 @@ class SweepSpec:
     train_only: bool = False  # train every job (and surrogates), evaluate nothing
     launcher: str = "local"  # local | ray | slurm
     workers: int | None = None
-    threads: int | None = None
+    threads: int | None = None  # torch threads per job (local: default cores / workers; ray: CPUs per job)
+    gpus_per_job: float | None = None  # ray: a fraction packs several jobs on one GPU (None: 1 when there are GPUs)
     ray_address: str | None = None
     slurm_cluster: str | None = None
     slurm_params: dict = dataclasses.field(default_factory=dict)
@@ -306,6 +307,7 @@ def _launcher(spec: SweepSpec, plan: Plan, log_dir: Path):
     return make_launcher(spec.launcher, workers=spec.workers, threads=spec.threads,
                          device=plan.specs[0].config["device"] if plan.specs else "auto",
                          ray_address=spec.ray_address, slurm_cluster=spec.slurm_cluster,
+                         gpus_per_job=spec.gpus_per_job,
                          slurm_params=dict(spec.slurm_params or {}), log_dir=log_dir)
 
 

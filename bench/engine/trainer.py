@@ -22,8 +22,8 @@ import regularizers as regs
 from bench.core import data as bdata
 from bench.core import store
 from bench.core.config import RunConfig, lr_at, validate
-from bench.core.device import (available_memory, determinism_info, device_info, resolve_device, synchronize,
-                               to_device)
+from bench.core.device import (available_memory, determinism_info, device_info, device_shared_by, resolve_device,
+                               synchronize, to_device)
 from bench.core.models import count_parameters, model_from_config
 from bench.core.records import Record
 
@@ -301,7 +301,7 @@ class Trainer:
                      "n_val": len(d.val_x), "n_test": len(d.test_x)},
             "budget": {"epochs": cfg.epochs, "steps_per_epoch": self.spe, "steps": self.total_steps,
                        "batch_size": cfg.batch_size, "budget_seconds": cfg.budget_seconds},
-            "step_path": self.path.describe(), "determinism": determinism_info(device)})
+            "step_path": self.path.describe(), "determinism": determinism_info(device, self.path.amp_dtype)})
 
     def setup_optimizer(self) -> None:
         cfg = self.cfg
@@ -475,6 +475,8 @@ class Trainer:
                    "best_val_loss": state["best_val"],
                    "selected_epoch": state["best_epoch"] if cfg.select == "best_val_loss" else cfg.epochs,
                    "device": device_info(self.device)["name"], **self.path.describe()}
+        if device_shared_by() > 1:  # other worker processes ran on this device: its seconds include theirs
+            summary["device_shared_by"] = device_shared_by()
         if self.device.type == "cuda":
             summary["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
         summary.update(self.reg.describe_training())
