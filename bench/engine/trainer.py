@@ -4,8 +4,10 @@ Every regularizer in a comparison gets the same step budget (epochs x steps per 
 steps per epoch depend on the task data only), on the same device kind. The run records what it
 cost: steps, images processed (task + regularization), wall and device seconds, device name and
 (on CUDA) peak memory. Resumable: a checkpoint with the model, regularizer, optimizer, the
-epoch's data order and generator state is written every `ckpt_every` steps and at epoch ends, so
-a killed run continues exactly where it stopped (bit-identical on CPU).
+epoch's data order and generator state is written every `ckpt_minutes` (and every `ckpt_every`
+steps when set), so a killed run continues exactly where it stopped (bit-identical on CPU); it loses
+at most that much work. The best epoch's weights live in host memory (written with each checkpoint)
+until the run ends, so they cost no device memory and no extra writes.
 """
 from __future__ import annotations
 
@@ -281,7 +283,7 @@ class Trainer:
                 self.end_of_epoch()
             elapsed = self.state["wall_s"] + (time.perf_counter() - self.t_call)
             over_budget = self.cfg.budget_seconds is not None and elapsed >= self.cfg.budget_seconds
-            if end_of_epoch or self.state["step"] % self.cfg.ckpt_every == 0 or over_budget:
+            if over_budget or self.checkpoint_due():
                 self.checkpoint()
             if over_budget:
                 stopped_by = "budget_seconds"
@@ -325,7 +327,8 @@ class Trainer:
         self.reg.load_state_dict(ck["regularizer"])
         self.opt.load_state_dict(ck["optimizer"])
         self.state.update({k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in ck["state"].items()})
-        self.best_model = ck.get("best_model")
+        best = ck.get("best_model")
+        self.best_model = None if best is None else {k: v.cpu() for k, v in best.items()}
         self.perm = ck["perm"].cpu()
         self.gen = torch.Generator()
         self.gen.set_state(ck["gen_state"].cpu())
@@ -338,7 +341,7 @@ class Trainer:
             from tqdm.auto import tqdm
             self.progress = tqdm(total=self.total_steps, initial=self.state["step"], unit="step", leave=False,
                                  desc=f"{self.cfg.regularizer} s{self.cfg.seed}", dynamic_ncols=True)
-        self.t_call = time.perf_counter()
+        self.t_call = self.t_ckpt = time.perf_counter()
         self.model.train()
         # running sums stay on the device (float64) and are read only at log points: no host sync
         self.running = {"loss": 0.0, "ce": 0.0, "reg": 0.0, "n": 0}
@@ -436,15 +439,25 @@ class Trainer:
         self.record.append_log({"step": step, "epoch": step // self.spe, "val_loss": vloss, "val_acc": vacc})
         if vloss < self.state["best_val"]:
             self.state["best_val"], self.state["best_epoch"] = vloss, step // self.spe
-            self.best_model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            # kept in host memory (no device memory for a second model); written only with checkpoints
+            self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def _clock(self) -> None:
         self.state["device_s"] = self.timer.seconds()
         self.state["wall_s"] += time.perf_counter() - self.t_call
         self.t_call = time.perf_counter()
 
+    def checkpoint_due(self) -> bool:
+        """A checkpoint every `ckpt_minutes` of wall time (and every `ckpt_every` steps when set): a host
+        clock read, no device sync."""
+        every = self.cfg.ckpt_every
+        if every is not None and self.state["step"] % every == 0:
+            return True
+        return time.perf_counter() - self.t_ckpt >= 60.0 * float(self.cfg.ckpt_minutes)
+
     def checkpoint(self) -> None:
         """Everything a resumed run needs to continue bit-identically, written atomically."""
+        self.t_ckpt = time.perf_counter()
         self._clock()
         self.guard.check()
         ck = {"model": self.model.state_dict(), "regularizer": self.reg.state_dict(),
