@@ -153,7 +153,8 @@ def test_checkpoints_by_time_and_best_model_on_host(tmp_path, monkeypatch):
     real = store.atomic_torch_save
 
     def spy(path, obj):
-        writes.append({k: obj[k] for k in ("state", "best_model") if k in obj})
+        if Path(path).name == "checkpoint.pt":
+            writes.append({k: obj[k] for k in ("state", "best_model") if k in obj})
         return real(path, obj)
 
     monkeypatch.setattr(store, "atomic_torch_save", spy)
