@@ -43,7 +43,7 @@ STALE_AFTER_S = 180.0  # a "running" job on another host with no heartbeat for t
 class JobSpec:
     """What a worker needs to run one job; plain data so it pickles to any launcher."""
     id: str  # e.g. "pixel_sim/fashion_mnist/s0"
-    kind: str  # "run" (train + suite) | "surrogate" (train only)
+    kind: str  # "run" (train + suite) | "surrogate" (train only) | "train" (a run's training, launched apart)
     config: dict  # RunConfig.to_dict()
     run_dir: str
     deps: list = field(default_factory=list)  # ids of jobs that must finish first
@@ -61,7 +61,7 @@ class JobSpec:
 
     def label(self) -> str:
         c = self.config
-        role = " (surrogate)" if self.kind == "surrogate" else ""
+        role = {"surrogate": " (surrogate)", "train": " (training)"}.get(self.kind, "")
         return f"{c['regularizer']} {c['dataset']} s{c['seed']}{role}"
 
     def to_dict(self) -> dict:
@@ -206,7 +206,8 @@ def run_job(spec: JobSpec | dict) -> dict:
         hb.stop()
         secs = round(time.time() - t0, 1)
         fh.write(f"done in {secs} s\n")
-    write("done", seconds=secs, finished=_now())
+    # a run's training launched apart ("train") leaves the status "trained": the run's own job is not done yet
+    write("trained" if spec.kind == "train" else "done", seconds=secs, finished=_now())
     result.update(state="done", seconds=secs)
     return result
 

@@ -327,6 +327,27 @@ def _device_check(plan: Plan, log=print) -> None:
                 "steps are identical, but their time costs are not comparable")
 
 
+TRAIN_SUFFIX = "/train"
+
+
+def split_training(todo: list) -> list:
+    """Jobs to launch, with training not waiting for the surrogate: a run that needs the surrogate only
+    for its evaluation and is not trained yet gets a train-only job with no dependency (launched with the
+    surrogate, side by side on free workers), and its own job (which then only evaluates) waits for both.
+    Order: surrogates, training, evaluations. The plan itself (one job per record) does not change."""
+    surs = [s for s in todo if s.kind == "surrogate"]
+    trains, runs = [], []
+    for s in todo:
+        if s.kind == "surrogate":
+            continue
+        if s.kind == "run" and s.evaluate and s.deps and not Record(s.run_dir).is_trained():
+            t = dataclasses.replace(s, id=s.id + TRAIN_SUFFIX, kind="train", deps=[], evaluate=False)
+            trains.append(t)
+            s = dataclasses.replace(s, deps=list(s.deps) + [t.id])
+        runs.append(s)
+    return surs + trains + runs
+
+
 def run_sweep(spec: SweepSpec, log=print) -> tuple[Plan, dict]:
     """Launch what is missing of a sweep; returns (plan, {job id: result})."""
     from bench.core import store
@@ -361,7 +382,8 @@ def run_sweep(spec: SweepSpec, log=print) -> tuple[Plan, dict]:
                                                     "jobs": [s.to_dict() for s in plan.specs]})
     launcher = _launcher(spec, plan, log_dir)
     log(f"[sweep] launcher: {launcher.describe()}")
-    results = run_jobs(todo, launcher, done=done, log=log)
+    results = run_jobs(split_training(todo), launcher, done=done, log=log)
+    results = {k: v for k, v in results.items() if not k.endswith(TRAIN_SUFFIX)}  # reported through their runs
     _device_check(plan, log)
     return plan, results
 
