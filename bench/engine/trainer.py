@@ -514,7 +514,8 @@ class Trainer:
                    "wall_s": round(state["wall_s"], 3), "device_s": round(state["device_s"], 3),
                    "best_val_loss": state["best_val"],
                    "selected_epoch": state["best_epoch"] if cfg.select == "best_val_loss" else cfg.epochs,
-                   "device": device_info(self.device)["name"], **self.path.describe()}
+                   "device": device_info(self.device)["name"], **self.path.describe(),
+                   **getattr(self, "extra_summary", {})}
         if device_shared_by() > 1:  # other worker processes ran on this device: its seconds include theirs
             summary["device_shared_by"] = device_shared_by()
         if self.device.type == "cuda":
