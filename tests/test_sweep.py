@@ -207,3 +207,18 @@ def test_training_does_not_wait_for_the_surrogate(tmp_path, smoke):
     for s in train_only:
         s.evaluate = False
     assert [j.kind for j in split_training(plan.specs)] == ["surrogate", "run", "run"]
+
+
+def test_sweep_pack_trains_runs_together_into_their_own_records(tmp_path, smoke):
+    from bench.app.sweep import split_training
+    out = tmp_path / "res"
+    args = ["sweep", "--regularizers", "none", "--seeds", "0-1", *smoke, "--out", str(out)]
+    plan = plan_sweep(spec_from_args(build_parser().parse_args(args)))
+    jobs = split_training(plan.specs, pack=2)
+    assert [j.kind for j in jobs] == ["surrogate", "pack", "run", "run"]
+    assert [c["seed"] for c in jobs[1].pack] == [0, 1] and all(jobs[1].id in r.deps for r in jobs[2:])
+    assert main(args + ["--pack", "2", "--workers", "1", "--no-leaderboard"]) == 0
+    for s in plan.runs:
+        assert is_complete(s)
+        assert json.loads(Path(s.run_dir, "metrics.json").read_text())["train"]["packed"] == 2
+    assert main(args + ["--pack", "0", "--no-leaderboard"]) != 0

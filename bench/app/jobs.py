@@ -44,12 +44,14 @@ class JobSpec:
     """What a worker needs to run one job; plain data so it pickles to any launcher."""
     id: str  # e.g. "pixel_sim/fashion_mnist/s0"
     kind: str  # "run" (train + suite) | "surrogate" (train only) | "train" (a run's training, launched apart)
+    #            | "pack" (several runs' training, packed on one device)
     config: dict  # RunConfig.to_dict()
     run_dir: str
     deps: list = field(default_factory=list)  # ids of jobs that must finish first
     plugins: list = field(default_factory=list)  # modules that register regularizers
     threads: int | None = None  # torch.set_num_threads in the job (None: leave as is)
     evaluate: bool = True  # False: train only (a later sweep without --train-only evaluates)
+    pack: list = field(default_factory=list)  # kind "pack": the configs trained together (bench.engine.packed)
 
     @property
     def log_path(self) -> Path:
@@ -61,7 +63,8 @@ class JobSpec:
 
     def label(self) -> str:
         c = self.config
-        role = {"surrogate": " (surrogate)", "train": " (training)"}.get(self.kind, "")
+        role = {"surrogate": " (surrogate)", "train": " (training)",
+                "pack": f" (training, packed with {len(self.pack) - 1} more)"}.get(self.kind, "")
         return f"{c['regularizer']} {c['dataset']} s{c['seed']}{role}"
 
     def to_dict(self) -> dict:
@@ -190,7 +193,13 @@ def run_job(spec: JobSpec | dict) -> dict:
                 if Record.for_config(cfg) != Record(run_dir):
                     raise RuntimeError(f"job {spec.id} would write {Record.for_config(cfg).path}, expected {run_dir} "
                                        "(config changed in flight?)")
-                run_and_evaluate(cfg, evaluate=spec.kind == "run" and spec.evaluate, log=log)
+                if spec.kind == "pack":  # members that fail are marked in their records; their run jobs report it
+                    from bench.engine.packed import train_packed
+                    res = train_packed([RunConfig.from_dict(c) for c in spec.pack], log=log)
+                    if all(v is not None for v in res.values()):
+                        raise RuntimeError(f"every run of the pack failed: {next(iter(res.values()))}")
+                else:
+                    run_and_evaluate(cfg, evaluate=spec.kind == "run" and spec.evaluate, log=log)
         except (KeyboardInterrupt, SystemExit) as e:
             hb.stop()
             fh.write(f"interrupted: {type(e).__name__}\n")
@@ -207,7 +216,7 @@ def run_job(spec: JobSpec | dict) -> dict:
         secs = round(time.time() - t0, 1)
         fh.write(f"done in {secs} s\n")
     # a run's training launched apart ("train") leaves the status "trained": the run's own job is not done yet
-    write("trained" if spec.kind == "train" else "done", seconds=secs, finished=_now())
+    write("trained" if spec.kind in ("train", "pack") else "done", seconds=secs, finished=_now())
     result.update(state="done", seconds=secs)
     return result
 

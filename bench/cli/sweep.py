@@ -32,7 +32,8 @@ def spec_from_args(args):
                      threads=getattr(args, "threads", None), gpus_per_job=getattr(args, "gpus_per_job", None),
                      ray_address=getattr(args, "ray_address", None),
                      slurm_cluster=getattr(args, "slurm_cluster", None), slurm_params=slurm,
-                     force=bool(getattr(args, "force", False)))
+                     force=bool(getattr(args, "force", False)),
+                     pack=1 if getattr(args, "pack", None) is None else args.pack)
 
 
 def cmd_sweep(args) -> int:
@@ -102,6 +103,9 @@ def add_sweep_args(p, demo: bool = False) -> None:
     p.add_argument("--slurm-param", action="append", default=[], dest="slurm_param", metavar="KEY=VALUE",
                    help="slurm: submitit executor parameter, e.g. slurm_partition=gpu, timeout_min=600")
     p.add_argument("--force", action="store_true", help="run jobs whose status says running (their process is gone)")
+    p.add_argument("--pack", type=int, default=1,
+                   help="train K runs of one regularizer at once on one device, in one batched forward/backward "
+                        "(each still its own record; default: 1)")
     p.add_argument("--train-only", action="store_true", dest="train_only",
                    help="train every job (and the surrogates) but run no suite; a later run without it evaluates")
     add_common_run_args(p)
