@@ -128,3 +128,19 @@ def test_a_failing_member_fails_only_its_own_record(tmp_path):
         rec = Record.for_config(c)
         assert res[str(rec.path)] is None and rec.is_trained()
         assert json.loads((rec.path / "metrics.json").read_text())["train"]["steps"] == 16
+
+
+def test_packed_takes_the_members_fast_path(tmp_path, monkeypatch):
+    """On the fast path (forced on the CPU: channels_last + bf16 autocast, as on CUDA) the pack runs its
+    forwards in one autocast region and its members record that path: a pack never mixes step paths."""
+    from bench.engine import trainer as btrain
+    fast = btrain.StepPath(fast=True, channels_last=True, amp_dtype=torch.bfloat16, compiled=False)
+    monkeypatch.setattr(btrain, "step_path", lambda c, d: fast)
+    cfgs = [tiny_config(tmp_path, seed=s, epochs=1, steps_per_epoch=3, batch_size=16,
+                        regularizer="pixel_sim", reg_params={"n_images": 64, "pairs_per_step": 4}) for s in (0, 1)]
+    assert list(train_packed(cfgs, log=lambda *a: None).values()) == [None, None]
+    for c in cfgs:
+        m = json.loads((Record.for_config(c).path / "metrics.json").read_text())["train"]
+        assert m["amp_dtype"] == "bfloat16" and m["packed"] == 2 and m["steps"] == 3
+        assert all(torch.isfinite(v).all() for v in torch.load(Record.for_config(c).path / "model.pt",
+                                                                weights_only=True).values() if v.is_floating_point())

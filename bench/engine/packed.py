@@ -32,7 +32,7 @@ import regularizers as regs
 from bench.core.config import RunConfig, lr_at
 from bench.core.device import synchronize
 from bench.core.records import Record
-from bench.engine.trainer import NonFiniteLoss, Trainer
+from bench.engine.trainer import NonFiniteLoss, Trainer, path_autocast
 
 
 def check_packable(cfgs: list[RunConfig]) -> None:
@@ -170,6 +170,7 @@ class PackedTrainer:
                 self.buffers[n][i].copy_(b)
 
     def _forward(self, x: torch.Tensor, features: bool):
+        """One vmapped forward of every member (inside the step's autocast region on the fast path)."""
         base = self.base
 
         def one(p, b, xi):
@@ -191,6 +192,45 @@ class PackedTrainer:
             g["lr"] = lr
         x = torch.stack(xs)
         b = x.shape[1]
+        with path_autocast(m0.path, self.device.type):  # the members' step path: one autocast region
+            logits, feats = self._forwards(m0, x, b, rbs)
+        if m0.path.amp_dtype is not None:
+            logits, feats = logits.float(), (None if feats is None else [f.float() for f in feats])
+        terms = []
+        for i in self.alive:
+            m = members[i]
+            m.lr = lr
+            ce = F.cross_entropy(logits[i], ys[i])
+            pen, m.rlog = m.reg([f[i] for f in feats], rbs[i]) if m.reg.active else (None, {})
+            terms.append((i, ce, pen))
+        ok = torch.stack([torch.isfinite(ce) & (torch.isfinite(pen) if pen is not None else torch.isfinite(ce))
+                          for _, ce, pen in terms]).tolist()  # one host sync per step for the whole pack
+        losses, failed = [], {}
+        for (i, ce, pen), good in zip(terms, ok):
+            m = members[i]
+            if not good:  # this member fails alone (the guard names the term and the step)
+                try:
+                    m.guard.eager = True
+                    m.guard.update(step + 1, ce, pen)
+                except NonFiniteLoss as e:
+                    m.record.mark_failed(str(e), failed_step=e.step, failed_term=e.term)
+                    self.log(f"[regbench] packed member {m.record.name} failed: {e}")
+                    self.alive.remove(i)
+                    failed[i] = e
+                    continue
+            loss = ce if pen is None else ce + pen
+            losses.append(loss)
+            m.state["step"] += 1
+            m.state["images"] += b
+            m.state["reg_images"] += 0 if (rbs[i] is None or rbs[i].images is None) else rbs[i].images.shape[0]
+            m._accumulate(loss, ce, pen)
+        if losses:
+            self.opt.zero_grad(set_to_none=True)
+            torch.stack(losses).sum().backward()  # member i's parameters get d loss_i only
+            self.opt.step()
+        return failed
+
+    def _forwards(self, m0: Trainer, x: torch.Tensor, b: int, rbs: list):
         extra = None if rbs[0] is None else rbs[0].images
         if not m0.reg.active:
             logits, feats = self._forward(x, False), None
@@ -204,32 +244,7 @@ class PackedTrainer:
             g = int(rbs[0].meta.get("groups", 1))
             parts = [self._forward(torch.stack([r.images.chunk(g)[c] for r in rbs]), True)[1] for c in range(g)]
             feats = [torch.cat(fs, 1) for fs in zip(*parts)]
-        losses, failed = [], {}
-        for i in list(self.alive):
-            m = members[i]
-            m.lr = lr
-            ce = F.cross_entropy(logits[i], ys[i])
-            pen, m.rlog = m.reg([f[i] for f in feats], rbs[i]) if m.reg.active else (None, {})
-            loss = ce if pen is None else ce + pen
-            try:
-                m.guard.update(step + 1, ce, pen)
-                m.guard.check()
-            except NonFiniteLoss as e:  # this member fails alone
-                m.record.mark_failed(str(e), failed_step=e.step, failed_term=e.term)
-                self.log(f"[regbench] packed member {m.record.name} failed: {e}")
-                self.alive.remove(i)
-                failed[i] = e
-                continue
-            losses.append(loss)
-            m.state["step"] += 1
-            m.state["images"] += b
-            m.state["reg_images"] += 0 if (rbs[i] is None or rbs[i].images is None) else rbs[i].images.shape[0]
-            m._accumulate(loss, ce, pen)
-        if losses:
-            self.opt.zero_grad(set_to_none=True)
-            torch.stack(losses).sum().backward()  # member i's parameters get d loss_i only
-            self.opt.step()
-        return failed
+        return logits, feats
 
     @torch.no_grad()
     def _sync(self, members: list[Trainer]) -> None:
