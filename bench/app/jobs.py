@@ -153,6 +153,27 @@ class _Heartbeat(threading.Thread):
             self.join(timeout=10)  # never let a late heartbeat overwrite the final status
 
 
+def _work(spec: JobSpec, run_dir: Path, log) -> None:
+    """What a job does: train (and evaluate, for kind "run"), or train a pack of runs together."""
+    if spec.plugins:
+        import regularizers
+        for mod in spec.plugins:
+            regularizers.load_plugin(mod)
+    from bench.app.pipeline import run_and_evaluate
+    from bench.core.config import RunConfig
+    cfg = RunConfig.from_dict(spec.config)
+    if Record.for_config(cfg) != Record(run_dir):
+        raise RuntimeError(f"job {spec.id} would write {Record.for_config(cfg).path}, expected {run_dir} "
+                           "(config changed in flight?)")
+    if spec.kind == "pack":  # members that fail are marked in their records; their run jobs report it
+        from bench.engine.packed import train_packed
+        res = train_packed([RunConfig.from_dict(c) for c in spec.pack], log=log)
+        if all(v is not None for v in res.values()):
+            raise RuntimeError(f"every run of the pack failed: {next(iter(res.values()))}")
+    else:
+        run_and_evaluate(cfg, evaluate=spec.kind == "run" and spec.evaluate, log=log)
+
+
 def run_job(spec: JobSpec | dict) -> dict:
     """Run one job (train, then the suite for kind "run"); returns
     {"id", "state": "done"|"failed", "run_dir", "log", "seconds", "error"?}. Ordinary errors are
@@ -183,23 +204,7 @@ def run_job(spec: JobSpec | dict) -> dict:
                 if spec.threads:
                     import torch
                     torch.set_num_threads(int(spec.threads))
-                if spec.plugins:
-                    import regularizers
-                    for mod in spec.plugins:
-                        regularizers.load_plugin(mod)
-                from bench.app.pipeline import run_and_evaluate
-                from bench.core.config import RunConfig
-                cfg = RunConfig.from_dict(spec.config)
-                if Record.for_config(cfg) != Record(run_dir):
-                    raise RuntimeError(f"job {spec.id} would write {Record.for_config(cfg).path}, expected {run_dir} "
-                                       "(config changed in flight?)")
-                if spec.kind == "pack":  # members that fail are marked in their records; their run jobs report it
-                    from bench.engine.packed import train_packed
-                    res = train_packed([RunConfig.from_dict(c) for c in spec.pack], log=log)
-                    if all(v is not None for v in res.values()):
-                        raise RuntimeError(f"every run of the pack failed: {next(iter(res.values()))}")
-                else:
-                    run_and_evaluate(cfg, evaluate=spec.kind == "run" and spec.evaluate, log=log)
+                _work(spec, run_dir, log)
         except (KeyboardInterrupt, SystemExit) as e:
             hb.stop()
             fh.write(f"interrupted: {type(e).__name__}\n")
