@@ -43,7 +43,9 @@ GROUP_COLS = ["dataset", "color", "arch", "width", "budget_steps", "regularizer"
 INFO_COLS = ["label", "external", "model_params", "protocol", "suite_name", "epochs", "n_test"]
 BASELINE = "none"
 SCORE = "score"
-TRAIN_COST_KEYS = ("wall_s", "device_s", "steps", "images", "reg_images", "task_images", "peak_memory_mb")
+# device_shared_by: present (> 1) only when worker processes shared the device, so its seconds include theirs
+TRAIN_COST_KEYS = ("wall_s", "device_s", "steps", "images", "reg_images", "task_images", "peak_memory_mb",
+                   "device_shared_by")
 
 
 def _canon(obj) -> str:

@@ -30,6 +30,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
+from bench.core.device import to_device
+
 
 @dataclass
 class RegBatch:
@@ -37,10 +39,13 @@ class RegBatch:
     regularizer needs to score them (e.g. pair indices and their target similarities)."""
     images: torch.Tensor | None = None  # float [M, C, H, W] in [0, 1], or None
     meta: dict = field(default_factory=dict)
+    host_keys: tuple = ()  # meta entries the penalty never needs on the device: not copied each step
 
     def to(self, device) -> "RegBatch":
-        mv = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in self.meta.items()}
-        return RegBatch(None if self.images is None else self.images.to(device, non_blocking=True), mv)
+        """On `device` (host -> CUDA copies from pinned memory, non-blocking: no sync in the step)."""
+        mv = {k: (to_device(v, device) if isinstance(v, torch.Tensor) and k not in self.host_keys else v)
+              for k, v in self.meta.items()}
+        return RegBatch(None if self.images is None else to_device(self.images, device), mv, self.host_keys)
 
 
 @dataclass

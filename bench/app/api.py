@@ -205,6 +205,13 @@ def _test_images(model: nn.Module, dataset: str, n_examples, color, image_size, 
     return bdata.to_float(d.test_x[idx]), d.test_y[idx], d.num_classes, idx
 
 
+def train_packed(configs: list[RunConfig], *, force: bool = False, log=print) -> dict:
+    """Train several runs of one comparison (e.g. seeds of one regularizer) packed on one device, each
+    into its own ordinary record; returns {record path: None, or the error its run failed with}."""
+    from bench.engine.packed import train_packed as _train_packed
+    return _train_packed(list(configs), log=log, force=force)
+
+
 def sweep(spec: SweepSpec, log=print) -> tuple[Plan, dict]:
     """Run what is missing of a sweep (regularizers x seeds x datasets); returns (plan, {job id: result})."""
     return run_sweep(spec, log=log)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench.app.jobs import JobSpec, run_job
+from bench.core.device import SHARED_ENV, worker_devices
 
 LAUNCHERS = ("local", "ray", "slurm")
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,12 +105,14 @@ def die_with_parent(parent_pid: int | None) -> None:
 
 # ----------------------------------------------------------------------------- local
 def _init_worker(device_queue, threads, pythonpath, parent_pid=None):
-    """Runs first in each spawned worker: die with the sweep's process, pin one GPU, set the thread count."""
+    """Runs first in each spawned worker: die with the sweep's process, pin one GPU (a token of the parent's
+    CUDA_VISIBLE_DEVICES, with how many workers share it), set the thread count."""
     die_with_parent(parent_pid)
     dev = None
     if device_queue is not None:
-        dev = device_queue.get()
+        dev, shared_by = device_queue.get()
         os.environ["CUDA_VISIBLE_DEVICES"] = str(dev)
+        os.environ[SHARED_ENV] = str(shared_by)
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)
         import torch
@@ -119,16 +122,16 @@ def _init_worker(device_queue, threads, pythonpath, parent_pid=None):
 class LocalLauncher(Launcher):
     name = "local"
 
-    def __init__(self, workers: int | None = None, threads: int | None = None, gpus: list[int] | None = None):
+    def __init__(self, workers: int | None = None, threads: int | None = None, gpus: list | None = None):
         if gpus is None:
             gpus = []
-        self.gpus = list(gpus)
+        self.gpus = [str(g) for g in gpus]  # CUDA_VISIBLE_DEVICES tokens (index, GPU-/MIG- UUID)
         if workers is None:
             workers = max(1, len(self.gpus))
         if workers < 1:
             raise ValueError("--workers must be >= 1")
         self.workers = workers
-        if threads is None and not self.gpus:
+        if threads is None:  # GPU workers too: each feeds its device from the host, cores split evenly
             threads = max(1, (os.cpu_count() or 1) // workers)
         self.threads = threads
         self.capacity = workers
@@ -142,14 +145,19 @@ class LocalLauncher(Launcher):
         per = f"GPUs {self.gpus}" if self.gpus else f"{self.threads} thread(s) each"
         return f"local, {self.workers} worker processes ({per})"
 
+    def assignments(self) -> list[tuple[str, int]]:
+        """(CUDA_VISIBLE_DEVICES token, workers on that device) per worker, round-robin over the GPUs."""
+        devs = [self.gpus[i % len(self.gpus)] for i in range(self.workers)] if self.gpus else []
+        return [(d, devs.count(d)) for d in devs]
+
     def _make_pool(self):
         import multiprocessing as mp
         ctx = mp.get_context("spawn")
         q = None
         if self.gpus:
             q = ctx.Queue()
-            for i in range(self.workers):
-                q.put(self.gpus[i % len(self.gpus)])
+            for dev, shared_by in self.assignments():
+                q.put((dev, shared_by))
         _export_project_path()
         return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
                                       initargs=(q, self.threads, PROJECT_ROOT, os.getpid()))
@@ -215,7 +223,8 @@ class LocalLauncher(Launcher):
 
 
 # ----------------------------------------------------------------------------- ray
-def _ray_entry(spec):
+def _ray_entry(spec, shared_by: int = 1):
+    os.environ[SHARED_ENV] = str(shared_by)  # a fractional GPU: the cost columns say it was shared
     return run_job(spec)
 
 
@@ -261,7 +270,8 @@ class RayLauncher(Launcher):
     def submit(self, spec):
         if spec.threads is None:
             spec.threads = max(1, int(self.cpus_per_job))
-        ref = self.remote.remote(spec)
+        g = float(self.gpus_per_job or 0)
+        ref = self.remote.remote(spec, max(1, int(1 / g)) if 0 < g < 1 else 1)
         self._specs[ref] = spec
         return ref
 
@@ -347,16 +357,20 @@ class SubmititLauncher(Launcher):
 
 def make_launcher(name: str, *, workers: int | None = None, threads: int | None = None, device: str = "auto",
                   ray_address: str | None = None, slurm_cluster: str | None = None,
-                  slurm_params: dict | None = None, log_dir: str | Path = "results/.sweeps") -> Launcher:
+                  slurm_params: dict | None = None, log_dir: str | Path = "results/.sweeps",
+                  gpus_per_job: float | None = None) -> Launcher:
+    """A launcher by name. `gpus_per_job` (Ray): a fraction packs several jobs on one GPU (0.25: four);
+    `threads` (Ray): CPUs per job, also the job's torch threads."""
     if name == "local":
         gpus = []
         if device in ("auto", "cuda"):
             import torch
             if torch.cuda.is_available():
-                gpus = list(range(torch.cuda.device_count()))
+                gpus = worker_devices(os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count())
         return LocalLauncher(workers=workers, threads=threads, gpus=gpus)
     if name == "ray":
-        return RayLauncher(address=ray_address, workers=workers)
+        return RayLauncher(address=ray_address, workers=workers, gpus_per_job=gpus_per_job,
+                           cpus_per_job=threads or 1)
     if name == "slurm":
         return SubmititLauncher(log_dir, cluster=slurm_cluster, params=slurm_params, workers=workers)
     raise ValueError(f"unknown launcher {name!r}; valid launchers: {', '.join(LAUNCHERS)}")

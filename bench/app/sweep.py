@@ -42,12 +42,14 @@ class SweepSpec:
     train_only: bool = False  # train every job (and surrogates), evaluate nothing
     launcher: str = "local"  # local | ray | slurm
     workers: int | None = None
-    threads: int | None = None
+    threads: int | None = None  # torch threads per job (local: default cores / workers; ray: CPUs per job)
+    gpus_per_job: float | None = None  # ray: a fraction packs several jobs on one GPU (None: 1 when there are GPUs)
     ray_address: str | None = None
     slurm_cluster: str | None = None
     slurm_params: dict = dataclasses.field(default_factory=dict)
     force: bool = False  # launch jobs whose status says running (their process is gone)
     yes: bool = False  # plan more than CONFIRM_JOBS jobs
+    pack: int = 1  # train this many runs of one regularizer at once on one device (bench.engine.packed)
 
 
 # A plan is built in memory (one JobSpec per job), so its size is bounded: above CONFIRM_JOBS jobs a sweep or
@@ -392,6 +394,7 @@ def _launcher(spec: SweepSpec, plan: Plan, log_dir: Path):
     return make_launcher(spec.launcher, workers=spec.workers, threads=spec.threads,
                          device=plan.specs[0].config["device"] if plan.specs else "auto",
                          ray_address=spec.ray_address, slurm_cluster=spec.slurm_cluster,
+                         gpus_per_job=spec.gpus_per_job,
                          slurm_params=dict(spec.slurm_params or {}), log_dir=log_dir)
 
 
@@ -411,11 +414,58 @@ def _device_check(plan: Plan, log=print) -> None:
                 "steps are identical, but their time costs are not comparable")
 
 
+TRAIN_SUFFIX = "/train"
+
+
+def split_training(todo: list, pack: int = 1) -> list:
+    """Jobs to launch, with training not waiting for the surrogate: a run that needs the surrogate only
+    for its evaluation and is not trained yet gets a train-only job with no dependency (launched with the
+    surrogate, side by side on free workers), and its own job (which then only evaluates) waits for both.
+    `pack` > 1: the untrained runs of one regularizer and dataset are trained `pack` at a time by one
+    "pack" job (bench.engine.packed), which their own jobs wait for. Order: surrogates, training,
+    evaluations. The plan itself (one job per record) does not change."""
+    surs = [s for s in todo if s.kind == "surrogate"]
+    trains, runs = [], []
+    for s in todo:
+        if s.kind == "surrogate":
+            continue
+        if s.kind == "run" and (pack > 1 or (s.evaluate and s.deps)) and not Record(s.run_dir).is_trained():
+            t = dataclasses.replace(s, id=s.id + TRAIN_SUFFIX, kind="train", deps=[], evaluate=False)
+            trains.append(t)
+            s = dataclasses.replace(s, deps=list(s.deps) + [t.id])
+        runs.append(s)
+    if pack > 1:
+        trains, runs = _pack(trains, runs, pack)
+    return surs + trains + runs
+
+
+def _pack(trains: list, runs: list, k: int) -> tuple[list, list]:
+    """Train jobs grouped `k` at a time per (regularizer, dataset) into "pack" jobs; runs re-pointed."""
+    groups: dict = {}
+    for t in trains:
+        groups.setdefault((t.config["regularizer"], t.config["dataset"]), []).append(t)
+    packs, owner = [], {}
+    for members in groups.values():
+        for i in range(0, len(members), k):
+            chunk = members[i:i + k]
+            if len(chunk) == 1:
+                packs.append(chunk[0])
+                continue
+            p = dataclasses.replace(chunk[0], id=f"{chunk[0].id}+{len(chunk) - 1}{TRAIN_SUFFIX}", kind="pack",
+                                    pack=[c.config for c in chunk])
+            packs.append(p)
+            owner.update({c.id: p.id for c in chunk})
+    runs = [dataclasses.replace(r, deps=[owner.get(d, d) for d in r.deps]) for r in runs]
+    return packs, runs
+
+
 def run_sweep(spec: SweepSpec, log=print) -> tuple[Plan, dict]:
     """Launch what is missing of a sweep; returns (plan, {job id: result})."""
     from bench.core import store
     from bench.app.jobs import is_complete, job_state
     from bench.app.launchers import run_jobs
+    if isinstance(spec.pack, bool) or not isinstance(spec.pack, int) or spec.pack < 1:
+        raise ValueError(f"--pack must be an integer >= 1, got {spec.pack!r}")
     plan = plan_sweep(spec)
     todo, done = [], {}
     for s in plan.specs:
@@ -445,7 +495,8 @@ def run_sweep(spec: SweepSpec, log=print) -> tuple[Plan, dict]:
                                                     "jobs": [s.to_dict() for s in plan.specs]})
     launcher = _launcher(spec, plan, log_dir)
     log(f"[sweep] launcher: {launcher.describe()}")
-    results = run_jobs(todo, launcher, done=done, log=log)
+    results = run_jobs(split_training(todo, int(spec.pack)), launcher, done=done, log=log)
+    results = {k: v for k, v in results.items() if not k.endswith(TRAIN_SUFFIX)}  # reported through their runs
     _device_check(plan, log)
     return plan, results
 

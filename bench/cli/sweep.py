@@ -31,9 +31,11 @@ def spec_from_args(args):
                      preset=args.preset or DEFAULT_PRESET, overrides=overrides, sets=list(args.set or []),
                      plugins=list(args.plugin or []), train_only=bool(getattr(args, "train_only", False)),
                      launcher=getattr(args, "launcher", "local"), workers=getattr(args, "workers", None),
-                     threads=getattr(args, "threads", None), ray_address=getattr(args, "ray_address", None),
+                     threads=getattr(args, "threads", None), gpus_per_job=getattr(args, "gpus_per_job", None),
+                     ray_address=getattr(args, "ray_address", None),
                      slurm_cluster=getattr(args, "slurm_cluster", None), slurm_params=slurm,
-                     force=bool(getattr(args, "force", False)), yes=bool(getattr(args, "yes", False)))
+                     force=bool(getattr(args, "force", False)), yes=bool(getattr(args, "yes", False)),
+                     pack=1 if getattr(args, "pack", None) is None else args.pack)
 
 
 def checked_spec(args):
@@ -130,7 +132,11 @@ def add_sweep_args(p, demo: bool = False) -> None:
     p.add_argument("--workers", type=int, default=DEMO_WORKERS if demo else None,
                    help="local: worker processes (default: 1, or one per GPU); ray: CPUs of a local Ray; "
                         "slurm: max jobs in flight")
-    p.add_argument("--threads", type=int, default=None, help="local: torch threads per worker (default: cores / workers)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per worker (local: default cores / workers, GPU workers too; ray: CPUs per job)")
+    p.add_argument("--gpus-per-job", type=float, default=None, dest="gpus_per_job",
+                   help="ray: GPUs per job; a fraction (0.25) packs several jobs on one GPU (default: 1 when the "
+                        "cluster has GPUs)")
     p.add_argument("--ray-address", default=None, dest="ray_address",
                    help="ray: address of a running cluster (default: start a local Ray)")
     p.add_argument("--slurm-cluster", default=None, dest="slurm_cluster",
@@ -140,6 +146,9 @@ def add_sweep_args(p, demo: bool = False) -> None:
     p.add_argument("--force", action="store_true",
                    help="run jobs whose status says running (their process is gone); estimate: also replace an "
                         "existing --json file this project did not write")
+    p.add_argument("--pack", type=int, default=1,
+                   help="train K runs of one regularizer at once on one device, in one batched forward/backward "
+                        "(each still its own record; default: 1)")
     p.add_argument("--train-only", action="store_true", dest="train_only",
                    help="train every job (and the surrogates) but run no suite; a later run without it evaluates")
     p.add_argument("--yes", "-y", action="store_true",
