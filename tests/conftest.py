@@ -65,7 +65,8 @@ def small_trained_run(tmp_path_factory):
     torch.set_num_threads(2)
     out = os.environ.get("REGBENCH_TEST_RUNS") or tmp_path_factory.mktemp("shared_runs")
     cfg = build_config("tiny", dict(out=str(out), progress=False, n_train=4096, epochs=2, batch_size=64, lr=0.1,
-                                    lr_schedule="cosine", select="last", seed=1000))
+                                    lr_schedule="cosine", select="last", seed=1000,
+                                    surrogate_seed=1000))
     run = train(cfg, log=lambda *a, **k: None)
     c = attacks.context_for_run(run, progress=False)  # the record's model and its test images, as the tests see them
     acc = accuracy(c.model, c.x, c.y)

@@ -503,8 +503,8 @@ def test_second_identical_run_waits_for_the_run_lock(tmp_path):
 def test_run_that_is_its_own_surrogate_does_not_deadlock(plugin_dir, tmp_path, capsys):
     """`bench run` holds the run lock while evaluating; the transfer test's surrogate is this very
     record (regularizer none, seed = surrogate_seed): train() takes the same lock again."""
-    code, out, err = cli(["run", *TINY, "--out", tmp_path, "--seed", "1000", "--set", "suite=bad_input_transfer"],
-                         capsys)
+    code, out, err = cli(["run", *TINY, "--out", tmp_path, "--seed", "1000", "--set", "suite=bad_input_transfer",
+                          "--set", "surrogate_seed=1000"], capsys)
     assert code == 0, err
     (m,) = list(tmp_path.glob("*/metrics.json"))
     suite = store.read_json(m)["suite"]

@@ -307,14 +307,17 @@ def test_eval_on_a_full_or_read_only_disk(records, tmp_path, capsys, monkeypatch
 def test_training_on_a_full_disk_keeps_only_the_resume_point(tmp_path, capsys, monkeypatch):
     res = tmp_path / "res"
     _enospc_on("model.pt", monkeypatch)
-    code, _, e = cli(["run", *TINY, "--out", res, "--no-eval", "--set", f"suite={SUITE}"], capsys)
+    # a checkpoint every 2 steps (checkpoints are by time by default), so a resume point exists when model.pt fails
+    code, _, e = cli(["run", *TINY, "--out", res, "--no-eval", "--set", f"suite={SUITE}", "--set", "ckpt_every=2"],
+                     capsys)
     one_error(code, e, r"model\.pt: No space left on device; training stopped, its last checkpoint .* is kept",
               expect_code=1)
     monkeypatch.undo()
     (rd,) = list(res.glob("none-*"))
     assert not list(rd.glob(".*.tmp")) and not (rd / "model.pt").exists()
     assert not (store.read_json(rd / "metrics.json", {}) or {}).get("train", {}).get("done")
-    code, _, e = cli(["run", *TINY, "--out", res, "--no-eval", "--set", f"suite={SUITE}"], capsys)  # resumes
+    code, _, e = cli(["run", *TINY, "--out", res, "--no-eval", "--set", f"suite={SUITE}", "--set", "ckpt_every=2"],
+                     capsys)  # resumes
     assert code == 0, e
     assert not (rd / "checkpoint.pt").exists() and store.read_json(rd / "metrics.json")["train"]["done"]
 

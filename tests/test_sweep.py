@@ -206,7 +206,8 @@ def test_training_does_not_wait_for_the_surrogate(tmp_path, smoke):
     jobs (evaluation) wait for the training and the surrogate. Trained records need no training job."""
     from bench.app.sweep import TRAIN_SUFFIX, split_training
     plan = plan_sweep(spec_from_args(build_parser().parse_args(
-        ["sweep", "--regularizers", "none", "--seeds", "0-1", *smoke, "--out", str(tmp_path / "r")])))
+        ["sweep", "--regularizers", "none", "--seeds", "0-1", *smoke, "--out", str(tmp_path / "r"),
+         "--set", "surrogate_seed=1000"])))  # one surrogate for both seeds (the default is one per seed block)
     jobs = split_training(plan.specs)
     assert [j.kind for j in jobs] == ["surrogate", "train", "train", "run", "run"]
     sur = jobs[0].id
@@ -229,7 +230,7 @@ def test_training_does_not_wait_for_the_surrogate(tmp_path, smoke):
 def test_sweep_pack_trains_runs_together_into_their_own_records(tmp_path, smoke):
     from bench.app.sweep import split_training
     out = tmp_path / "res"
-    args = ["sweep", "--regularizers", "none", "--seeds", "0-1", *smoke, "--out", str(out)]
+    args = ["sweep", "--regularizers", "none", "--seeds", "0-1", *smoke, "--out", str(out), "--set", "surrogate_seed=1000"]
     plan = plan_sweep(spec_from_args(build_parser().parse_args(args)))
     jobs = split_training(plan.specs, pack=2)
     assert [j.kind for j in jobs] == ["surrogate", "pack", "run", "run"]
