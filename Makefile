@@ -1,5 +1,5 @@
 # RegBench: the two set-up commands of the README. Both install into a project-local virtual
-# environment (.venv, created once and re-installed only when pyproject.toml, scripts/constraints.txt
+# environment (.venv, created once and re-installed only when pyproject.toml, scripts/constraints/py3.X.txt
 # or scripts/install.sh change) and never into the system Python.
 VENV ?= .venv
 PY := $(VENV)/bin/python

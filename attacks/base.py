@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
+from bench.core.device import device_shared_by
 from bench.core.registry import Registry
 
 def _check_test(name, cls) -> None:
@@ -123,6 +124,8 @@ class SuiteTest:
             torch.cuda.synchronize(ctx.device)
         cost = {"seconds": round(time.perf_counter() - t0, 3), "forward_calls": counting.calls,
                 "forward_images": counting.images}
+        if device_shared_by() > 1:  # other worker processes ran on this device: the seconds include theirs
+            cost["device_shared_by"] = device_shared_by()
         return {"protocol": self.protocol(dataset_of(ctx)), "result": result, "cost": cost, "seed": ctx.seed,
                 "lower_is_better": list(self.lower_is_better),
                 "n_examples": int(len(ctx.x))}

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from bench.core.device import fold_tolerance
 from bench.core.stats import mean_sem
 
 from .base import (CountingModel, EvalContext, SuiteTest, clean_predictions, predict, progress_bar,
@@ -104,7 +105,7 @@ def attack_model(ctx: EvalContext, fold: bool = True, channels_last: bool | None
             probe = ctx.x[:64]
             with torch.inference_mode():
                 a, b = base(probe), fast(probe)
-            tol = 1e-4 * (1.0 + float(a.abs().max()))
+            tol = fold_tolerance(probe.device) * (1.0 + float(a.abs().max()))  # TF32 on CUDA rounds more
             if a.shape == b.shape and float((a - b).abs().max()) <= tol:
                 return fast, "batch norm folded into convolutions" + (", channels-last" if channels_last else "")
         except Exception:  # noqa: BLE001  (an exotic model: attack the model itself)

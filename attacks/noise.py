@@ -91,7 +91,7 @@ class _NoiseTest(SuiteTest):
         if p.clamp not in ("image", "unit"):
             raise ValueError(f"{self.name}: clamp must be 'image' or 'unit', got {p.clamp!r}")
         x, y = first_n(ctx, p.n)
-        gen = torch.Generator(device=x.device).manual_seed(int(ctx.seed))
+        gen = torch.Generator().manual_seed(int(ctx.seed))  # CPU draws, then moved: the same noise on any device
         correct = torch.zeros(len(levels), dtype=torch.long)
         nb = (len(x) + p.batch - 1) // p.batch
         with torch.no_grad(), progress_bar(ctx, nb * len(levels), self.name) as bar:
@@ -111,7 +111,7 @@ class _NoiseTest(SuiteTest):
                                             else "interpolated")}}
 
     def draw(self, xb, gen):
-        return torch.randn(xb.shape, generator=gen, device=xb.device, dtype=xb.dtype)
+        return torch.randn(xb.shape, generator=gen, dtype=xb.dtype).to(xb.device)
 
     def perturb(self, xb, draw, level, clamp):
         return add_noise(xb, draw, level, clamp)
@@ -143,7 +143,7 @@ class UniformNoise(_NoiseTest):
         batch: int = 500
 
     def draw(self, xb, gen):
-        u = torch.rand(xb.shape, generator=gen, device=xb.device, dtype=xb.dtype)
+        u = torch.rand(xb.shape, generator=gen, dtype=xb.dtype).to(xb.device)
         return (2 * u - 1) * (3.0 ** 0.5)
 
 
@@ -163,8 +163,8 @@ class SaltPepperNoise(_NoiseTest):
 
     def draw(self, xb, gen):
         shape = (xb.shape[0], 1, *xb.shape[2:])
-        u = torch.rand(shape, generator=gen, device=xb.device, dtype=xb.dtype)
-        salt = torch.rand(shape, generator=gen, device=xb.device) < 0.5
+        u = torch.rand(shape, generator=gen, dtype=xb.dtype).to(xb.device)
+        salt = (torch.rand(shape, generator=gen) < 0.5).to(xb.device)
         return u, salt
 
     def perturb(self, xb, draw, level, clamp):

@@ -6,32 +6,40 @@ Tests (registered here; the suite is registered at the bottom):
     both through the AutoAttack implementation robustbench.eval uses (the GitHub `autoattack`
     package, or PyPI's `pyautoattack`: the same code under another module name), with robustbench.eval.benchmark's arguments (norm, eps,
     version='standard'); robust accuracy = the model's accuracy on the returned adversarials
-    against the true labels (robustbench.utils.clean_accuracy), on the first `n` test images.
+    against the true labels (robustbench.utils.clean_accuracy), on the first `n` CIFAR-10 test images
+    (robustbench.data.load_cifar10(n_examples) takes the first n; a record whose test set is a seeded
+    subset gets the first n of the full test set reloaded, `rb_images`).
     Note: robustbench 1.1.1's `benchmark()` itself cannot drive pyautoattack 0.2.0 (it passes
     `log_path=` and `bs=`, and expects one tensor back where pyautoattack returns (x_adv, y_adv)), so
     the call is made here with both packages' signatures handled.
   * `rb_corruptions`      CIFAR-10-C accuracy as robustbench.eval.corruptions_evaluation computes it:
     the 15 corruptions x severities 1-5, the first `n_examples` images of each (no shuffling), mean of
-    the 75 accuracies; from the released CIFAR-10-C files (`--cifar10c-dir` / REGBENCH_CIFAR10C).
-    Without them the images are generated (attacks/corruption_ops.py) and the result says it is not
-    comparable with RobustBench's published numbers.
+    the 75 accuracies. The source is a parameter and part of the protocol: `source="released"` reads
+    the released CIFAR-10-C files from `cifar10c_dir` (`bench eval --cifar10c-dir DIR`; the folder is not
+    part of the protocol, the source is), `"generated"` (the default without a folder) generates them
+    (attacks/corruption_ops.py): not comparable with RobustBench's published numbers, so the board never
+    ranks it, and a record evaluated with one source is re-evaluated, not reused, for the other.
+Versions: 2 = the first n images of the full CIFAR-10 test set (v1 took the first n of a record's seeded
+subset); rb_corruptions 2 = the source in the protocol.
 Every test applies to RGB CIFAR-10 only: on another dataset or a grayscale model it records
 `skipped` with the reason, which the leaderboard shows in the cell.
 """
 from __future__ import annotations
 
 import inspect
-import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from .base import EvalContext, SuiteTest, accuracy, dataset_of, first_n, predict, register_test, skipped
+from .base import EvalContext, SuiteTest, accuracy, dataset_of, predict, register_test, skipped
 from .suite import register_suite
 
 RB_LINF_EPS = 8 / 255
 RB_L2_EPS = 0.5
 RB_DATASET = "cifar10"
+RB_N_TEST = 10000  # CIFAR-10's test set
+SOURCES = ("released", "generated")
 
 
 def not_applicable(ctx: EvalContext) -> str | None:
@@ -43,6 +51,22 @@ def not_applicable(ctx: EvalContext) -> str | None:
         return (f"RobustBench's protocol needs RGB 32x32 images; this model sees {tuple(ctx.x.shape[1:])} "
                 f"(a grayscale record: train with --color rgb)")
     return None
+
+
+def rb_images(ctx: EvalContext, n: int | None):
+    """RobustBench's images: the first `n` of the CIFAR-10 test set (robustbench.data.load_cifar10), at
+    most as many as the evaluation has (`--n-examples`). When the context's images are not the test set's
+    first ones (a record whose n_test drew a seeded subset), the first n are reloaded from the dataset."""
+    from .corruptions import test_indices
+    have = len(ctx.x)
+    n = have if n is None else min(int(n), have)
+    idx = test_indices(ctx, RB_N_TEST, have)[:n]
+    if torch.equal(idx.cpu(), torch.arange(n)):
+        return ctx.x[:n], ctx.y[:n]
+    from bench.core import data as bdata
+    d = bdata.load(dataset_of(ctx), color="rgb", image_size=32, n_train=1, n_test=None, data_seed=0,
+                   data_dir=getattr(ctx.config, "data_dir", None), download=False)
+    return bdata.to_float(d.test_x[:n]).to(ctx.x.device, ctx.x.dtype), d.test_y[:n].to(ctx.y.device)
 
 
 def autoattack_class():
@@ -78,7 +102,7 @@ def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, norm: str, eps: floa
 
 
 class _RBAutoAttack(SuiteTest):
-    version = "1"
+    version = "2"  # 2: the first n images of the full test set (rb_images)
     NORM = "Linf"
 
     @dataclass
@@ -92,7 +116,7 @@ class _RBAutoAttack(SuiteTest):
         if why:
             return skipped(why)
         p = self.params
-        x, y = first_n(ctx, p.n)
+        x, y = rb_images(ctx, p.n)
         import logging
         logging.getLogger("auto-attack").setLevel(logging.WARNING)
         adv = run_autoattack(ctx.model, x, y, self.NORM, p.eps, seed=int(ctx.seed), batch=p.batch, device=ctx.device)
@@ -126,46 +150,71 @@ class RBAutoAttackL2(_RBAutoAttack):
 
 @register_test("rb_corruptions")
 class RBCorruptions(SuiteTest):
-    version = "1"
+    version = "2"  # 2: `source` (released | generated) in the protocol; first n images of the full test set
 
     @dataclass
     class Params:
         n_examples: int | None = 10000  # per corruption and severity (RobustBench's corruptions setting)
-        cifar10c_dir: str | None = None
+        source: str | None = None  # "released" | "generated"; None: released when cifar10c_dir is given
+        cifar10c_dir: str | None = None  # where the released files are (recorded in details, not the protocol)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        p = self.params
+        if p.source is None:
+            p.source = "released" if p.cifar10c_dir else "generated"
+        if p.source not in SOURCES:
+            raise ValueError(f"rb_corruptions: unknown source {p.source!r}; valid: {', '.join(SOURCES)}")
+        if p.source == "released":
+            if not p.cifar10c_dir:
+                raise ValueError("rb_corruptions: source 'released' needs cifar10c_dir, the folder of the released "
+                                 "CIFAR-10-C .npy files (bench eval --cifar10c-dir DIR)")
+            folder = Path(p.cifar10c_dir).expanduser()
+            if not folder.is_dir():
+                raise FileNotFoundError(f"CIFAR-10-C folder not found: {folder} (--cifar10c-dir: the folder of the "
+                                        "released labels.npy and <corruption>.npy files)")
+            p.cifar10c_dir = str(folder)
+        elif p.cifar10c_dir:
+            raise ValueError("rb_corruptions: cifar10c_dir given with source 'generated'; drop one of them")
+
+    def protocol(self, dataset: str | None = None) -> dict:
+        proto = super().protocol(dataset)
+        proto.pop("cifar10c_dir", None)  # where the files lie is not the protocol; which files are (source)
+        return proto
 
     def run(self, ctx: EvalContext) -> dict:
         why = not_applicable(ctx)
         if why:
             return skipped(why)
-        from . import corruptions as C
         from . import corruption_ops as ops
+        from . import corruptions as C
         p = self.params
-        folder = p.cifar10c_dir or os.environ.get(C.ENV_DIR)
-        n = len(ctx.x) if p.n_examples is None else min(int(p.n_examples), len(ctx.x))
-        x, y = ctx.x[:n], ctx.y[:n]
+        x, y = rb_images(ctx, p.n_examples)
+        n = len(x)
         accs = {}
-        if folder:
+        if p.source == "released":
             import numpy as np
-            files = C.released_files(folder, ops.CORRUPTIONS)
+            files = C.released_files(p.cifar10c_dir, ops.CORRUPTIONS)
             labels = np.load(files["labels"], mmap_mode="r")
-            per = len(labels) // 5
-            idx = C.test_indices(ctx, per, n)
-            if not torch.equal(torch.from_numpy(np.asarray(labels[idx.numpy()]).astype("int64")), y.cpu().long()):
-                raise ValueError(f"labels.npy in {folder} does not match these test labels (CIFAR-10 test order)")
+            idx = torch.arange(n)  # the first n of each corruption and severity, as corruptions_evaluation
+            if not torch.equal(torch.from_numpy(np.asarray(labels[:n]).astype("int64")), y.cpu().long()):
+                raise ValueError(f"labels.npy in {p.cifar10c_dir} does not match these test labels (CIFAR-10 test "
+                                 "order)")
             for c in ops.CORRUPTIONS:
                 for s in C.SEVERITIES:
                     xc = C.load_released(files, c, s, idx, 3, 32).to(x.device, x.dtype)
                     accs[(c, s)] = accuracy(ctx.model, xc, y)
-            source = "released CIFAR-10-C (zenodo 2535967): comparable with RobustBench"
+            text = "released CIFAR-10-C (zenodo 2535967): comparable with RobustBench"
         else:
             for c in ops.CORRUPTIONS:
                 for s in C.SEVERITIES:
                     accs[(c, s)] = accuracy(ctx.model, C.generate(x, c, s, int(ctx.seed)), y)
-            source = ("generated with the CIFAR-10-C parameters (no released files): NOT comparable with "
-                      "RobustBench's published corruption accuracies")
+            text = ("generated with the CIFAR-10-C parameters (no released files): NOT comparable with "
+                    "RobustBench's published corruption accuracies")
         mean = sum(accs.values()) / len(accs)
         return {"summary": {"accuracy": mean, "clean_accuracy": accuracy(ctx.model, x, y)},
-                "details": {"n_images": n, "source": source, "released": bool(folder),
+                "details": {"n_images": n, "source": text, "released": p.source == "released",
+                            "cifar10c_dir": p.cifar10c_dir,
                             "per_corruption_severity": {f"{c}/{s}": a for (c, s), a in accs.items()}}}
 
 

@@ -9,6 +9,8 @@ Third-party packages add suites through the entry-point group `regbench.suites` 
 """
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import torch
@@ -94,26 +96,30 @@ def suite_tests(name: str) -> list[str]:
     return [t for t, _ in SUITES[name]]
 
 
-def build_suite(name: str, only: list[str] | None = None):
+def build_suite(name: str, only: list[str] | None = None, options: dict | None = None):
+    """The suite's tests; `options` (e.g. {"cifar10c_dir": DIR}) set that parameter on every test whose
+    Params has it (a real parameter, so it reaches the test's protocol as the test defines it)."""
     tests = []
     for tname, params in SUITES[name]:
         if only and tname not in only:
             continue
         if tname not in TESTS:
             raise ValueError(f"suite {name!r} names unknown test {tname!r}; registered: {', '.join(TESTS.names())}")
-        tests.append(TESTS[tname](**params))
+        cls = TESTS[tname]
+        fields = {f.name for f in dataclasses.fields(cls.Params)}
+        tests.append(cls(**{**params, **{k: v for k, v in (options or {}).items() if k in fields}}))
     return tests
 
 
 def evaluate(ctx: EvalContext, suite: str = "quick", run_dir: Path | Record | None = None, force: bool = False,
-             only: list[str] | None = None, log=print) -> dict:
+             only: list[str] | None = None, log=print, options: dict | None = None) -> dict:
     """Run a suite on a model; with a record (`run_dir`), put each result into it and reuse the results
-    that are current there."""
+    that are current there. `options`: parameters set on every test that has them (`build_suite`)."""
     record = None if run_dir is None else as_record(run_dir)
     done = {} if record is None else record.results()
     ctx.extras.pop("_shared", None)  # work shared by the tests (clean predictions, ...): once per evaluation
     results = {}
-    for test in build_suite(suite, only):
+    for test in build_suite(suite, only, options):
         prev = done.get(test.name)
         if not force and Record.result_is_current(prev, test.protocol(dataset_of(ctx)), ctx.seed, len(ctx.x)):
             log(f"[regbench] {test.name}: already in the record, skipped (--force recomputes)")

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import math
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -42,7 +43,9 @@ GROUP_COLS = ["dataset", "color", "arch", "width", "budget_steps", "regularizer"
 INFO_COLS = ["label", "external", "model_params", "protocol", "suite_name", "epochs", "n_test"]
 BASELINE = "none"
 SCORE = "score"
-TRAIN_COST_KEYS = ("wall_s", "device_s", "steps", "images", "reg_images", "task_images", "peak_memory_mb")
+# device_shared_by: present (> 1) only when worker processes shared the device, so its seconds include theirs
+TRAIN_COST_KEYS = ("wall_s", "device_s", "steps", "images", "reg_images", "task_images", "peak_memory_mb",
+                   "device_shared_by")
 
 
 def _canon(obj) -> str:
@@ -307,6 +310,44 @@ def _record_key(run_dir: Path, rec: dict) -> tuple:
     return (str(rec.get("hash") or run_dir.name), repr(cfg.get("seed")), str(rec.get("external") or ""))
 
 
+_HEADER_DICTS = ("config", "model", "budget", "regularizer", "data")
+_HASH_RE = re.compile(r"[0-9a-f]{12}")
+
+
+def _check_shape(record: Record, rec: dict, metrics: dict) -> None:
+    """A record the board can read: the header's parts and the metrics' entries are JSON objects, every value
+    the board takes reads (`_record_meta`, `_record_metrics` run once here), and a header written by this
+    project (a 12-hex `hash`) still matches its config (`Record.hash_problem`). Else `DamagedRecord`."""
+    cfg_path, met_path = record.path / "config.json", record.path / "metrics.json"
+    for k in _HEADER_DICTS:
+        if k in rec and rec[k] is not None and not isinstance(rec[k], dict):
+            raise store.DamagedRecord(cfg_path, f"{k!r} is a {type(rec[k]).__name__}, not a JSON object")
+    for k in ("train", "suite"):
+        if k in metrics and metrics[k] is not None and not isinstance(metrics[k], dict):
+            raise store.DamagedRecord(met_path, f"{k!r} is a {type(metrics[k]).__name__}, not a JSON object")
+    bad = [t for t, e in (metrics.get("suite") or {}).items() if e is not None and not isinstance(e, dict)]
+    if bad:
+        raise store.DamagedRecord(met_path, f"suite entry {bad[0]!r} is not a JSON object")
+    if isinstance(rec.get("config"), dict):
+        from bench.core.config import RunConfig, validate
+        try:
+            validate(RunConfig.from_dict(rec["config"]))
+        except (TypeError, ValueError) as e:
+            raise store.DamagedRecord(cfg_path, " ".join(str(e).split())[:200]) from None
+    try:
+        _record_meta(record.path, rec, metrics)
+    except (AttributeError, TypeError, ValueError, KeyError) as e:
+        raise store.DamagedRecord(cfg_path, f"unreadable ({type(e).__name__}: {e})") from None
+    try:
+        _record_metrics(metrics)
+    except (AttributeError, TypeError, ValueError, KeyError) as e:
+        raise store.DamagedRecord(met_path, f"unreadable ({type(e).__name__}: {e})") from None
+    if _HASH_RE.fullmatch(str(rec.get("hash") or "")):
+        why = record.hash_problem()
+        if why is not None:
+            raise store.DamagedRecord(cfg_path, f"does not match the record's hash: {why} (edited after training?)")
+
+
 def _iter_records(roots, strict: bool | None = None) -> Iterable[tuple[Path, dict, dict]]:
     """Every evaluated, successful record under the roots, each (config hash, seed) once.
 
@@ -331,6 +372,7 @@ def _iter_records(roots, strict: bool | None = None) -> Iterable[tuple[Path, dic
             metrics = record.metrics()
             if not isinstance(metrics, dict):
                 raise store.DamagedRecord(run_dir / "metrics.json", "not a JSON object")
+            _check_shape(record, rec, metrics)
         except store.DamagedRecord as e:
             if strict:
                 raise store.DamagedRecord(e.path, f"{e.detail} (--strict; without it the record is skipped)") from None
@@ -491,7 +533,9 @@ def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
                 for col in (diffs, ps, los, his):
                     col.append(float("nan"))
                 continue
-            diffs.append(float(np.nanmean(a) - np.nanmean(b)) if len(a) and len(b) else float("nan"))
+            fa, fb = np.asarray(a, float), np.asarray(b, float)
+            fa, fb = fa[np.isfinite(fa)], fb[np.isfinite(fb)]  # no mean of an empty slice (a warning on stderr)
+            diffs.append(float(fa.mean() - fb.mean()) if len(fa) and len(fb) else float("nan"))
             ps.append(welch_p(a, b))
             _, lo, hi, _ = welch_interval(a, b)
             los.append(lo)

@@ -30,6 +30,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
+from bench.core.device import to_device
+
 
 @dataclass
 class RegBatch:
@@ -37,10 +39,13 @@ class RegBatch:
     regularizer needs to score them (e.g. pair indices and their target similarities)."""
     images: torch.Tensor | None = None  # float [M, C, H, W] in [0, 1], or None
     meta: dict = field(default_factory=dict)
+    host_keys: tuple = ()  # meta entries the penalty never needs on the device: not copied each step
 
     def to(self, device) -> "RegBatch":
-        mv = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in self.meta.items()}
-        return RegBatch(None if self.images is None else self.images.to(device, non_blocking=True), mv)
+        """On `device` (host -> CUDA copies from pinned memory, non-blocking: no sync in the step)."""
+        mv = {k: (to_device(v, device) if isinstance(v, torch.Tensor) and k not in self.host_keys else v)
+              for k, v in self.meta.items()}
+        return RegBatch(None if self.images is None else to_device(self.images, device), mv, self.host_keys)
 
 
 @dataclass
@@ -99,6 +104,9 @@ def check_hparam(owner: str, name: str, value, typ):
 
 class Regularizer(nn.Module):
     name: ClassVar[str] = "?"
+    # The penalty's weight `alpha` must be >= 0 (0 turns the regularizer off); a regularizer for which a
+    # negative weight is meaningful (e.g. one whose penalty is a reward) sets this to True.
+    negative_alpha: ClassVar[bool] = False
 
     @dataclass
     class Params:
@@ -114,6 +122,10 @@ class Regularizer(nn.Module):
         types = {f.name: f.type for f in dataclasses.fields(self.Params)}
         hp = {k: check_hparam(f"regularizer {self.name}", k, v, types[k]) for k, v in hp.items()}
         self.hp = self.Params(**hp)
+        alpha = getattr(self.hp, "alpha", None)
+        if isinstance(alpha, (int, float)) and alpha < 0 and not self.negative_alpha:
+            raise ValueError(f"regularizer {self.name}: alpha must be >= 0 (the penalty's weight; 0 turns it off), "
+                             f"got {alpha:g}")
         self.last_log: dict = {}
 
     # ----------------------------------------------------------------- subclass API

@@ -225,7 +225,7 @@ class SimilarityRegularizer(Regularizer):
         idx = torch.cat([i, j])
         idx = to_device(idx, self.images.device)  # pinned + non_blocking on CUDA: no host sync in the step
         x = self.images[idx].float().div_(255.0)
-        return RegBatch(images=x, meta={"i": i, "j": j, "target": target, "groups": 2})
+        return RegBatch(images=x, meta={"i": i, "j": j, "target": target, "groups": 2}, host_keys=("i", "j"))
 
     def penalty(self, feats, batch: RegBatch):
         if batch is None or "target" not in batch.meta:

@@ -3,8 +3,13 @@
 # Python (PEP 668). Safe to run again: it re-installs only when pyproject.toml, the constraints file
 # or this script changed (a stamp file in the venv holds their hash).
 #
+# Exact versions come from scripts/constraints/py3.X.txt, the file of the interpreter's minor (written by
+# scripts/lock.sh for 3.X.0, so Debian 12's 3.11.2 is covered as well as pyenv's 3.11.7). A Python
+# without such a file gets one line saying so and the open ranges of pyproject.toml.
+#
 #   scripts/install.sh            # .venv with the package, its test extra and robustbench
 #   VENV=/path scripts/install.sh # another location;  PY=python3.12 picks the interpreter
+#   CONSTRAINTS=FILE              # other pins (CONSTRAINTS= : none, the open ranges)
 #   EXTRAS=test,ray,slurm         # extras to install (default: test)
 #   TORCH_INDEX=URL               # a torch wheel index (default: the CPU index when no NVIDIA GPU;
 #                                 # PyPI's CUDA build is the fallback and the choice with a GPU)
@@ -25,10 +30,18 @@ ROOT=$(pwd)
 PY=${PY:-python3}
 VENV=${VENV:-$ROOT/.venv}
 EXTRAS=${EXTRAS:-test}
-CONSTRAINTS=${CONSTRAINTS:-$ROOT/scripts/constraints.txt}
 STAMP="$VENV/.regbench-install-stamp"
 
 say() { echo "[install] $*"; }
+
+minor=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) \
+  || { say "error: cannot run the Python interpreter '$PY' (set PY= to a python3.10 ... python3.13 that runs)"; exit 1; }
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+  || { say "error: $PY is Python $minor; RegBench needs Python >= 3.10 (pyproject.toml requires-python)"; exit 1; }
+if [ -z "${CONSTRAINTS+set}" ]; then
+  CONSTRAINTS=$ROOT/scripts/constraints/py$minor.txt
+  [ -f "$CONSTRAINTS" ] || { say "no pins for Python $minor (looked for scripts/constraints/py$minor.txt): installing the open ranges of pyproject.toml"; CONSTRAINTS=; }
+fi
 
 as_root() {  # run a command as root: directly, or with passwordless sudo; else print it
   if [ "$(id -u)" = 0 ]; then "$@"
@@ -36,7 +49,7 @@ as_root() {  # run a command as root: directly, or with passwordless sudo; else 
   else say "needs root, skipped; run it yourself: $*"; return 1; fi
 }
 
-want_hash=$(cat pyproject.toml "$CONSTRAINTS" scripts/install.sh 2>/dev/null | sha256sum | cut -c1-16)-$EXTRAS
+want_hash=$(cat pyproject.toml ${CONSTRAINTS:+"$CONSTRAINTS"} scripts/install.sh 2>/dev/null | sha256sum | cut -c1-16)-$EXTRAS-$minor
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want_hash" ] && [ -x "$VENV/bin/python" ]; then
   say "$VENV is up to date (pyproject.toml unchanged); nothing to do"
   exit 0
@@ -62,7 +75,10 @@ fi
 VPY="$VENV/bin/python"
 "$VPY" -m pip install -q --upgrade pip wheel 2>&1 | grep -v "^WARNING: Location" || true
 PIPC=("$VPY" -m pip install -q)
-[ -f "$CONSTRAINTS" ] && PIPC+=(-c "$CONSTRAINTS")
+if [ -n "$CONSTRAINTS" ]; then
+  [ -f "$CONSTRAINTS" ] || { say "error: no constraints file $CONSTRAINTS"; exit 1; }
+  PIPC+=(-c "$CONSTRAINTS"); say "pins: ${CONSTRAINTS#"$ROOT"/}"
+fi
 
 # Runs a command, shows its output minus pip's find-links noise, and returns the command's own status
 # (a plain `cmd | grep || true` would hide a failure under `set -o pipefail`).

@@ -6,9 +6,15 @@
 PATH is a local clone (or snapshot) of https://github.com/RobustBench/robustbench; with a git clone the
 files are read at `--commit` (default HEAD) through `git show`, so the commit recorded in every row is the
 one the numbers came from. Without git (a plain folder) pass --commit yourself. Rows: CIFAR-10 L-inf, L2
-and corruptions, one per model_info/cifar10/<threat>/<name>.json, with clean accuracy and the robust
-accuracy RobustBench ranks by (`autoattack_acc` for Linf/L2, `corruptions_acc` for corruptions), in
-percent as published. Nothing is downloaded.
+and corruptions, one per model_info/cifar10/<threat>/<name>.json, in percent as published, with
+  * `robust_acc`: the value RobustBench ranks by, i.e. `robustbench.utils.ACC_FIELDS` read as
+    `robustbench/leaderboard/template.py` does: for Linf/L2 the field `external` (best known robust
+    accuracy, from a stronger attack than AutoAttack) when the file has it, else `autoattack_acc`; for
+    corruptions `corruptions_acc`. `robust_metric` names the field the value came from;
+  * `autoattack_acc` (AutoAttack standard alone), `external`, `unreliable` (RobustBench's "AA eval.
+    potentially unreliable": True/False, empty when the file does not say) and `footnote`, kept as
+    published so the board can show them.
+Nothing is downloaded.
 """
 from __future__ import annotations
 
@@ -22,7 +28,11 @@ from pathlib import Path
 
 THREATS = ("Linf", "L2", "corruptions")
 COLUMNS = ["dataset", "threat_model", "name", "paper", "venue", "architecture", "additional_data", "eps",
-           "clean_acc", "robust_acc", "robust_metric", "link", "source_file", "commit"]
+           "clean_acc", "robust_acc", "robust_metric", "autoattack_acc", "external", "unreliable", "footnote", "link",
+           "source_file", "commit"]
+# robustbench.utils.ACC_FIELDS at 78fcc9e4 (the ranking field, or the fields tried in order)
+ACC_FIELDS = {"Linf": ("external", "autoattack_acc"), "L2": ("external", "autoattack_acc"),
+              "corruptions": ("corruptions_acc",)}
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "leaderboard" / "data" / "robustbench_cifar10.csv"
 
 
@@ -52,15 +62,23 @@ def read_rows(repo: Path, commit: str | None = None, dataset: str = "cifar10") -
             texts = {n: _git(repo, "show", f"{commit}:{n}") for n in names}
         else:
             texts = {f"{folder}/{p.name}": p.read_text() for p in sorted((repo / folder).glob("*.json"))}
-        key = "corruptions_acc" if threat == "corruptions" else "autoattack_acc"
         for path, text in sorted(texts.items()):
-            info = json.loads(text)
+            try:
+                info = json.loads(text)
+            except ValueError as e:
+                raise SystemExit(f"{path} at {commit} is not valid JSON: {e}") from None
+            # robustbench/leaderboard/template.py get_key: the first field of ACC_FIELDS the file has
+            key = next(k for k in ACC_FIELDS[threat] if k in info or k == ACC_FIELDS[threat][-1])
+            unreliable = info.get("unreliable")
             rows.append({"dataset": dataset, "threat_model": threat, "name": Path(path).stem,
                          "paper": " ".join(str(info.get("name", "")).split()), "venue": info.get("venue", ""),
                          "architecture": info.get("architecture", ""),
                          "additional_data": bool(info.get("additional_data", False)),
                          "eps": info.get("eps") or "", "clean_acc": _pct(info.get("clean_acc")),
-                         "robust_acc": _pct(info.get(key)), "robust_metric": key, "link": info.get("link", ""),
+                         "robust_acc": _pct(info.get(key)), "robust_metric": key,
+                         "autoattack_acc": _pct(info.get("autoattack_acc")), "external": _pct(info.get("external")),
+                         "unreliable": "" if unreliable is None else bool(unreliable),
+                         "footnote": " ".join(str(info.get("footnote") or "").split()), "link": info.get("link", ""),
                          "source_file": path, "commit": commit})
     return rows
 

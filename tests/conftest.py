@@ -43,16 +43,33 @@ def smoke(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- one small trained model
+# The thresholds of the tests that use this model presume a model that learned the task, so it is trained to
+# a stated accuracy first, and the fixture fails with that statement when a machine's kernels made less of it.
+SMALL_RUN_MIN_ACCURACY = 0.6
+
+
 @pytest.fixture(scope="session")
 def small_trained_run(tmp_path_factory):
-    """A narrow model trained once per session on real Fashion-MNIST (~70% test accuracy: enough to
-    learn, small enough for CPU). Its seed is the surrogate seed, so `bench.app.pipeline.provide_surrogate` finds
-    this record as its own transfer surrogate instead of training a second model.
-    REGBENCH_TEST_RUNS=DIR keeps it between sessions (the trainer skips a finished run)."""
+    """A narrow model trained once per session on real Fashion-MNIST: 4096 images, 2 epochs, lr 0.1 with a
+    cosine decay to 0, the last weights: 76.6% on its 128 test images on an AMD EPYC (AVX-512), and at least
+    SMALL_RUN_MIN_ACCURACY anywhere (checked here). The former fixture (constant lr 0.1 on 2048 images, the
+    best-validation weights) reached ~70% on the machine it was tuned on and 54% on that EPYC, which left the
+    noise and FGSM thresholds of tests/test_attacks.py to chance (issue 21). Its seed is the
+    surrogate seed, so `bench.app.pipeline.provide_surrogate` finds this record as its own transfer surrogate
+    instead of training a second model. REGBENCH_TEST_RUNS=DIR keeps it between sessions (the trainer skips a
+    finished run)."""
+    import attacks
+    from attacks.base import accuracy
     from bench.core.config import build_config
     from bench.engine.trainer import train
     torch.set_num_threads(2)
     out = os.environ.get("REGBENCH_TEST_RUNS") or tmp_path_factory.mktemp("shared_runs")
-    cfg = build_config("tiny", dict(out=str(out), progress=False, n_train=2048, epochs=2, batch_size=64,
-                                    lr=0.1, seed=1000))
-    return train(cfg, log=lambda *a, **k: None)
+    cfg = build_config("tiny", dict(out=str(out), progress=False, n_train=4096, epochs=2, batch_size=64, lr=0.1,
+                                    lr_schedule="cosine", select="last", seed=1000,
+                                    surrogate_seed=1000))
+    run = train(cfg, log=lambda *a, **k: None)
+    c = attacks.context_for_run(run, progress=False)  # the record's model and its test images, as the tests see them
+    acc = accuracy(c.model, c.x, c.y)
+    assert acc >= SMALL_RUN_MIN_ACCURACY, (f"the shared test model reached {acc:.3f} test accuracy on "
+                                           f"{len(c.x)} images, below the stated {SMALL_RUN_MIN_ACCURACY}")
+    return run

@@ -51,9 +51,17 @@ def test_noise_curve_falls_from_clean_accuracy(ctx):
     # Fashion-MNIST: the reference's std linspace(0, 0.5, 10) (CIFAR's 0.1 would barely leave clean accuracy)
     assert curve["x"][0] == 0.0 and curve["x"][-1] == pytest.approx(0.5) and len(curve["x"]) == 10
     assert curve["y"][0] == pytest.approx(accuracy(ctx.model, ctx.x, ctx.y), abs=1e-6)
-    # the curve leaves clean accuracy: well below it at the strongest level; one image of slack for a
-    # single noisy flip between neighbouring stds
-    assert non_increasing(curve["y"], tol=1.0 / len(ctx.x)) and curve["y"][-1] < 0.7 * curve["y"][0]
+    # every point against an independent computation on the same model: the suite seed's one normal draw
+    # per image (common random numbers), x + std * z clamped to each image's own [min, max]; one image of
+    # slack for a logit that another summation order tips over
+    g = torch.Generator().manual_seed(int(ctx.seed))
+    z = torch.randn(ctx.x.shape, generator=g)
+    lo, hi = ctx.x.amin(dim=(1, 2, 3), keepdim=True), ctx.x.amax(dim=(1, 2, 3), keepdim=True)
+    want = [accuracy(ctx.model, torch.clamp(ctx.x + s * z, lo, hi), ctx.y) for s in curve["x"]]
+    assert curve["y"] == pytest.approx(want, abs=1.5 / len(ctx.x))
+    # the curve leaves clean accuracy (a property of any model that learned the task, not of one CPU's
+    # weights): the three strongest levels lie below the three weakest by at least 5 of the 96 images
+    assert sum(curve["y"][-3:]) / 3 < sum(curve["y"][:3]) / 3 - 5.0 / len(ctx.x)
     assert out["result"]["summary"]["strength_50"] is None or 0 < out["result"]["summary"]["strength_50"] <= 0.5
     assert out["cost"]["forward_calls"] == 10 and out["cost"]["seconds"] > 0
 
@@ -97,11 +105,20 @@ def test_provide_surrogate_finds_the_record_and_fgsm_falls(trained_run):
     assert c.surrogate.run_dir == str(trained_run) and c.surrogate.seed == 1000
     out = TransferFGSM(n=64)(c)
     res = out["result"]
-    y = res["curves"]["accuracy"]["y"]
-    assert res["curves"]["accuracy"]["x"][-1] == pytest.approx(0.5)  # Fashion-MNIST's reference eps
-    assert y[0] == pytest.approx(accuracy(c.model, c.x[:64], c.y[:64]), abs=1e-6)
-    # falls from clean towards chance (FGSM at large eps need not be monotone: label leaking)
-    assert y[1] < y[0] and max(y[1:]) < 0.6 * y[0] and min(y) < 0.3
+    eps, y = res["curves"]["accuracy"]["x"], res["curves"]["accuracy"]["y"]
+    assert eps[-1] == pytest.approx(0.5)  # Fashion-MNIST's reference eps
+    xs, ys = c.x[:64], c.y[:64]
+    assert y[0] == pytest.approx(accuracy(c.model, xs, ys), abs=1e-6) and y[0] > 0.4  # a model that learned
+    # Here the surrogate is the evaluated model, so each point is a white-box FGSM: it must equal
+    # torchattacks' own FGSM on the same model and images (one image of slack for a logit that a different
+    # summation order tips over), whatever the CPU's kernels made of the weights.
+    import torchattacks
+    for e, acc in zip(eps[1:], y[1:]):
+        adv = torchattacks.FGSM(c.model, eps=e)(xs, ys)
+        assert acc == pytest.approx(accuracy(c.model, adv, ys), abs=1.5 / len(xs)), e
+    # and it bites: the smallest eps already costs accuracy, and the curve's minimum is at most half of clean
+    # (not monotone in eps: FGSM at large eps can leak the label)
+    assert y[1] < y[0] and min(y) <= 0.5 * y[0]
     assert res["details"]["surrogate"]["run_dir"] == str(trained_run)
     assert res["details"]["surrogate"]["forward_calls"] > 0
     assert "warning" in res["details"]  # surrogate == evaluated model is reported, not hidden
@@ -214,11 +231,13 @@ def test_min_perturbation_same_images_and_unit(ctx):
 def test_hop_skip_jump_same_images_and_unit(ctx):
     res = HopSkipJump(n=6, steps=2, initial_gradient_eval_steps=10, max_gradient_eval_steps=20)(ctx)["result"]
     assert res["summary"]["success_rate"] == 1.0 and res["summary"]["median_sq_l2"] > 0
-    # never worse than where it started (the blended other-class image)
+    # far below the other-class test images it starts from (foolbox's HopSkipJump returns its last iterate, not
+    # the best one, so "never above the blended start" is not a property it has: 2 steps here ended 3% above it)
     idx = select_images(ctx, 6)
     x = ctx.x[idx]
-    starts, _, _ = starting_points(ctx, idx, ctx.model(x).argmax(1))
-    assert res["summary"]["median_sq_l2"] <= float(np.median(sq_l2_per_pixel(starts, x).numpy())) * (1 + 1e-5)
+    from attacks.boundary import attack_model
+    _, _, info = starting_points(ctx, idx, ctx.model(x).argmax(1), "nearest", model=attack_model(ctx))
+    assert res["summary"]["median_sq_l2"] < float(np.median(sq_l2_per_pixel(info["anchors"], x).numpy()))
 
 
 def test_cross_checks_flag_stall_and_still_falling():

@@ -384,7 +384,10 @@ def test_csv_injection_and_terminal_control_characters(plugin_dir, trained, tmp_
     rec = json.loads((rd / "config.json").read_text())
     rec["regularizer"]["name"] = evil
     rec["config"]["regularizer"] = evil
+    from bench.core.config import RunConfig
+    rec["hash"] = RunConfig.from_dict(rec["config"]).hash()  # a record as that plugin would have written it
     store.atomic_write_json(rd / "config.json", rec)
+    rd.rename(rd.with_name(f"{rd.name.rsplit('-', 1)[0]}-{rec['hash']}"))
     from leaderboard import build_table
     from leaderboard.render import csv_safe, render
     table = build_table(tmp_path / "res")
@@ -500,8 +503,8 @@ def test_second_identical_run_waits_for_the_run_lock(tmp_path):
 def test_run_that_is_its_own_surrogate_does_not_deadlock(plugin_dir, tmp_path, capsys):
     """`bench run` holds the run lock while evaluating; the transfer test's surrogate is this very
     record (regularizer none, seed = surrogate_seed): train() takes the same lock again."""
-    code, out, err = cli(["run", *TINY, "--out", tmp_path, "--seed", "1000", "--set", "suite=bad_input_transfer"],
-                         capsys)
+    code, out, err = cli(["run", *TINY, "--out", tmp_path, "--seed", "1000", "--set", "suite=bad_input_transfer",
+                          "--set", "surrogate_seed=1000"], capsys)
     assert code == 0, err
     (m,) = list(tmp_path.glob("*/metrics.json"))
     suite = store.read_json(m)["suite"]

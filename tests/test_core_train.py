@@ -142,3 +142,31 @@ def test_demo_preset_reaches_80_percent(tmp_path):
     m = json.loads((run / "metrics.json").read_text())
     assert m["suite"]["clean"]["n_examples"] == 500
     assert m["suite"]["clean"]["result"]["summary"]["accuracy"] >= 0.80
+
+
+def test_checkpoints_by_time_and_best_model_on_host(tmp_path, monkeypatch):
+    """Default: checkpoints every ckpt_minutes (not every epoch or every 200 steps); ckpt_minutes=0 writes
+    one after every step; the best epoch's weights are held on the host and written with each checkpoint."""
+    from bench.engine import trainer as tr
+    assert build_config("tiny", {}).ckpt_every is None and build_config("tiny", {}).ckpt_minutes == 10.0
+    writes = []
+    real = store.atomic_torch_save
+
+    def spy(path, obj):
+        if Path(path).name == "checkpoint.pt":
+            writes.append({k: obj[k] for k in ("state", "best_model") if k in obj})
+        return real(path, obj)
+
+    monkeypatch.setattr(store, "atomic_torch_save", spy)
+    train(cfg_for(tmp_path / "a", epochs=3), log=lambda *a: None)
+    assert writes == []  # 24 steps in well under 10 minutes: no checkpoint at all
+    t = tr.Trainer(cfg_for(tmp_path / "b", epochs=3, ckpt_minutes=0.0), log=lambda *a: None)
+    t.run()
+    assert [w["state"]["step"] for w in writes] == list(range(1, 25))
+    bests = [w["best_model"] for w in writes if "best_model" in w]
+    assert len(bests) == 24 - 7 and all(v.device.type == "cpu" for b in bests for v in b.values())
+    assert all(v.device.type == "cpu" for v in t.best_model.values())
+    saved = torch.load(t.record.path / "model.pt", weights_only=True)
+    assert all(torch.equal(saved[k], t.best_model[k]) for k in saved)
+    with pytest.raises(ValueError, match="ckpt_minutes"):
+        train(cfg_for(tmp_path / "c", ckpt_minutes=-1.0), log=lambda *a: None)

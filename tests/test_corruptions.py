@@ -401,3 +401,50 @@ def test_gray_model_on_rgb_source_is_corrupted_in_rgb_then_converted(natural):
     ctx_plain = EvalContext(model=model, x=gray, y=y, progress=False)
     assert TESTS["corruptions"](corruptions=["snow"], severities=[2])(ctx_plain)["result"]["details"]["colour"] == \
         "gray (corrupted on the single channel)"
+
+
+def test_cached_corruptions_equal_fresh_ones_and_are_reused(natural, tmp_path):
+    """Generated corruptions are cached once per (dataset, images, seed, test version) as uint8 levels:
+    what the cache returns equals a fresh `generate` exactly (RGB, and RGB converted to gray), a second
+    model reads the file instead of generating, other images or seeds get their own file, and a damaged
+    file is regenerated."""
+    rgb = natural[:16]
+    cache = tmp_path / ".cache"
+    for name, oc in (("gaussian_noise", None), ("glass_blur", None), ("fog", 1), ("jpeg_compression", None)):
+        fresh = cr.generate(rgb, name, 3, seed=7, out_channels=oc)
+        first = cr.cached_generate(cache, rgb, name, 3, 7, out_channels=oc, dataset="cifar10")
+        again = cr.cached_generate(cache, rgb, name, 3, 7, out_channels=oc, dataset="cifar10")
+        assert torch.equal(first, fresh) and torch.equal(again, fresh) and again.dtype == fresh.dtype
+    files = sorted((cache / "corruptions").glob("*.pt"))
+    assert len(files) == 4
+    # reused: a second call reads the file (a marked file comes back marked)
+    f = next(p for p in files if p.name.startswith("gaussian_noise-s3-"))
+    levels = torch.load(f, weights_only=True)["levels"]
+    torch.save({"levels": torch.zeros_like(levels)}, f)
+    assert cr.cached_generate(cache, rgb, "gaussian_noise", 3, 7, dataset="cifar10").abs().sum() == 0
+    # other images, seed, dataset or test version: another key
+    cr.cached_generate(cache, rgb[:8], "gaussian_noise", 3, 7, dataset="cifar10")
+    cr.cached_generate(cache, rgb, "gaussian_noise", 3, 8, dataset="cifar10")
+    cr.cached_generate(cache, rgb, "gaussian_noise", 3, 7, dataset="cifar100")
+    cr.cached_generate(cache, rgb, "gaussian_noise", 3, 7, dataset="cifar10", version="999")
+    assert len(list((cache / "corruptions").glob("gaussian_noise-s3-*.pt"))) == 5
+    # damaged: regenerated and rewritten
+    f.write_bytes(b"not a checkpoint")
+    fresh = cr.generate(rgb, "gaussian_noise", 3, seed=7)
+    assert torch.equal(cr.cached_generate(cache, rgb, "gaussian_noise", 3, 7, dataset="cifar10"), fresh)
+    assert torch.equal(torch.load(f, weights_only=True)["levels"].float().div(255), fresh)
+
+
+def test_suite_caches_beside_the_records(tiny_record):
+    from attacks.suite import context_for_run
+    ctx = context_for_run(tiny_record, n_examples=32, progress=False)
+    test = TESTS["corruptions"](corruptions=["shot_noise", "zoom_blur"], severities=[2], seed=3)
+    cache = tiny_record.parent / ".cache" / "corruptions"
+    before = set(cache.glob("*.pt")) if cache.is_dir() else set()
+    r1 = test(ctx)["result"]
+    new = set(cache.glob("*.pt")) - before
+    assert len(new) == 2
+    r2 = test(ctx)["result"]
+    assert r1["details"]["per_corruption"] == r2["details"]["per_corruption"]
+    ctx.extras["no_corruption_cache"] = True  # the same numbers without the cache
+    assert test(ctx)["result"]["details"]["per_corruption"] == r1["details"]["per_corruption"]

@@ -67,12 +67,66 @@ def test_running_in_a_virtual_environment():
     assert (Path(sys.prefix) / "pyvenv.cfg").is_file()
 
 
-def test_install_script_uses_a_venv_and_the_constraints():
+def _pins(path: Path) -> list[str]:
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def _declared_minors() -> list[str]:
+    """The Python minors pyproject.toml declares (its 'Programming Language :: Python :: 3.X' classifiers)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    found = {ln.split("::")[-1].strip().strip('",') for ln in text.splitlines()
+             if "Programming Language :: Python :: 3." in ln}
+    return sorted(found, key=lambda v: tuple(map(int, v.split("."))))
+
+
+def test_install_script_uses_a_venv_and_per_python_constraints():
     text = (ROOT / "scripts" / "install.sh").read_text()
     assert "-m venv" in text and "--break-system-packages" not in text
-    pins = [ln for ln in (ROOT / "scripts" / "constraints.txt").read_text().splitlines()
-            if ln.strip() and not ln.startswith("#")]
-    names = {ln.split("==")[0].lower() for ln in pins}
-    assert all("==" in ln for ln in pins), "constraints must be exact pins"
-    assert {"torch", "torchvision", "numpy", "requests", "urllib3", "foolbox", "robustbench", "pytest"} <= names
-    assert "torchattacks" not in names and "regbench" not in names
+    assert "scripts/constraints/py$minor.txt" in text and "open ranges" in text
+    files = sorted((ROOT / "scripts" / "constraints").glob("py3.*.txt"))
+    assert files
+    for path in files:
+        pins = _pins(path)
+        names = {ln.split("==")[0].lower() for ln in pins}
+        assert all("==" in ln and ";" not in ln for ln in pins), f"{path.name}: constraints must be exact pins"
+        assert {"torch", "torchvision", "numpy", "requests", "urllib3", "foolbox", "robustbench", "pytest"} <= names
+        assert "torchattacks" not in names and "regbench" not in names
+        assert not [n for n in names if n.startswith(("nvidia-", "cuda-")) or n == "triton"], path.name
+
+
+def test_a_pin_file_for_every_declared_python_from_the_floor_of_requires_python():
+    import re
+    text = (ROOT / "pyproject.toml").read_text()
+    floor = re.search(r'^requires-python = ">=(3\.\d+)"', text, re.M).group(1)
+    minors = _declared_minors()
+    assert minors and minors[0] == floor, (minors, floor)  # the classifiers start at the declared floor
+    files = sorted(p.name for p in (ROOT / "scripts" / "constraints").glob("py3.*.txt"))
+    assert files == sorted(f"py{m}.txt" for m in minors)
+    here = "%d.%d" % sys.version_info[:2]
+    assert here in minors, f"running on Python {here}, which pyproject.toml does not declare"
+
+
+def test_every_installed_pin_supports_the_first_release_of_its_python_minor():
+    """scripts/lock.sh resolves py3.X.txt for 3.X.0 so that every patch release installs it (Debian 12 ships
+    3.11.2; a pin that required 3.11.5 broke it). Checked offline against the installed distributions' own
+    Requires-Python metadata, for the running interpreter's file (CI runs it on each Python it installs)."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.utils import canonicalize_name
+    here = "%d.%d" % sys.version_info[:2]
+    path = ROOT / "scripts" / "constraints" / f"py{here}.txt"
+    if not path.is_file():
+        pytest.skip(f"no pins for Python {here}")
+    installed = {canonicalize_name(d.metadata["Name"]): d for d in md.distributions()}
+    checked, wrong = 0, []
+    for ln in _pins(path):
+        name, version = ln.split("==")
+        dist = installed.get(canonicalize_name(name))
+        if dist is None:  # an extra this environment did not install
+            continue
+        checked += 1
+        if dist.version.split("+")[0] != version:
+            wrong.append(f"{name}: pinned {version}, installed {dist.version}")
+        rp = dist.metadata.get("Requires-Python")
+        if rp and f"{here}.0" not in SpecifierSet(rp):
+            wrong.append(f"{name} {dist.version} (installed) requires Python {rp}, not {here}.0")
+    assert checked >= 40 and not wrong, wrong

@@ -91,7 +91,8 @@ def test_metrics_pattern_and_full_csv(results, tmp_path):
 
 
 def _board_record(root, acc):
-    suite = {"rb_autoattack_linf": {"protocol": {"test": "rb_autoattack_linf", "version": "1", "n": 200},
+    suite = {"rb_autoattack_linf": {"protocol": {"test": "rb_autoattack_linf", "version": "2", "n": 200,
+                                                 "eps": 8 / 255},
                                     "seed": 0, "n_examples": 500, "result": {"summary": {"robust_accuracy": acc}}}}
     return _record(root, "none", 0, 0.8, 0.5, 0.002, extra_suite=suite, name="rb")
 

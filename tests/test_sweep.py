@@ -199,3 +199,44 @@ def test_eight_processes_write_records_into_one_folder_without_loss(tmp_path):
     assert set(merged) == {f"w{i}-{k}" for i in range(8) for k in range(n)}
     json.loads((shared / "job_status.json").read_text())
     assert not list(root.glob("**/*.tmp"))  # no temporary file left behind
+
+
+def test_training_does_not_wait_for_the_surrogate(tmp_path, smoke):
+    """Runs that need the surrogate only to evaluate are trained by jobs with no dependency; their own
+    jobs (evaluation) wait for the training and the surrogate. Trained records need no training job."""
+    from bench.app.sweep import TRAIN_SUFFIX, split_training
+    plan = plan_sweep(spec_from_args(build_parser().parse_args(
+        ["sweep", "--regularizers", "none", "--seeds", "0-1", *smoke, "--out", str(tmp_path / "r"),
+         "--set", "surrogate_seed=1000"])))  # one surrogate for both seeds (the default is one per seed block)
+    jobs = split_training(plan.specs)
+    assert [j.kind for j in jobs] == ["surrogate", "train", "train", "run", "run"]
+    sur = jobs[0].id
+    for t, r in zip(jobs[1:3], jobs[3:]):
+        assert t.deps == [] and not t.evaluate and t.run_dir == r.run_dir and t.id == r.id + TRAIN_SUFFIX
+        assert r.deps == [sur, t.id] and r.evaluate
+    assert [s.deps for s in plan.runs] == [[sur], [sur]]  # the plan itself is unchanged
+    Path(plan.runs[0].run_dir).mkdir(parents=True)
+    Path(plan.runs[0].run_dir, "model.pt").write_bytes(b"x")
+    Path(plan.runs[0].run_dir, "metrics.json").write_text(json.dumps({"train": {"done": True}}))
+    from bench.core.records import Record
+    assert Record(plan.runs[0].run_dir).is_trained()
+    assert [j.kind for j in split_training(plan.specs)] == ["surrogate", "train", "run", "run"]
+    train_only = [s for s in plan.specs if s.kind == "run"]
+    for s in train_only:
+        s.evaluate = False
+    assert [j.kind for j in split_training(plan.specs)] == ["surrogate", "run", "run"]
+
+
+def test_sweep_pack_trains_runs_together_into_their_own_records(tmp_path, smoke):
+    from bench.app.sweep import split_training
+    out = tmp_path / "res"
+    args = ["sweep", "--regularizers", "none", "--seeds", "0-1", *smoke, "--out", str(out), "--set", "surrogate_seed=1000"]
+    plan = plan_sweep(spec_from_args(build_parser().parse_args(args)))
+    jobs = split_training(plan.specs, pack=2)
+    assert [j.kind for j in jobs] == ["surrogate", "pack", "run", "run"]
+    assert [c["seed"] for c in jobs[1].pack] == [0, 1] and all(jobs[1].id in r.deps for r in jobs[2:])
+    assert main(args + ["--pack", "2", "--workers", "1", "--no-leaderboard"]) == 0
+    for s in plan.runs:
+        assert is_complete(s)
+        assert json.loads(Path(s.run_dir, "metrics.json").read_text())["train"]["packed"] == 2
+    assert main(args + ["--pack", "0", "--no-leaderboard"]) != 0

@@ -13,6 +13,7 @@ Every function takes plain values (a `RunConfig`, a `SweepSpec`, paths, modules)
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -42,35 +43,154 @@ def evaluate(target, suite: str | None = None, dataset: str | None = None, *, de
              n_examples: int | None = None, seed: int | None = None, surrogate: nn.Module | None = None, only=None,
              force: bool = False, color: str | None = None, image_size: int = 32, data_dir=None,
              download: bool = False, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
-             progress: bool = False, log=print) -> dict:
+             progress: bool = False, log=print, options: dict | None = None) -> dict:
     """Run a suite on a record (a `Record` or its folder: results are stored in it, the surrogate is
     provided) or on any `nn.Module` that maps [0, 1] images to logits. For a module, the images are the
     test images of `dataset` (a seeded subset of `n_examples`, as a config's n_test; the dataset's reference
     strengths apply), or `x`/`y` when given;
     transfer tests use `surrogate` when given and are skipped otherwise. `seed`: the suite's seed (default:
     the record's own seed, 0 for a module). `suite` and `device` default to the record's, or to `quick` and
-    `auto` for a module. Returns {test: result}."""
+    `auto` for a module. Returns {test: result}.
+
+    A module is checked on a first batch of 8 images before any test runs (each problem a `ValueError`):
+    images must be float in [0, 1] of shape (N, C, H, W), labels integers in [0, classes) with one per image;
+    the output must be finite logits of shape (N, classes), classes being the dataset's (or, for `x`/`y`, the
+    output's width). A tuple or list output gives its first element as the logits, a dict its `"logits"`
+    entry (anything else is refused); a model whose parameters are not float32 gets its inputs cast to its own
+    dtype and its logits cast to float32 (said in the log)."""
+    if n_examples is not None and (isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 1):
+        raise ValueError(f"n_examples must be a positive number of test images, got {n_examples!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**63 - 1):
+        raise ValueError(f"seed must be an integer from 0 to {2**63 - 1}, got {seed!r}")
     if isinstance(target, (Record, str, Path)):
+        record = Record(target) if not isinstance(target, Record) else target
+        if record.header() is not None:
+            rec_suite = record.config().suite  # every field in its domain, then the hash
+            record.check_hash()
+            only = _checked_only(only, suite or rec_suite)
         return pipeline.evaluate_record(target, suite, device=device, n_examples=n_examples, seed=seed,
-                                        only=only, force=force, progress=progress, log=log)
+                                        only=only, force=force, progress=progress, log=log, options=options)
     if not isinstance(target, nn.Module):
         raise TypeError(f"evaluate() takes a Record, a record folder or an nn.Module, got {type(target).__name__}")
     import attacks
     suite = suite or "quick"
     attacks.SUITES[suite]
+    only = _checked_only(only, suite)
     device = resolve_device("auto" if device is None else str(device))
     if x is None:
         if dataset is None:
             raise ValueError("evaluate(module, ...) needs `dataset` (whose test images to use) or `x` and `y`")
-        x, y, num_classes = _test_images(target, dataset, n_examples, color, image_size, data_dir, download)
+        x, y, num_classes, idx = _test_images(target, dataset, n_examples, color, image_size, data_dir, download)
+        extras = {"test_indices": idx}  # which test images these are (RobustBench's tests want the first n)
     else:
+        extras = {}
+        if y is None:
+            raise ValueError("evaluate(module, x=...) needs the labels `y` too")
         x, y = x[:n_examples] if n_examples else x, y[:n_examples] if n_examples else y
-        num_classes = int(y.max()) + 1 if len(y) else 10
-    model = target.to(device).eval()
+        num_classes = None  # the model's output width
+    target, num_classes = check_model(target.to(device).eval(), x, y, num_classes, device, log=log)
+    model = target
     sur = None if surrogate is None else attacks.Surrogate(model=surrogate.to(device).eval())
     ctx = attacks.EvalContext(model=model, x=x.to(device), y=y.to(device), device=device, seed=seed or 0,
-                              num_classes=num_classes, dataset=dataset, surrogate=sur, progress=progress)
-    return attacks.evaluate(ctx, suite=suite, only=only, log=log)
+                              num_classes=num_classes, dataset=dataset, surrogate=sur, progress=progress,
+                              extras=extras)
+    return attacks.evaluate(ctx, suite=suite, only=only, log=log, options=options)
+
+
+PROBE = 8  # images of the first batch a module is checked on
+
+
+def _checked_only(only, suite: str):
+    """`only` as a list of test names of `suite`: an empty list or a name that is no test of the suite is a
+    ValueError listing the valid ones (never silently "all tests" or "nothing")."""
+    if only is None:
+        return None
+    import attacks
+    names = [only] if isinstance(only, str) else list(only)
+    names = [str(n).strip() for n in names]
+    if not names or not all(names):
+        raise ValueError(f"only= is empty; give test names of suite {suite}: {', '.join(attacks.suite_tests(suite))}")
+    unknown = [n for n in names if n not in attacks.available_tests()]
+    if unknown:
+        raise ValueError(f"unknown test(s) {', '.join(unknown)} in only=; valid: {', '.join(attacks.available_tests())}")
+    outside = [n for n in names if n not in attacks.suite_tests(suite)]
+    if outside:
+        raise ValueError(f"test(s) {', '.join(outside)} are not in suite {suite} (its tests: "
+                         f"{', '.join(attacks.suite_tests(suite))})")
+    return names
+
+
+class _Logits(nn.Module):
+    """A module whose output is not plain float32 logits, adapted: inputs cast to its dtype, the logits taken
+    from a tuple/list (first element) or a dict (`"logits"`), returned as float32."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    def forward(self, x):
+        return _pick_logits(self.model(x.to(self.dtype))).float()
+
+
+def _pick_logits(out):
+    if isinstance(out, (tuple, list)):
+        if not out:
+            raise ValueError("the model returned an empty tuple; it must return logits (N, classes)")
+        out = out[0]
+    elif isinstance(out, dict):
+        if "logits" not in out:
+            raise ValueError(f"the model returned a dict without a 'logits' entry (keys: {', '.join(map(str, out))}); "
+                             "return the logits (N, classes), or a dict with 'logits'")
+        out = out["logits"]
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"the model must return a tensor of logits (N, classes), got {type(out).__name__}")
+    return out
+
+
+def check_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int | None, device, log=print):
+    """(the module, adapted when its output or dtype need it, and the class count), after checking the images,
+    the labels and the module's output on a first batch (see `evaluate`)."""
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise ValueError("x and y must be torch tensors")
+    if x.ndim != 4:
+        raise ValueError(f"x must be images of shape (N, C, H, W), got shape {tuple(x.shape)}")
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(f"x holds {len(x)} images but y has shape {tuple(y.shape)}; give one label per image")
+    if len(x) == 0:
+        raise ValueError("x holds no images")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be float images in [0, 1], got {str(x.dtype).replace('torch.', '')} "
+                         "(e.g. x.float() / 255)")
+    lo, hi = float(x.min()), float(x.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -1e-6 or hi > 1 + 1e-6:
+        raise ValueError(f"x must be images in [0, 1] (the attacks clamp to that range), got values in "
+                         f"[{lo:g}, {hi:g}]" + (" (e.g. x / 255)" if hi > 1.5 else ""))
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise ValueError(f"y must hold integer class labels, got {str(y.dtype).replace('torch.', '')}")
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    dtype = next(iter(dtypes)) if len(dtypes) == 1 else torch.float32
+    with torch.no_grad():
+        raw = model(x[:PROBE].to(device=device, dtype=dtype))
+    adapted = not isinstance(raw, torch.Tensor) or dtype != torch.float32 or raw.dtype != torch.float32
+    out = _pick_logits(raw)
+    if out.ndim != 2 or out.shape[0] != min(PROBE, len(x)):
+        raise ValueError(f"the model must return logits of shape (N, classes); on {min(PROBE, len(x))} images it "
+                         f"returned shape {tuple(out.shape)}")
+    classes = out.shape[1]
+    if num_classes is not None and classes != num_classes:
+        raise ValueError(f"the model returns {classes} logits per image but the dataset has {num_classes} classes")
+    if not out.is_floating_point() or not bool(torch.isfinite(out).all()):
+        raise ValueError("the model returned non-finite logits (NaN or inf) on the first batch")
+    num_classes = classes if num_classes is None else num_classes
+    ymin, ymax = int(y.min()), int(y.max())
+    if ymin < 0 or ymax >= num_classes:
+        raise ValueError(f"labels must be in [0, {num_classes - 1}] ({num_classes} classes), got [{ymin}, {ymax}]")
+    if adapted:
+        log(f"[regbench] the model {'has ' + str(dtype).replace('torch.', '') + ' parameters' if dtype != torch.float32 else 'returns ' + type(raw).__name__}: "
+            "evaluated through an adapter (inputs in its dtype, float32 logits"
+            + (", the first element / 'logits' entry of its output" if not isinstance(raw, torch.Tensor) else "") + ")")
+        model = _Logits(model, dtype).eval()
+    return model, num_classes
 
 
 def _test_images(model: nn.Module, dataset: str, n_examples, color, image_size, data_dir, download):
@@ -79,9 +199,17 @@ def _test_images(model: nn.Module, dataset: str, n_examples, color, image_size, 
     if color is None:
         conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
         color = "rgb" if conv is not None and conv.in_channels == 3 else "gray"
-    d = bdata.load(dataset, color=color, image_size=image_size, n_train=1, n_test=n_examples, data_dir=data_dir,
+    d = bdata.load(dataset, color=color, image_size=image_size, n_train=1, n_test=None, data_dir=data_dir,
                    download=download)
-    return bdata.to_float(d.test_x), d.test_y, d.num_classes
+    idx = bdata.test_subset(len(d.test_x), n_examples, 0)  # the subset load(n_test=n_examples) draws
+    return bdata.to_float(d.test_x[idx]), d.test_y[idx], d.num_classes, idx
+
+
+def train_packed(configs: list[RunConfig], *, force: bool = False, log=print) -> dict:
+    """Train several runs of one comparison (e.g. seeds of one regularizer) packed on one device, each
+    into its own ordinary record; returns {record path: None, or the error its run failed with}."""
+    from bench.engine.packed import train_packed as _train_packed
+    return _train_packed(list(configs), log=log, force=force)
 
 
 def sweep(spec: SweepSpec, log=print) -> tuple[Plan, dict]:

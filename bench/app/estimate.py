@@ -198,7 +198,7 @@ def measure_step_seconds(cfg, data, warmup: int = 2, steps: int = 6, workdir: Pa
         ds = []
         for n in (warmup, warmup + steps):
             c = cfg.replace(epochs=1, steps_per_epoch=n, out=str(tmp / f"s{n}"), progress=False, select="last",
-                            budget_seconds=None, ckpt_every=10 ** 9)
+                            budget_seconds=None, ckpt_every=None, ckpt_minutes=1e6)
             run = train(c, log=lambda *a: None, data=data)
             m = json.loads((run / "metrics.json").read_text())["train"]
             ds.append(m)

@@ -43,13 +43,15 @@ STALE_AFTER_S = 180.0  # a "running" job on another host with no heartbeat for t
 class JobSpec:
     """What a worker needs to run one job; plain data so it pickles to any launcher."""
     id: str  # e.g. "pixel_sim/fashion_mnist/s0"
-    kind: str  # "run" (train + suite) | "surrogate" (train only)
+    kind: str  # "run" (train + suite) | "surrogate" (train only) | "train" (a run's training, launched apart)
+    #            | "pack" (several runs' training, packed on one device)
     config: dict  # RunConfig.to_dict()
     run_dir: str
     deps: list = field(default_factory=list)  # ids of jobs that must finish first
     plugins: list = field(default_factory=list)  # modules that register regularizers
     threads: int | None = None  # torch.set_num_threads in the job (None: leave as is)
     evaluate: bool = True  # False: train only (a later sweep without --train-only evaluates)
+    pack: list = field(default_factory=list)  # kind "pack": the configs trained together (bench.engine.packed)
 
     @property
     def log_path(self) -> Path:
@@ -61,7 +63,8 @@ class JobSpec:
 
     def label(self) -> str:
         c = self.config
-        role = " (surrogate)" if self.kind == "surrogate" else ""
+        role = {"surrogate": " (surrogate)", "train": " (training)",
+                "pack": f" (training, packed with {len(self.pack) - 1} more)"}.get(self.kind, "")
         return f"{c['regularizer']} {c['dataset']} s{c['seed']}{role}"
 
     def to_dict(self) -> dict:
@@ -150,6 +153,27 @@ class _Heartbeat(threading.Thread):
             self.join(timeout=10)  # never let a late heartbeat overwrite the final status
 
 
+def _work(spec: JobSpec, run_dir: Path, log) -> None:
+    """What a job does: train (and evaluate, for kind "run"), or train a pack of runs together."""
+    if spec.plugins:
+        import regularizers
+        for mod in spec.plugins:
+            regularizers.load_plugin(mod)
+    from bench.app.pipeline import run_and_evaluate
+    from bench.core.config import RunConfig
+    cfg = RunConfig.from_dict(spec.config)
+    if Record.for_config(cfg) != Record(run_dir):
+        raise RuntimeError(f"job {spec.id} would write {Record.for_config(cfg).path}, expected {run_dir} "
+                           "(config changed in flight?)")
+    if spec.kind == "pack":  # members that fail are marked in their records; their run jobs report it
+        from bench.engine.packed import train_packed
+        res = train_packed([RunConfig.from_dict(c) for c in spec.pack], log=log)
+        if all(v is not None for v in res.values()):
+            raise RuntimeError(f"every run of the pack failed: {next(iter(res.values()))}")
+    else:
+        run_and_evaluate(cfg, evaluate=spec.kind == "run" and spec.evaluate, log=log)
+
+
 def run_job(spec: JobSpec | dict) -> dict:
     """Run one job (train, then the suite for kind "run"); returns
     {"id", "state": "done"|"failed", "run_dir", "log", "seconds", "error"?}. Ordinary errors are
@@ -180,17 +204,7 @@ def run_job(spec: JobSpec | dict) -> dict:
                 if spec.threads:
                     import torch
                     torch.set_num_threads(int(spec.threads))
-                if spec.plugins:
-                    import regularizers
-                    for mod in spec.plugins:
-                        regularizers.load_plugin(mod)
-                from bench.app.pipeline import run_and_evaluate
-                from bench.core.config import RunConfig
-                cfg = RunConfig.from_dict(spec.config)
-                if Record.for_config(cfg) != Record(run_dir):
-                    raise RuntimeError(f"job {spec.id} would write {Record.for_config(cfg).path}, expected {run_dir} "
-                                       "(config changed in flight?)")
-                run_and_evaluate(cfg, evaluate=spec.kind == "run" and spec.evaluate, log=log)
+                _work(spec, run_dir, log)
         except (KeyboardInterrupt, SystemExit) as e:
             hb.stop()
             fh.write(f"interrupted: {type(e).__name__}\n")
@@ -206,7 +220,8 @@ def run_job(spec: JobSpec | dict) -> dict:
         hb.stop()
         secs = round(time.time() - t0, 1)
         fh.write(f"done in {secs} s\n")
-    write("done", seconds=secs, finished=_now())
+    # a run's training launched apart ("train") leaves the status "trained": the run's own job is not done yet
+    write("trained" if spec.kind in ("train", "pack") else "done", seconds=secs, finished=_now())
     result.update(state="done", seconds=secs)
     return result
 

@@ -17,12 +17,16 @@ reason), and reports every job's result while the others go on.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 from bench.app.jobs import JobSpec, run_job
+from bench.core.device import SHARED_ENV, worker_devices
 
 LAUNCHERS = ("local", "ray", "slurm")
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,14 +61,58 @@ class Launcher:
     def close(self) -> None:
         pass
 
+    def stop(self) -> int:
+        """Stop at once (SIGTERM/SIGINT): end the jobs in flight; returns how many workers were stopped."""
+        self.close()
+        return 0
+
+
+# ----------------------------------------------------------------------------- dying with the parent
+class Terminated(KeyboardInterrupt):
+    """SIGTERM / SIGINT reached a sweep: its workers were stopped (the CLI prints `message` and exits with
+    128 + signum)."""
+
+    def __init__(self, signum: int, message: str | None = None):
+        super().__init__(signum)
+        self.signum, self.message = int(signum), message
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: int | None) -> None:
+    """In a worker: be killed when the process that started it dies, even by SIGKILL (Linux: the
+    parent-death signal, set with prctl through ctypes; elsewhere a daemon thread that polls the parent
+    pid). If the parent is already gone (it died before this ran), exit at once."""
+    import sys
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if parent_pid is not None and os.getppid() != parent_pid:  # orphaned before the signal was armed
+        os._exit(1)
+    if not armed and parent_pid is not None:
+        def watch():
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+        threading.Thread(target=watch, daemon=True, name="regbench-parent-watch").start()
+
 
 # ----------------------------------------------------------------------------- local
-def _init_worker(device_queue, threads, pythonpath):
-    """Runs first in each spawned worker: pin one GPU, set the thread count."""
+def _init_worker(device_queue, threads, pythonpath, parent_pid=None):
+    """Runs first in each spawned worker: die with the sweep's process, pin one GPU (a token of the parent's
+    CUDA_VISIBLE_DEVICES, with how many workers share it), set the thread count."""
+    die_with_parent(parent_pid)
     dev = None
     if device_queue is not None:
-        dev = device_queue.get()
+        dev, shared_by = device_queue.get()
         os.environ["CUDA_VISIBLE_DEVICES"] = str(dev)
+        os.environ[SHARED_ENV] = str(shared_by)
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)
         import torch
@@ -74,16 +122,16 @@ def _init_worker(device_queue, threads, pythonpath):
 class LocalLauncher(Launcher):
     name = "local"
 
-    def __init__(self, workers: int | None = None, threads: int | None = None, gpus: list[int] | None = None):
+    def __init__(self, workers: int | None = None, threads: int | None = None, gpus: list | None = None):
         if gpus is None:
             gpus = []
-        self.gpus = list(gpus)
+        self.gpus = [str(g) for g in gpus]  # CUDA_VISIBLE_DEVICES tokens (index, GPU-/MIG- UUID)
         if workers is None:
             workers = max(1, len(self.gpus))
         if workers < 1:
             raise ValueError("--workers must be >= 1")
         self.workers = workers
-        if threads is None and not self.gpus:
+        if threads is None:  # GPU workers too: each feeds its device from the host, cores split evenly
             threads = max(1, (os.cpu_count() or 1) // workers)
         self.threads = threads
         self.capacity = workers
@@ -97,17 +145,22 @@ class LocalLauncher(Launcher):
         per = f"GPUs {self.gpus}" if self.gpus else f"{self.threads} thread(s) each"
         return f"local, {self.workers} worker processes ({per})"
 
+    def assignments(self) -> list[tuple[str, int]]:
+        """(CUDA_VISIBLE_DEVICES token, workers on that device) per worker, round-robin over the GPUs."""
+        devs = [self.gpus[i % len(self.gpus)] for i in range(self.workers)] if self.gpus else []
+        return [(d, devs.count(d)) for d in devs]
+
     def _make_pool(self):
         import multiprocessing as mp
         ctx = mp.get_context("spawn")
         q = None
         if self.gpus:
             q = ctx.Queue()
-            for i in range(self.workers):
-                q.put(self.gpus[i % len(self.gpus)])
+            for dev, shared_by in self.assignments():
+                q.put((dev, shared_by))
         _export_project_path()
         return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
-                                      initargs=(q, self.threads, PROJECT_ROOT))
+                                      initargs=(q, self.threads, PROJECT_ROOT, os.getpid()))
 
     def submit(self, spec: JobSpec):
         if self.workers == 1 and len(self.gpus) <= 1:
@@ -149,9 +202,29 @@ class LocalLauncher(Launcher):
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
 
+    def stop(self) -> int:
+        """Stop now (a signal): terminate the worker processes, wait for them briefly; returns how many."""
+        if self.pool is None:
+            return 0
+        procs = list((getattr(self.pool, "_processes", None) or {}).values())
+        for pr in procs:
+            with contextlib.suppress(Exception):
+                pr.terminate()
+        for pr in procs:
+            with contextlib.suppress(Exception):
+                pr.join(timeout=5)
+                if pr.is_alive():
+                    pr.kill()
+                    pr.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = None
+        return len(procs)
+
 
 # ----------------------------------------------------------------------------- ray
-def _ray_entry(spec):
+def _ray_entry(spec, shared_by: int = 1):
+    os.environ[SHARED_ENV] = str(shared_by)  # a fractional GPU: the cost columns say it was shared
     return run_job(spec)
 
 
@@ -197,7 +270,8 @@ class RayLauncher(Launcher):
     def submit(self, spec):
         if spec.threads is None:
             spec.threads = max(1, int(self.cpus_per_job))
-        ref = self.remote.remote(spec)
+        g = float(self.gpus_per_job or 0)
+        ref = self.remote.remote(spec, max(1, int(1 / g)) if 0 < g < 1 else 1)
         self._specs[ref] = spec
         return ref
 
@@ -283,16 +357,20 @@ class SubmititLauncher(Launcher):
 
 def make_launcher(name: str, *, workers: int | None = None, threads: int | None = None, device: str = "auto",
                   ray_address: str | None = None, slurm_cluster: str | None = None,
-                  slurm_params: dict | None = None, log_dir: str | Path = "results/.sweeps") -> Launcher:
+                  slurm_params: dict | None = None, log_dir: str | Path = "results/.sweeps",
+                  gpus_per_job: float | None = None) -> Launcher:
+    """A launcher by name. `gpus_per_job` (Ray): a fraction packs several jobs on one GPU (0.25: four);
+    `threads` (Ray): CPUs per job, also the job's torch threads."""
     if name == "local":
         gpus = []
         if device in ("auto", "cuda"):
             import torch
             if torch.cuda.is_available():
-                gpus = list(range(torch.cuda.device_count()))
+                gpus = worker_devices(os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count())
         return LocalLauncher(workers=workers, threads=threads, gpus=gpus)
     if name == "ray":
-        return RayLauncher(address=ray_address, workers=workers)
+        return RayLauncher(address=ray_address, workers=workers, gpus_per_job=gpus_per_job,
+                           cpus_per_job=threads or 1)
     if name == "slurm":
         return SubmititLauncher(log_dir, cluster=slurm_cluster, params=slurm_params, workers=workers)
     raise ValueError(f"unknown launcher {name!r}; valid launchers: {', '.join(LAUNCHERS)}")
@@ -301,7 +379,8 @@ def make_launcher(name: str, *, workers: int | None = None, threads: int | None 
 def run_jobs(specs: list[JobSpec], launcher: Launcher, done: dict | None = None,
              log: Callable[[str], None] = print, poll_s: float = 1.0) -> dict[str, dict]:
     """Run `specs` (in order, each after its `deps`) on a launcher; returns {id: result}.
-    `done` holds results of jobs that need no run (already complete), so dependents may start."""
+    `done` holds results of jobs that need no run (already complete), so dependents may start.
+    SIGTERM or SIGINT stops the launcher's workers at once and raises `Terminated` (one line, non-zero exit)."""
     results: dict[str, dict] = dict(done or {})
     known = set(results) | {s.id for s in specs}
     for s in specs:
@@ -312,6 +391,8 @@ def run_jobs(specs: list[JobSpec], launcher: Launcher, done: dict | None = None,
     running: dict = {}
     total, started = len(specs), 0
     t_start = time.time()
+    stopped = False
+    restore = _raise_on_signals()
     try:
         while pending or running:
             for s in list(pending):
@@ -343,6 +424,36 @@ def run_jobs(specs: list[JobSpec], launcher: Launcher, done: dict | None = None,
                 else:
                     extra = f"; engine log: {res['engine_log']}" if res.get("engine_log") else ""
                     log(f"[sweep] FAILED {s.label()}: {res.get('error')}\n        log: {res.get('log')}{extra}")
+    except KeyboardInterrupt as e:  # SIGTERM / SIGINT (Ctrl-C): stop the pool now, never leave it running
+        stopped = True
+        raise _stop(launcher, int(getattr(e, "signum", signal.SIGINT))) from None
     finally:
-        launcher.close()
+        restore()
+        if not stopped:
+            launcher.close()
     return results
+
+
+def _stop(launcher: Launcher, sig: int) -> Terminated:
+    """Stop the launcher's workers after signal `sig`; the `Terminated` that says so in one line."""
+    n = 0
+    with contextlib.suppress(BaseException):
+        n = launcher.stop()
+    what = f" and its {n} worker process(es)" if n else ""
+    return Terminated(sig, f"{signal.Signals(sig).name}: stopped the sweep{what}; re-run the same command to resume")
+
+
+def _raise_on_signals():
+    """While a sweep runs (main thread only): SIGTERM and SIGINT raise `Terminated`, so the pool is stopped
+    instead of being left running under PID 1. Returns the function that puts the previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore():
+        for sig, h in old.items():
+            signal.signal(sig, h)
+    return restore

@@ -44,10 +44,10 @@ def provide_surrogate(cfg: RunConfig, device, out=None, progress: bool = False, 
 
 def evaluate_record(record, suite: str | None = None, *, device=None, n_examples: int | None = None,
                     seed: int | None = None, only=None, force: bool = False, progress: bool | None = None,
-                    log=print) -> dict:
+                    log=print, options: dict | None = None) -> dict:
     """Run a suite on a trained record (its own suite and seed by default), with its surrogate when
-    the suite has a transfer test, and store the results in it. Holds the record's run lock, so a
-    second identical command waits and then finds the results."""
+    the suite has a transfer test, and store the results in it (`options`: see attacks.build_suite).
+    Holds the record's run lock, so a second identical command waits and then finds the results."""
     record = as_record(record)
     cfg = record.config()
     suite = suite or cfg.suite
@@ -60,7 +60,7 @@ def evaluate_record(record, suite: str | None = None, *, device=None, n_examples
         if suite_needs_surrogate(suite, only):
             ctx.surrogate = provide_surrogate(cfg, device, out=record.path.resolve().parent, progress=progress,
                                               log=log)
-        return attacks.evaluate(ctx, suite=suite, run_dir=record, force=force, only=only, log=log)
+        return attacks.evaluate(ctx, suite=suite, run_dir=record, force=force, only=only, log=log, options=options)
 
 
 def run_and_evaluate(cfg: RunConfig, *, evaluate: bool = True, force: bool = False, force_eval: bool = False,

@@ -25,11 +25,16 @@ from leaderboard.robustbench import ZOO_DATASETS, _check_threat, load_zoo_model,
 
 
 def _test_images(dataset: str, n_examples, data_dir=None, download: bool = True):
-    """The colour track's test images (RGB, 32x32) from bench.core.data; DatasetNotFound when absent."""
+    """The first `n_examples` test images (RGB, 32x32) from bench.core.data, in the test set's own order as
+    robustbench.data.load_cifar10 takes them (not a seeded subset); DatasetNotFound when absent."""
+    import dataclasses
+
     from bench.core import data as bdata
     # Only the test split is used; n_train=1 keeps bench.core.data from preparing a training set we never use.
-    d = bdata.load(dataset, color="rgb", image_size=32, n_train=1, n_test=n_examples, val_fraction=0.01,
+    d = bdata.load(dataset, color="rgb", image_size=32, n_train=1, n_test=None, val_fraction=0.01,
                    data_seed=0, data_dir=data_dir, download=download)
+    if n_examples is not None:
+        d = dataclasses.replace(d, test_x=d.test_x[:n_examples], test_y=d.test_y[:n_examples])
     return d
 
 
@@ -64,10 +69,11 @@ def eval_robustbench(name: str, threat_model: str, model_dir, suite: str = "pape
                      out="results", device="cpu", dataset: str = "cifar10", *, zoo_dataset: str | None = None,
                      seed: int = 0, data_dir=None, download: bool = True, force: bool = False,
                      progress: bool = True, log=print, only=None, surrogate_preset: str = "quick",
-                     surrogate_dir=None) -> Path:
+                     surrogate_dir=None, cifar10c_dir=None) -> Path:
     """Evaluate a RobustBench zoo model with the suite and write it as an external record; returns
-    the run directory. `dataset` is the bench dataset whose test images are used (in colour);
-    `zoo_dataset` the RobustBench dataset of the model (default: `dataset` for CIFAR, else cifar10)."""
+    the run directory. `dataset` is the bench dataset whose first `n_examples` test images are used (in
+    colour); `zoo_dataset` the RobustBench dataset of the model (default: `dataset` for CIFAR, else
+    cifar10); `cifar10c_dir` the released CIFAR-10-C files (else the corruption tests generate theirs)."""
     import attacks
     from bench.core import data as bdata
     from bench.core.config import RunConfig
@@ -90,13 +96,15 @@ def eval_robustbench(name: str, threat_model: str, model_dir, suite: str = "pape
     record.merge({"train": {"done": True, "external": True, "source": "robustbench"}})
     ctx = attacks.EvalContext(model=model, x=bdata.to_float(d.test_x).to(device), y=d.test_y.to(device),
                               config=cfg, run_dir=record.path, device=device, seed=seed, num_classes=d.num_classes,
-                              dataset=dataset, progress=progress)
+                              dataset=dataset, progress=progress,
+                              extras={"test_indices": torch.arange(len(d.test_x))})  # the first n, in order
     if attacks.needs_surrogate(suite, only):  # a surrogate of the model's own data and colour
         srec = Record(surrogate_dir or zoo_surrogate(dataset, out, device, preset=surrogate_preset, data_dir=data_dir,
                                                      download=download, log=log))
         scfg, smodel = srec.load_model(device)
         ctx.surrogate = attacks.Surrogate(model=smodel, run_dir=str(srec.path), seed=scfg.seed)
-    attacks.evaluate(ctx, suite=suite, run_dir=record, force=force, only=only, log=log)
+    attacks.evaluate(ctx, suite=suite, run_dir=record, force=force, only=only, log=log,
+                     options={"cifar10c_dir": str(cifar10c_dir)} if cifar10c_dir else None)
     log(f"[regbench] RobustBench {name} ({threat_model}) evaluated on {len(d.test_x)} {dataset} test images: "
         f"{record.path}")
     return record.path

@@ -42,36 +42,105 @@ class SweepSpec:
     train_only: bool = False  # train every job (and surrogates), evaluate nothing
     launcher: str = "local"  # local | ray | slurm
     workers: int | None = None
-    threads: int | None = None
+    threads: int | None = None  # torch threads per job (local: default cores / workers; ray: CPUs per job)
+    gpus_per_job: float | None = None  # ray: a fraction packs several jobs on one GPU (None: 1 when there are GPUs)
     ray_address: str | None = None
     slurm_cluster: str | None = None
     slurm_params: dict = dataclasses.field(default_factory=dict)
     force: bool = False  # launch jobs whose status says running (their process is gone)
+    yes: bool = False  # plan more than CONFIRM_JOBS jobs
+    pack: int = 1  # train this many runs of one regularizer at once on one device (bench.engine.packed)
 
+
+# A plan is built in memory (one JobSpec per job), so its size is bounded: above CONFIRM_JOBS jobs a sweep or
+# estimate needs `--yes`; above MAX_JOBS it is refused (split it). Both are counted before any list is expanded.
+CONFIRM_JOBS = 500
+MAX_JOBS = 10_000
+SEED_MAX = 2**63 - 1  # bench.core.config.validate's range of a seed
 
 
 # ----------------------------------------------------------------------------- parsing
-def parse_seeds(text: str) -> list[int]:
-    """'0-4' -> [0, 1, 2, 3, 4]; '0,2,5' and '0-2,7' work too."""
-    seeds: list[int] = []
-    try:
-        for part in str(text).split(","):
-            part = part.strip()
-            if not part:
-                continue
+def seed_ranges(text: str) -> list[tuple[int, int]]:
+    """'0-4,7' -> [(0, 4), (7, 7)], every seed checked against [0, 2**63-1] and every range low-high,
+    without expanding anything (so `0-100000000` costs nothing to check)."""
+    usage = f"--seeds expects e.g. 0-4 or 0,1,2 or 0-2,7 (seeds 0 to {SEED_MAX}); got {text!r}"
+    ranges = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            raise ValueError(f"{usage}: an empty item" if str(text).strip() else "--seeds is empty; e.g. 0-4")
+        try:
             if "-" in part[1:]:
                 i = part.index("-", 1)
                 a, b = int(part[:i]), int(part[i + 1:])
-                if b < a:
-                    raise ValueError
-                seeds += list(range(a, b + 1))
             else:
-                seeds.append(int(part))
-    except ValueError:
-        raise ValueError(f"--seeds expects e.g. 0-4 or 0,1,2 or 0-2,7; got {text!r}") from None
-    if not seeds:
-        raise ValueError("--seeds is empty")
+                a = b = int(part)
+        except ValueError:
+            raise ValueError(usage) from None
+        if a < 0 or b < 0 or part.startswith("-"):
+            raise ValueError(f"--seeds {text}: seeds are 0 to {SEED_MAX}, got a negative one")
+        if a > SEED_MAX or b > SEED_MAX:
+            raise ValueError(f"--seeds {text}: seeds are 0 to {SEED_MAX}")
+        if b < a:
+            raise ValueError(f"--seeds {text}: the range {part} runs backwards; write it low-high ({b}-{a})")
+        ranges.append((a, b))
+    return ranges
+
+
+def count_seeds(seeds) -> int:
+    """How many seeds (at most: overlaps count twice) `seeds` names, without expanding a text range."""
+    if isinstance(seeds, str):
+        return sum(b - a + 1 for a, b in seed_ranges(seeds))
+    return len(list(seeds))
+
+
+def parse_seeds(text: str, limit: int | None = None) -> list[int]:
+    """'0-4' -> [0, 1, 2, 3, 4]; '0,2,5' and '0-2,7' work too. More than `limit` seeds is refused before
+    the list is built."""
+    ranges = seed_ranges(text)
+    n = sum(b - a + 1 for a, b in ranges)
+    if limit is not None and n > limit:
+        raise ValueError(f"--seeds {text} names {n} seeds; at most {limit} here")
+    seeds: list[int] = []
+    for a, b in ranges:
+        seeds += list(range(a, b + 1))
     return list(dict.fromkeys(seeds))
+
+
+def check_seed_list(seeds) -> list[int]:
+    """Seeds given as a list (the Python API): integers in [0, 2**63-1]."""
+    out = []
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= SEED_MAX:
+            raise ValueError(f"seeds must be integers from 0 to {SEED_MAX}, got {s!r}")
+        out.append(s)
+    if not out:
+        raise ValueError("seeds is empty; e.g. [0, 1, 2]")
+    return list(dict.fromkeys(out))
+
+
+def check_datasets(names: list[str]) -> None:
+    """Every dataset name known (or `folder:PATH` with an existing folder) before anything runs."""
+    from bench.core import data as bdata
+    for ds in names:
+        if ds.startswith("folder:"):
+            path = Path(ds[len("folder:"):]).expanduser()
+            if not path.is_dir():
+                raise ValueError(f"dataset {ds}: no folder {path}")
+            continue
+        if ds not in bdata.available_datasets():
+            raise ValueError(f"unknown dataset {ds!r}; valid datasets: "
+                             f"{', '.join(bdata.available_datasets() + ['folder:PATH'])}")
+
+
+def check_launch(spec: "SweepSpec") -> None:
+    """Workers and threads in their domain (one-line errors before anything runs)."""
+    for name, v in (("--workers", spec.workers), ("--threads", spec.threads)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    from bench.app.launchers import LAUNCHERS
+    if spec.launcher not in LAUNCHERS:
+        raise ValueError(f"unknown launcher {spec.launcher!r}; valid launchers: {', '.join(LAUNCHERS)}")
 
 
 def parse_list(text: str | None) -> list[str]:
@@ -153,10 +222,21 @@ def plan_sweep(spec: SweepSpec) -> Plan:
         raise ValueError("--regularizers is empty")
     for r in regs:
         regularizers.get_class(r)  # unknown name: an error that lists the valid ones
-    seeds = parse_seeds(spec.seeds) if isinstance(spec.seeds, str) else [int(s) for s in spec.seeds]
+    check_launch(spec)
+    if spec.datasets is not None and not _names(spec.datasets):
+        raise ValueError("--datasets is empty; e.g. fashion_mnist (or leave it out for the preset's)")
     datasets = _names(spec.datasets)
     if spec.overrides.get("dataset"):
         datasets = list(dict.fromkeys([spec.overrides["dataset"]] + datasets))
+    n_jobs = len(regs) * count_seeds(spec.seeds) * max(1, len(datasets))
+    if n_jobs > MAX_JOBS:
+        raise ValueError(f"this sweep would be {n_jobs} jobs; at most {MAX_JOBS} per sweep: split it "
+                         "(fewer --seeds, --regularizers or --datasets)")
+    if n_jobs > CONFIRM_JOBS and not spec.yes:
+        raise ValueError(f"this sweep would be {n_jobs} jobs (more than {CONFIRM_JOBS}): add --yes to plan it, "
+                         "or fewer --seeds, --regularizers or --datasets")
+    seeds = parse_seeds(spec.seeds) if isinstance(spec.seeds, str) else check_seed_list(spec.seeds)
+    check_datasets(datasets)
     glob, common, per = split_sets(spec.sets, regs)
     _check_reg_sets(regs, common, per)
     over = _overrides(spec)
@@ -314,6 +394,7 @@ def _launcher(spec: SweepSpec, plan: Plan, log_dir: Path):
     return make_launcher(spec.launcher, workers=spec.workers, threads=spec.threads,
                          device=plan.specs[0].config["device"] if plan.specs else "auto",
                          ray_address=spec.ray_address, slurm_cluster=spec.slurm_cluster,
+                         gpus_per_job=spec.gpus_per_job,
                          slurm_params=dict(spec.slurm_params or {}), log_dir=log_dir)
 
 
@@ -333,11 +414,58 @@ def _device_check(plan: Plan, log=print) -> None:
                 "steps are identical, but their time costs are not comparable")
 
 
+TRAIN_SUFFIX = "/train"
+
+
+def split_training(todo: list, pack: int = 1) -> list:
+    """Jobs to launch, with training not waiting for the surrogate: a run that needs the surrogate only
+    for its evaluation and is not trained yet gets a train-only job with no dependency (launched with the
+    surrogate, side by side on free workers), and its own job (which then only evaluates) waits for both.
+    `pack` > 1: the untrained runs of one regularizer and dataset are trained `pack` at a time by one
+    "pack" job (bench.engine.packed), which their own jobs wait for. Order: surrogates, training,
+    evaluations. The plan itself (one job per record) does not change."""
+    surs = [s for s in todo if s.kind == "surrogate"]
+    trains, runs = [], []
+    for s in todo:
+        if s.kind == "surrogate":
+            continue
+        if s.kind == "run" and (pack > 1 or (s.evaluate and s.deps)) and not Record(s.run_dir).is_trained():
+            t = dataclasses.replace(s, id=s.id + TRAIN_SUFFIX, kind="train", deps=[], evaluate=False)
+            trains.append(t)
+            s = dataclasses.replace(s, deps=list(s.deps) + [t.id])
+        runs.append(s)
+    if pack > 1:
+        trains, runs = _pack(trains, runs, pack)
+    return surs + trains + runs
+
+
+def _pack(trains: list, runs: list, k: int) -> tuple[list, list]:
+    """Train jobs grouped `k` at a time per (regularizer, dataset) into "pack" jobs; runs re-pointed."""
+    groups: dict = {}
+    for t in trains:
+        groups.setdefault((t.config["regularizer"], t.config["dataset"]), []).append(t)
+    packs, owner = [], {}
+    for members in groups.values():
+        for i in range(0, len(members), k):
+            chunk = members[i:i + k]
+            if len(chunk) == 1:
+                packs.append(chunk[0])
+                continue
+            p = dataclasses.replace(chunk[0], id=f"{chunk[0].id}+{len(chunk) - 1}{TRAIN_SUFFIX}", kind="pack",
+                                    pack=[c.config for c in chunk])
+            packs.append(p)
+            owner.update({c.id: p.id for c in chunk})
+    runs = [dataclasses.replace(r, deps=[owner.get(d, d) for d in r.deps]) for r in runs]
+    return packs, runs
+
+
 def run_sweep(spec: SweepSpec, log=print) -> tuple[Plan, dict]:
     """Launch what is missing of a sweep; returns (plan, {job id: result})."""
     from bench.core import store
     from bench.app.jobs import is_complete, job_state
     from bench.app.launchers import run_jobs
+    if isinstance(spec.pack, bool) or not isinstance(spec.pack, int) or spec.pack < 1:
+        raise ValueError(f"--pack must be an integer >= 1, got {spec.pack!r}")
     plan = plan_sweep(spec)
     todo, done = [], {}
     for s in plan.specs:
@@ -367,7 +495,8 @@ def run_sweep(spec: SweepSpec, log=print) -> tuple[Plan, dict]:
                                                     "jobs": [s.to_dict() for s in plan.specs]})
     launcher = _launcher(spec, plan, log_dir)
     log(f"[sweep] launcher: {launcher.describe()}")
-    results = run_jobs(todo, launcher, done=done, log=log)
+    results = run_jobs(split_training(todo, int(spec.pack)), launcher, done=done, log=log)
+    results = {k: v for k, v in results.items() if not k.endswith(TRAIN_SUFFIX)}  # reported through their runs
     _device_check(plan, log)
     return plan, results
 

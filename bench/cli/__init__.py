@@ -69,15 +69,23 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    real_stdout = sys.stdout
+    sys.stdout = _GuardedStdout(real_stdout)
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()
         return code
+    except StdoutError as e:  # stdout on a full device (`> /dev/full`): one line, not the interpreter's traceback
+        sys.stdout = real_stdout
+        _stdout_gone()
+        print(f"error: cannot write to standard output: {e.strerror or e}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return _stdout_gone()
-    except KeyboardInterrupt:
-        print("interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", None)  # bench.app.launchers.Terminated: SIGTERM/SIGINT during a sweep
+        print(getattr(e, "message", None) or "interrupted; re-run the same command to resume", file=sys.stderr)
+        return 128 + int(signum or 2)
     except UserError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
@@ -87,3 +95,50 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"error: {one_line(msg)}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only folder, a name too long, ...: one line, path and cause
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"error: {one_line(os_error_text(e))}", file=sys.stderr)
+        return 1
+    finally:
+        if sys.stdout is not real_stdout and isinstance(sys.stdout, _GuardedStdout):
+            sys.stdout = real_stdout
+
+
+class StdoutError(OSError):
+    """Writing to standard output failed (not a broken pipe: a full device, an I/O error)."""
+
+
+class _GuardedStdout:
+    """sys.stdout during a command: a failed write to it is a `StdoutError`, told apart from a failed write
+    of a file (which names its path)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _guard(self, fn, *a):
+        try:
+            return fn(*a)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise StdoutError(e.errno, e.strerror or str(e)) from None
+
+    def write(self, text):
+        return self._guard(self._stream.write, text)
+
+    def flush(self):
+        return self._guard(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def os_error_text(e: OSError) -> str:
+    """`cannot write PATH: No space left on device`: the path and the cause of an OSError (its own message
+    when it names neither, e.g. one raised with a sentence of ours)."""
+    if e.filename is None:
+        return str(e.strerror or e)
+    path = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+    return f"{path}: {e.strerror or e}"
+

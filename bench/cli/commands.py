@@ -92,6 +92,20 @@ def config_from_args(args, **extra):
     return build_config(args.preset, over, args.set)
 
 
+def check_results_dir(out) -> None:
+    """A results folder (`--out`) that can hold records: not an existing file, not inside a record."""
+    from pathlib import Path
+
+    from bench.cli import UserError
+    from bench.core.outputs import enclosing_record
+    p = Path(str(out)).expanduser()
+    if p.exists() and not p.is_dir():
+        raise UserError(f"--out {out} is a file; give a results folder")
+    rec = enclosing_record(p)
+    if rec is not None:
+        raise UserError(f"refusing --out {out}: it is inside the record {rec}; give a results folder")
+
+
 def load_plugins(names):
     import regularizers
     for mod in names or []:
@@ -186,6 +200,8 @@ def _checked_run_config(args):
     load_plugins(args.plugin)
     regularizers.get_class(args.regularizer)  # fail early with the list of valid names
     cfg = config_from_args(args, regularizer=args.regularizer, seed=args.seed)
+    check_results_dir(cfg.out)
+    regularizers.get_class(cfg.regularizer)(**cfg.reg_params)  # hyper-parameters in their domain, before any work
     device = resolve_device(cfg.device)
     if not args.no_eval:
         attacks.SUITES[cfg.suite]
@@ -310,7 +326,8 @@ def add_eval_parser(sub):
                    help="results folder for RobustBench records (default: %(default)s)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--cifar10c-dir", default=None, dest="cifar10c_dir", metavar="DIR",
-                   help="folder of the released CIFAR-10-C .npy files (else env REGBENCH_CIFAR10C; else generated)")
+                   help="folder of the released CIFAR-10-C .npy files (a parameter of the corruption tests; "
+                        "without it they generate the images, which RobustBench's board never ranks)")
     p.set_defaults(func=lazy("bench.cli.evaluate:cmd_eval"))
 
 
@@ -320,21 +337,30 @@ def add_leaderboard_parsers(sub):
     p.add_argument("--format", "-f", choices=["term", "md", "csv", "html", "json"], default=None,
                    help="output format: term, md, csv, html or json (default: term, or html when --output ends "
                         "in .html, json when it ends in .json)")
-    p.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--output", "-o", default=None, metavar="FILE",
+                   help="write to FILE instead of stdout (never inside a record or the results being read)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --output file that this project did not write")
     p.add_argument("--strict", action="store_true",
-                   help="a damaged record is an error (default: skipped with a warning naming it)")
+                   help="a damaged record is an error (default: skipped with a warning naming it); with --robustbench, "
+                        "so is a row measured on fewer images than the published protocol")
     p.add_argument("--metrics", default=None, metavar="PATTERN",
                    help="show these metrics (fnmatch patterns, comma-separated, e.g. 'boundary.*,clean.*'; '*': all) "
                         "instead of the key view (csv/json always carry every column)")
     p.add_argument("--robustbench", default=None, metavar="DATASET:THREAT",
                    help="rank records evaluated with the `robustbench` suite among RobustBench's published rows "
                         "(cifar10:Linf, cifar10:L2, cifar10:corruptions)")
+    p.add_argument("--by", default="robustbench", choices=["robustbench", "autoattack"],
+                   help="with --robustbench: RobustBench's own order (best known robust accuracy: `external` when "
+                        "published, else AutoAttack; default) or AutoAttack accuracy alone")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=lazy("bench.cli.leaderboard:cmd_leaderboard"))
 
     p = sub.add_parser("plot", help="the paper's figures from the records (PNG and SVG)")
     p.add_argument("results", nargs="*", metavar="RESULTS_DIR", help="results directories (default: ./results)")
-    p.add_argument("--out", default="figures", metavar="DIR", help="output folder (default: ./figures)")
+    p.add_argument("--out", default="figures", metavar="DIR",
+                   help="output folder (default: ./figures; never inside a record or the results being read)")
+    p.add_argument("--force", action="store_true", help="replace existing figure files this project did not write")
     p.add_argument("--strict", action="store_true",
                    help="a damaged record is an error (default: skipped with a warning naming it)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -361,21 +387,36 @@ def add_estimate_parser(sub):
     p.set_defaults(func=cmd_estimate)
 
 
+def check_count(option: str, value, lo: int, what: str) -> None:
+    """A count option in its domain, or a one-line error with the valid range."""
+    if value is not None and value < lo:
+        from bench.cli import UserError
+        raise UserError(f"{option} must be >= {lo} ({what}), got {value}")
+
+
 def cmd_estimate(args) -> int:
-    print(f"[estimate] planning the sweep: regularizers {args.regularizers}, seeds {args.seeds}, "
-          f"preset {args.preset or DEFAULT_PRESET}", flush=True)
+    check_count("--measure-steps", args.measure_steps, 1, "train steps timed per regularizer")
+    check_count("--warmup-steps", args.warmup_steps, 0, "train steps before timing starts")
+    check_count("--suite-images", args.suite_images, 1, "test images of the tiny suite run")
     if args.preset is None:
         args.preset = DEFAULT_PRESET
-    from pathlib import Path
-
     from bench.app import estimate
-    from bench.cli.sweep import spec_from_args
-    est = estimate.estimate(spec_from_args(args), measure_steps=args.measure_steps, warmup_steps=args.warmup_steps,
+    from bench.cli.sweep import checked_spec
+    spec = checked_spec(args)
+    out = None
+    if args.json:
+        from bench.core.outputs import check_output
+        out = check_output(args.json, option="--json", reading=[spec.overrides.get("out") or "results"],
+                           force=getattr(args, "force", False))
+    print(f"[estimate] planning the sweep: regularizers {args.regularizers}, seeds {args.seeds}, "
+          f"preset {args.preset}", flush=True)
+    est = estimate.estimate(spec, measure_steps=args.measure_steps, warmup_steps=args.warmup_steps,
                             suite_images=args.suite_images, refresh=bool(args.recalibrate))
     print(estimate.format_estimate(est))
-    if args.json:
-        from bench.core.store import atomic_write_json
-        atomic_write_json(Path(args.json), dict(est))
+    if out is not None:
+        from bench.core.outputs import write_output
+        from bench.core.store import dumps_strict
+        write_output(out, (dumps_strict(dict(est), indent=2, sort_keys=True) + "\n").encode())
         print(f"[estimate] wrote {args.json}")
     return 0
 

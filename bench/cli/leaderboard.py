@@ -1,5 +1,6 @@
 """`python -m bench leaderboard` and `python -m bench plot`: parse, then call the leaderboard package
-(which reads records only)."""
+(which reads records only). Output paths go through `bench.core.outputs`: never inside a record or the
+results being read, never over a file this project did not write (without --force), always atomic."""
 from __future__ import annotations
 
 import sys
@@ -7,9 +8,13 @@ from pathlib import Path
 
 
 def cmd_leaderboard(args) -> int:
-    from leaderboard import build_table, write
+    from leaderboard import build_table, render
     from leaderboard.aggregate import loading_options
     roots = args.results or ["results"]
+    out = None
+    if args.output:  # checked before any work: a refused path costs nothing
+        from bench.core.outputs import check_output
+        out = check_output(args.output, option="--output", reading=roots, force=getattr(args, "force", False))
     with loading_options(strict=getattr(args, "strict", False)):  # damaged records: skipped with a warning
         table = build_table(*roots)
     if table.empty:
@@ -17,20 +22,25 @@ def cmd_leaderboard(args) -> int:
         return 1
     fmt = args.format or {".html": "html", ".json": "json"}.get(Path(args.output).suffix if args.output else "", "term")
     if getattr(args, "robustbench", None):  # this project's rows ranked among RobustBench's published ones
+        from bench.cli import UserError
         from leaderboard.published import board, render_board
-        text = render_board(board(table, args.robustbench), fmt)
-        if args.output:
-            from bench.core.store import atomic_write_bytes
-            atomic_write_bytes(Path(args.output), text.encode("utf-8"))
+        try:
+            b = board(table, args.robustbench, by=getattr(args, "by", "robustbench"),
+                      strict=getattr(args, "strict", False))
+        except ValueError as e:  # unknown spec / order, --strict refusing a partial row: one line
+            raise UserError(str(e)) from None
+        if b.attrs.get("empty") and not (b["source"] == "evaluated here").any():
+            print(b.attrs["empty"], file=sys.stderr)  # nothing of this project to place: say why, in one line
+            return 1
+        text = render_board(b, fmt)
     elif fmt == "json":
         from leaderboard.render import render_json
         text = render_json(table)
-        if args.output:
-            from bench.core.store import atomic_write_bytes
-            atomic_write_bytes(Path(args.output), text.encode("utf-8"))
     else:
-        text = write(table, fmt, args.output, metrics=getattr(args, "metrics", None))
-    if args.output:
+        text = render(table, fmt, metrics=getattr(args, "metrics", None))
+    if out is not None:
+        from bench.core.outputs import write_output
+        write_output(out, text.encode("utf-8"))
         print(f"wrote {args.output} ({len(table)} rows)")
     else:
         sys.stdout.write(text)
@@ -38,14 +48,32 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    import shutil
+    import tempfile
+
+    from bench.core.outputs import check_folder_files, check_output, remember
     from leaderboard.plots import plot_all
     roots = args.results or ["results"]
     for r in roots:
         if not Path(r).exists():
             raise FileNotFoundError(f"results directory not found: {r}")
+    force = getattr(args, "force", False)
+    out = check_output(args.out, option="--out", reading=roots, force=force, folder=True)
     from leaderboard.aggregate import loading_options
-    with loading_options(strict=getattr(args, "strict", False)):
-        paths = plot_all(roots, args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".plots-"))  # drawn aside, moved in once all are checked
+    try:
+        with loading_options(strict=getattr(args, "strict", False)):
+            drawn = plot_all(roots, tmp)
+        check_folder_files(out, [p.name for p in drawn], "--out", force=force)
+        paths = []
+        for p in drawn:
+            dest = out / p.name
+            p.replace(dest)
+            paths.append(Path(args.out) / p.name)
+        remember([out / p.name for p in paths])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     for p in paths:
         print(p)
     if not paths:

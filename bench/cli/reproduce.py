@@ -5,6 +5,12 @@ SCALES = ("cpu", "gpu")  # bench.app.reproduce.SCALES (not imported to build the
 
 
 def cmd_reproduce(args) -> int:
+    if args.seeds is not None:  # checked before anything runs or renders (a reversed range is an error)
+        from bench.app.sweep import seed_ranges
+        seed_ranges(args.seeds)
+    if args.workers is not None and args.workers < 1:
+        from bench.cli import UserError
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
     from bench.app.reproduce import reproduce
     return reproduce(args.scale, seeds=args.seeds, launcher=args.launcher, workers=args.workers, device=args.device,
                      out=args.out, report=args.report, sets=args.set or [], render_only=args.render_only,

@@ -8,7 +8,9 @@ from pathlib import Path
 
 def cmd_similarity(args) -> int:
     from bench.core import store
+    from bench.core.outputs import check_output
     from regularizers.analysis import similarity_figure, similarity_report
+    check_output(args.out, option="--out", folder=True)  # not inside a record, not a file: before the work
     summary, S_pix, S_neu = similarity_report(args.reg_dataset, args.n_images, color=args.color,
                                               image_size=args.image_size, reg_augment=args.reg_augment,
                                               th=args.th, response_model=args.response_model,

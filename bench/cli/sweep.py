@@ -11,6 +11,8 @@ from bench.cli.commands import RUN_FIELDS, add_common_run_args
 from bench.core.config import DEFAULT_PRESET, DEMO_WORKERS, parse_value
 from bench.core.names import COMPARISON
 
+CONFIRM_JOBS = 500  # bench.app.sweep.CONFIRM_JOBS (not imported: --help stays instant)
+
 SWEEP_DOC = """Run a comparison: regularizers x seeds x datasets, through a launcher. Every job of a dataset gets
 the same budget and suite; re-running runs only what is missing; --status shows done / running / failed."""
 
@@ -29,17 +31,58 @@ def spec_from_args(args):
                      preset=args.preset or DEFAULT_PRESET, overrides=overrides, sets=list(args.set or []),
                      plugins=list(args.plugin or []), train_only=bool(getattr(args, "train_only", False)),
                      launcher=getattr(args, "launcher", "local"), workers=getattr(args, "workers", None),
-                     threads=getattr(args, "threads", None), ray_address=getattr(args, "ray_address", None),
+                     threads=getattr(args, "threads", None), gpus_per_job=getattr(args, "gpus_per_job", None),
+                     ray_address=getattr(args, "ray_address", None),
                      slurm_cluster=getattr(args, "slurm_cluster", None), slurm_params=slurm,
-                     force=bool(getattr(args, "force", False)))
+                     force=bool(getattr(args, "force", False)), yes=bool(getattr(args, "yes", False)),
+                     pack=1 if getattr(args, "pack", None) is None else args.pack)
+
+
+def checked_spec(args):
+    """`spec_from_args`, every value checked before anything runs: the plan (names, seeds, datasets, the
+    job count against `--yes`, workers, threads, hyper-parameters) and the results folder."""
+    from bench.app.sweep import plan_sweep
+    from bench.cli.commands import check_results_dir
+    spec = spec_from_args(args)
+    check_results_dir(spec.overrides.get("out") or "results")
+    plan_sweep(spec)  # raises on anything invalid; cheap (bounded by MAX_JOBS)
+    return spec
+
+
+def sweep_preflight(args, spec, log=print) -> None:
+    """Like `bench run`: the estimated device time of the jobs still to do, and a stop above an hour
+    without --yes (`--no-estimate` skips it)."""
+    from bench.app import estimate as est_mod
+    from bench.app.jobs import is_complete
+    from bench.app.sweep import plan_sweep
+    from bench.cli.commands import CONFIRM_ABOVE_S, _hms
+    pending = [s for s in plan_sweep(spec).specs if not is_complete(s)]
+    if not pending or getattr(args, "no_estimate", False):
+        return
+    log("[sweep] estimating the time: timing a few train steps and a tiny suite run on this device ...")
+    try:
+        est = est_mod.estimate(spec, log=lambda m: None, measure_steps=4, warmup_steps=1, suite_images=8)
+    except (ValueError, KeyError, OSError, RuntimeError) as e:  # no estimate is no reason not to run
+        log(f"[sweep] no time estimate: {e}")
+        return
+    done = {s.id for s in plan_sweep(spec).specs} - {s.id for s in pending}
+    share = len(pending) / max(1, len(pending) + len(done))
+    total = float(est["total_s"]) * share
+    log(f"[sweep] estimate on {est.get('device')}: {_hms(total)} for {len(pending)} job(s) still to do "
+        "(a rough figure from short timings, not a promise)")
+    if total > CONFIRM_ABOVE_S and not getattr(args, "yes", False):
+        from bench.cli import UserError
+        raise UserError(f"this sweep is estimated at {_hms(total)} (more than {_hms(CONFIRM_ABOVE_S)}): add --yes "
+                        "to run it, or choose a smaller --preset or fewer --seeds")
 
 
 def cmd_sweep(args) -> int:
     from bench.app import api, sweep
-    spec = spec_from_args(args)
+    spec = checked_spec(args)
     if args.status:
         counts = sweep.print_status(sweep.plan_sweep(spec))
         return 0 if not counts.get("failed") else 1
+    sweep_preflight(args, spec)
     plan, results = api.sweep(spec)
     code = sweep.summarize(plan, results)
     if not args.no_leaderboard:
@@ -57,7 +100,7 @@ def cmd_demo(args) -> int:
         print(f"[demo] not available in this install: {', '.join(r for r in want if r not in have)} "
               f"(available: {', '.join(regularizers.available())}); running the others", file=sys.stderr)
     args.regularizers = ",".join(have)
-    plan, results = api.sweep(spec_from_args(args))
+    plan, results = api.sweep(checked_spec(args))
     code = sweep.summarize(plan, results)
     print()
     sweep.show_leaderboard([plan.out])
@@ -89,16 +132,27 @@ def add_sweep_args(p, demo: bool = False) -> None:
     p.add_argument("--workers", type=int, default=DEMO_WORKERS if demo else None,
                    help="local: worker processes (default: 1, or one per GPU); ray: CPUs of a local Ray; "
                         "slurm: max jobs in flight")
-    p.add_argument("--threads", type=int, default=None, help="local: torch threads per worker (default: cores / workers)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per worker (local: default cores / workers, GPU workers too; ray: CPUs per job)")
+    p.add_argument("--gpus-per-job", type=float, default=None, dest="gpus_per_job",
+                   help="ray: GPUs per job; a fraction (0.25) packs several jobs on one GPU (default: 1 when the "
+                        "cluster has GPUs)")
     p.add_argument("--ray-address", default=None, dest="ray_address",
                    help="ray: address of a running cluster (default: start a local Ray)")
     p.add_argument("--slurm-cluster", default=None, dest="slurm_cluster",
                    help="slurm: submitit cluster (default: slurm when available; 'local' runs jobs as local processes)")
     p.add_argument("--slurm-param", action="append", default=[], dest="slurm_param", metavar="KEY=VALUE",
                    help="slurm: submitit executor parameter, e.g. slurm_partition=gpu, timeout_min=600")
-    p.add_argument("--force", action="store_true", help="run jobs whose status says running (their process is gone)")
+    p.add_argument("--force", action="store_true",
+                   help="run jobs whose status says running (their process is gone); estimate: also replace an "
+                        "existing --json file this project did not write")
+    p.add_argument("--pack", type=int, default=1,
+                   help="train K runs of one regularizer at once on one device, in one batched forward/backward "
+                        "(each still its own record; default: 1)")
     p.add_argument("--train-only", action="store_true", dest="train_only",
                    help="train every job (and the surrogates) but run no suite; a later run without it evaluates")
+    p.add_argument("--yes", "-y", action="store_true",
+                   help=f"plan more than {CONFIRM_JOBS} jobs; `bench sweep`: also run when the estimate is above an hour")
     add_common_run_args(p)
     if demo:
         p.set_defaults(preset="demo", out=str(Path("results") / "demo"))
@@ -113,6 +167,8 @@ def add_parser(sub) -> None:
     p.add_argument("--status", action="store_true", help="show done/running/failed per job and exit")
     p.add_argument("--no-leaderboard", action="store_true", dest="no_leaderboard",
                    help="do not print the leaderboard at the end")
+    p.add_argument("--no-estimate", action="store_true", dest="no_estimate",
+                   help="skip the time estimate before launching (and so its --yes check)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("demo", help="the README's main job: 4 regularizers x 3 seeds on Fashion-MNIST, "

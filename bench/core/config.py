@@ -20,7 +20,8 @@ DEMO_WORKERS = 2
 
 # Fields that do not change what is computed: excluded from the hash.
 SURROGATE_OFFSET = 1000  # a block's surrogate seed is this plus the block's seed (RunConfig.surrogate_seed None)
-NON_SEMANTIC = ("data_dir", "out", "device", "download", "progress", "preset", "ckpt_every", "compile")
+NON_SEMANTIC = ("data_dir", "out", "device", "download", "progress", "preset", "ckpt_every", "ckpt_minutes",
+                "compile")
 
 
 @dataclass
@@ -69,7 +70,8 @@ class RunConfig:
     download: bool = True
     progress: bool = True
     preset: str | None = None
-    ckpt_every: int = 200  # steps between resumable checkpoints (and at every epoch end)
+    ckpt_every: int | None = None  # steps between resumable checkpoints (None: by time only)
+    ckpt_minutes: float = 10.0  # minutes between resumable checkpoints (a paper run writes a handful, not ~200)
     compile: bool = False  # torch.compile the model for training (speed only; same computation)
 
     # ------------------------------------------------------------------ helpers
@@ -278,7 +280,8 @@ def validate(cfg: RunConfig) -> None:
     _check_int("seed (--seed)", cfg.seed, 0, 2**63 - 1)
     _check_int("data_seed", cfg.data_seed, 0, 2**63 - 1, optional=True)
     _check_int("surrogate_seed", cfg.surrogate_seed, 0, 2**63 - 1, optional=True)
-    _check_int("ckpt_every", cfg.ckpt_every, 1)
+    _check_int("ckpt_every", cfg.ckpt_every, 1, optional=True)
+    _check_float("ckpt_minutes", cfg.ckpt_minutes, 0.0)
     _check_float("width (--width)", cfg.width, 0.0, 64.0, lo_open=True)
     _check_float("lr", cfg.lr, 0.0, lo_open=True)
     _check_float("momentum", cfg.momentum, 0.0, 1.0)

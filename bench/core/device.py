@@ -63,12 +63,36 @@ def available_memory(device: torch.device) -> int | None:
     return None
 
 
+SHARED_ENV = "REGBENCH_DEVICE_SHARED_BY"  # set by the launcher: how many worker processes share this device
+
+
+def worker_devices(mask: str | None, count: int) -> list[str]:
+    """The device tokens worker processes get as their own CUDA_VISIBLE_DEVICES, one per visible GPU:
+    the parent's mask entries (indices, GPU-/MIG- UUIDs, as written), not plain indices, which would
+    name physical GPUs 0..count-1 whatever the parent was given. CUDA stops at the first invalid entry,
+    so only the first `count` (= torch.cuda.device_count()) entries are kept. No mask: 0..count-1."""
+    if mask is None:
+        return [str(i) for i in range(count)]
+    tokens = [t.strip() for t in mask.split(",") if t.strip()]
+    return tokens[:max(count, 0)]
+
+
+def device_shared_by() -> int:
+    """How many worker processes the launcher put on this process's device (1: not shared). When >1,
+    the CUDA-event and wall seconds of a run include the other processes' work."""
+    try:
+        return max(1, int(os.environ.get(SHARED_ENV, "1")))
+    except ValueError:
+        return 1
+
+
 def device_info(device: torch.device) -> dict:
     """What the device is (recorded with every run: the leaderboard shows what each result cost where)."""
-    d = {"type": device.type, "threads": torch.get_num_threads()}
+    d = {"type": device.type, "threads": torch.get_num_threads(), "shared_by": device_shared_by()}
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
-        d.update(name=p.name, memory_gb=round(p.total_memory / 2**30, 1))
+        d.update(name=p.name, memory_gb=round(p.total_memory / 2**30, 1),
+                 visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
     else:
         d["name"] = platform.processor() or platform.machine()
         with contextlib.suppress(Exception):
@@ -80,19 +104,56 @@ def device_info(device: torch.device) -> dict:
     return d
 
 
-def determinism_info(device: torch.device) -> dict:
+def precision_info(device: torch.device, amp_dtype: torch.dtype | None = None) -> dict:
+    """Every switch that changes the numbers a run computes (recorded in config.json): TF32 for
+    matmuls (torch.backends.cuda.matmul.allow_tf32 / float32_matmul_precision) and for cuDNN
+    convolutions (torch.backends.cudnn.allow_tf32, on by default), and the autocast dtype of the step.
+    `effective_float32` says what float32 convolutions/matmuls really ran in on this device."""
+    cuda = device.type == "cuda"
+    d = {"autocast_dtype": None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
+         "float32_matmul_precision": torch.get_float32_matmul_precision(),
+         "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+         "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+         "cuda_matmul_allow_bf16_reduced_precision_reduction":
+             bool(getattr(torch.backends.cuda.matmul, "allow_bf16_reduced_precision_reduction", False)),
+         "cuda_matmul_allow_fp16_reduced_precision_reduction":
+             bool(getattr(torch.backends.cuda.matmul, "allow_fp16_reduced_precision_reduction", False))}
+    if cuda:
+        conv = "tf32" if d["cudnn_allow_tf32"] else "float32"
+        mm = "tf32" if (d["cuda_matmul_allow_tf32"] or d["float32_matmul_precision"] != "highest") else "float32"
+        d["effective_float32"] = {"conv": conv, "matmul": mm}
+    else:
+        d["effective_float32"] = {"conv": "float32", "matmul": "float32"}
+    return d
+
+
+def fold_tolerance(device: torch.device, amp_dtype: torch.dtype | None = None) -> float:
+    """Relative tolerance for "the same function up to float rounding" (e.g. batch norm folded into
+    convolutions): float32 round-off (1e-4) on the CPU or with TF32 off; TF32's 10-bit mantissa
+    (~1e-3 per op, accumulating over ~20 layers) allows 2e-2; bf16/fp16 autocast 5e-2."""
+    if amp_dtype in (torch.bfloat16, torch.float16):
+        return 5e-2
+    if device.type == "cuda":
+        p = precision_info(device)["effective_float32"]
+        if "tf32" in p.values():
+            return 2e-2
+    return 1e-4
+
+
+def determinism_info(device: torch.device, amp_dtype: torch.dtype | None = None) -> dict:
     """What decides whether a rerun is bit-identical (recorded in config.json, outside the hash)."""
     d = {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
          "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
          "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
          "float32_matmul_precision": torch.get_float32_matmul_precision(),
          "mkldnn_enabled": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
-         "device_type": device.type,
+         "device_type": device.type, "precision": precision_info(device, amp_dtype),
          "bit_identical_when": "same torch version, device kind, thread count and step path (CPU fp32 path: "
                                "reruns and resumed runs are bit-identical; other thread counts or CUDA "
                                "(bf16 autocast, cuDNN) give close but not identical weights)"}
     if device.type == "cuda":
         d.update(cudnn_deterministic=torch.backends.cudnn.deterministic, cudnn_benchmark=torch.backends.cudnn.benchmark,
                  cuda_matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+                 cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
                  CUBLAS_WORKSPACE_CONFIG=os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
     return d

@@ -14,7 +14,7 @@ REGULARIZERS = COMPARISON + ("pixel_shuffle",)  # plus Li et al.'s shuffled-targ
 DATASETS = ("cifar10", "cifar100", "fashion_mnist", "mnist")  # plus folder:PATH
 MODELS = ("resnet18", "resnet34")
 SUITES = ("quick", "paper", "full", "repro_cpu", "robustbench")
-TESTS = ("clean", "gaussian_noise", "uniform_noise", "salt_pepper_noise", "transfer_fgsm", "transfer_fgsm_reverse", "boundary", "min_perturbation",
+TESTS = ("clean", "gaussian_noise", "uniform_noise", "salt_pepper_noise", "transfer_fgsm", "transfer_fgsm_reverse", "boundary", "boundary_converged", "min_perturbation",
          "corruptions", "pgd", "autoattack", "hop_skip_jump", "rb_autoattack_linf", "rb_autoattack_l2",
          "rb_corruptions")
 LAUNCHERS = ("local", "ray", "slurm")

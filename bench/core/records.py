@@ -15,15 +15,30 @@ lock. `is_current` is the one rule for "this test's result is already in the rec
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch.nn as nn
 
 from bench.core import store
-from bench.core.config import RunConfig
+from bench.core.config import RunConfig, validate
 
+_HASH_RE = re.compile(r"[0-9a-f]{12}")
 CONFIG, METRICS, MODEL, REGULARIZER, CHECKPOINT, LOG = (
     "config.json", "metrics.json", "model.pt", "regularizer.pt", "checkpoint.pt", "train_log.jsonl")
+# config.json's `out`: the results folder, written relative to the record. A record always lies directly
+# inside its results folder, so this is its parent, and a record carries no path of the machine that made it
+# (`out` is outside the config hash, so the hash is unchanged). Readers take the record's actual parent.
+RECORD_OUT = ".."
+
+
+def portable_header(header: dict) -> dict:
+    """`header` with `config.out` set to `RECORD_OUT` (nothing else changes); other headers as they are.
+    What `Record.write_header` stores, and what scripts/migrate_records.py applies to old records."""
+    cfg = header.get("config") if isinstance(header, dict) else None
+    if not isinstance(cfg, dict) or "out" not in cfg or cfg["out"] == RECORD_OUT:
+        return header
+    return {**header, "config": {**cfg, "out": RECORD_OUT}}
 
 
 class Record:
@@ -84,10 +99,56 @@ class Record:
         return store.read_json(self.path / CONFIG)
 
     def config(self) -> RunConfig:
+        """The record's RunConfig, every field checked (`bench.core.config.validate`): a config.json of the
+        wrong shape or with a value out of its domain (`width: "abc"`) is a `DamagedRecord` naming it. Its
+        `out` is the folder the record lies in now (config.json keeps it relative, older records an absolute
+        path of the machine that trained them)."""
         h = self.header()
         if h is None:
             raise FileNotFoundError(f"no config.json in {self.path}: not a RegBench run directory")
-        return RunConfig.from_dict(h["config"])
+        cfg_d = h.get("config") if isinstance(h, dict) else None
+        if not isinstance(cfg_d, dict):
+            raise store.DamagedRecord(self.path / CONFIG, "no \"config\" object")
+        try:
+            cfg = self._config_of(h)
+            validate(cfg)
+        except (TypeError, ValueError) as e:
+            raise store.DamagedRecord(self.path / CONFIG, " ".join(str(e).split())[:200]) from None
+        return cfg
+
+    def _config_of(self, h: dict) -> RunConfig:
+        return RunConfig.from_dict({**h["config"], "out": str(self.path.expanduser().resolve().parent)})
+
+    def hash_problem(self) -> str | None:
+        """Why config.json does not match the record's hash, or None when it does. The hash is in the folder's
+        name (`...-<hash>`) and in config.json (`hash`); both must be the hash of the config as it stands (for a
+        zoo model's record: of the config and its checkpoints' SHA-256, as `bench.app.robustbench` names it)."""
+        import hashlib
+        h = self.header()
+        if not isinstance(h, dict) or not isinstance(h.get("config"), dict):
+            return "config.json has no \"config\" object"
+        try:
+            actual = RunConfig.from_dict(h["config"]).hash()
+        except TypeError as e:
+            return f"config.json does not describe a run ({e})"
+        ext = h.get("external")
+        if isinstance(ext, dict) and isinstance(ext.get("checkpoint_sha256"), str):
+            actual = hashlib.sha256((actual + ext["checkpoint_sha256"]).encode()).hexdigest()[:12]
+        stored = h.get("hash")
+        if stored is not None and stored != actual:
+            return f"the config hashes to {actual}, config.json says {stored}"
+        tail = self.path.name.rsplit("-", 1)[-1]
+        if _HASH_RE.fullmatch(tail) and tail != actual:
+            return f"the config hashes to {actual}, the folder name says {tail}"
+        return None
+
+    def check_hash(self) -> None:
+        """Refuse a record whose config.json was edited after training (it would be evaluated, and its results
+        replaced, under a protocol other than the one its hash names)."""
+        why = self.hash_problem()
+        if why is not None:
+            raise store.DamagedRecord(self.path / CONFIG, f"does not match the record's hash: {why} (edited after "
+                                                          "training?); restore it, or train that config as its own run")
 
     def metrics(self) -> dict:
         return store.read_json(self.path / METRICS, {}) or {}
@@ -134,7 +195,7 @@ class Record:
 
     # ------------------------------------------------------------------ writing
     def write_header(self, header: dict) -> None:
-        store.atomic_write_json(self.path / CONFIG, header)
+        store.atomic_write_json(self.path / CONFIG, portable_header(header))
 
     def merge(self, updates: dict) -> dict:
         """Merge top-level keys into metrics.json atomically under the folder's lock."""
@@ -193,7 +254,7 @@ class Record:
         h = self.header()
         if h is None:
             raise FileNotFoundError(f"no config.json in {self.path}: not a RegBench run directory")
-        cfg = RunConfig.from_dict(h["config"])
+        cfg = self._config_of(h)
         m = h["model"]
         model = model_from_config(cfg, m["channels"], m["num_classes"])
         try:

@@ -99,9 +99,15 @@ _UMASK_LOCK = threading.Lock()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, fsync, rename: a reader sees the old file or the new
+    one, never half of one, and a failed write (a full disk, ...) leaves neither a temporary file nor a
+    damaged target. An OSError names `path` (not the temporary name)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp")
+    except OSError as e:
+        raise _named(e, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -109,10 +115,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.chmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; a shared folder needs the umask's mode
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _named(e, path) from None
         raise
+
+
+def _named(e: OSError, path: Path) -> OSError:
+    """The same error, naming the file the caller meant to write (or the folder that could not be made)."""
+    if e.filename is not None and not str(e.filename).endswith(".tmp"):
+        return e
+    return type(e)(e.errno, e.strerror or str(e), str(path))
 
 
 NONFINITE_KEY = "_nonfinite"

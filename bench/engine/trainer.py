@@ -4,8 +4,10 @@ Every regularizer in a comparison gets the same step budget (epochs x steps per 
 steps per epoch depend on the task data only), on the same device kind. The run records what it
 cost: steps, images processed (task + regularization), wall and device seconds, device name and
 (on CUDA) peak memory. Resumable: a checkpoint with the model, regularizer, optimizer, the
-epoch's data order and generator state is written every `ckpt_every` steps and at epoch ends, so
-a killed run continues exactly where it stopped (bit-identical on CPU).
+epoch's data order and generator state is written every `ckpt_minutes` (and every `ckpt_every`
+steps when set), so a killed run continues exactly where it stopped (bit-identical on CPU); it loses
+at most that much work. The best epoch's weights live in host memory (written with each checkpoint)
+until the run ends, so they cost no device memory and no extra writes.
 """
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ import regularizers as regs
 from bench.core import data as bdata
 from bench.core import store
 from bench.core.config import RunConfig, lr_at, validate
-from bench.core.device import (available_memory, determinism_info, device_info, resolve_device, synchronize,
-                               to_device)
+from bench.core.device import (available_memory, determinism_info, device_info, device_shared_by, resolve_device,
+                               synchronize, to_device)
 from bench.core.models import count_parameters, model_from_config
 from bench.core.records import Record
 
@@ -112,6 +114,10 @@ class StepPath:
     amp_dtype: torch.dtype | None = None
     compiled: bool = False
 
+    def plain(self) -> "StepPath":
+        """This path without its autocast (for forwards already inside the step's autocast region)."""
+        return StepPath(self.fast, self.channels_last, None, self.compiled)
+
     def describe(self) -> dict:
         return {"fast_path": self.fast, "channels_last": self.channels_last,
                 "amp_dtype": None if self.amp_dtype is None else str(self.amp_dtype).replace("torch.", ""),
@@ -130,6 +136,14 @@ def prepare_model(model: torch.nn.Module, path: StepPath):
     if path.channels_last:
         model.to(memory_format=torch.channels_last)
     return torch.compile(model) if path.compiled else model
+
+
+def path_autocast(path: StepPath, device_type: str):
+    """The step's one autocast region (nothing on the plain path)."""
+    import contextlib
+    if path.amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=path.amp_dtype)
 
 
 def path_forward(net, x: torch.Tensor, path: StepPath, features: bool = False):
@@ -232,6 +246,8 @@ class Trainer:
         self.cfg, self.log = cfg, log
         self.record = Record.for_config(cfg)
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda":  # static shapes: let cuDNN pick its fastest kernels (recorded in config.json)
+            torch.backends.cudnn.benchmark = True
         self.reg = regs.get(cfg.regularizer, **cfg.reg_params)
         seed_all(cfg.seed)
         self.data = (bdata.load_for_config(cfg) if data is None else data).to(self.device)
@@ -265,6 +281,13 @@ class Trainer:
                 self.record.mark_failed(str(e), **({"failed_step": e.step, "failed_term": e.term}
                                                    if isinstance(e, NonFiniteLoss) else {}))
                 raise
+            except OSError as e:  # a full disk, a read-only folder: the record is not done (no temporary file is
+                # left: writes are atomic); the last complete checkpoint is the resume point, so it is kept and said
+                if e.filename is None or not self.record.checkpoint_path.is_file():
+                    raise
+                raise type(e)(e.errno, f"{e.strerror or e}; training stopped, its last checkpoint "
+                                       f"{self.record.checkpoint_path} is kept: fix the cause, then rerun the same "
+                                       "command to resume", e.filename) from None
         return self.record
 
     def _train(self) -> None:
@@ -281,7 +304,7 @@ class Trainer:
                 self.end_of_epoch()
             elapsed = self.state["wall_s"] + (time.perf_counter() - self.t_call)
             over_budget = self.cfg.budget_seconds is not None and elapsed >= self.cfg.budget_seconds
-            if end_of_epoch or self.state["step"] % self.cfg.ckpt_every == 0 or over_budget:
+            if over_budget or self.checkpoint_due():
                 self.checkpoint()
             if over_budget:
                 stopped_by = "budget_seconds"
@@ -301,15 +324,18 @@ class Trainer:
                      "n_val": len(d.val_x), "n_test": len(d.test_x)},
             "budget": {"epochs": cfg.epochs, "steps_per_epoch": self.spe, "steps": self.total_steps,
                        "batch_size": cfg.batch_size, "budget_seconds": cfg.budget_seconds},
-            "step_path": self.path.describe(), "determinism": determinism_info(device)})
+            "step_path": self.path.describe(), "determinism": determinism_info(device, self.path.amp_dtype)})
 
     def setup_optimizer(self) -> None:
         cfg = self.cfg
         params = list(self.model.parameters()) + [p for p in self.reg.parameters() if p.requires_grad]
-        self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        # foreach: one multi-tensor kernel per update term instead of ~4 ops per parameter tensor (the same
+        # element-wise arithmetic, so bit-identical to the per-tensor loop on the CPU)
+        self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                   foreach=True)
         self.state = {"step": 0, "best_val": float("inf"), "best_epoch": -1, "wall_s": 0.0, "device_s": 0.0,
                       "images": 0, "reg_images": 0}
-        self.best_model, self.perm, self.gen = None, None, None
+        self.best_model, self.perm, self.gen, self.perm_dev = None, None, None, None
 
     def restore(self) -> None:
         """Continue from the record's checkpoint, if there is one (bit-identical on CPU)."""
@@ -325,7 +351,8 @@ class Trainer:
         self.reg.load_state_dict(ck["regularizer"])
         self.opt.load_state_dict(ck["optimizer"])
         self.state.update({k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in ck["state"].items()})
-        self.best_model = ck.get("best_model")
+        best = ck.get("best_model")
+        self.best_model = None if best is None else {k: v.cpu() for k, v in best.items()}
         self.perm = ck["perm"].cpu()
         self.gen = torch.Generator()
         self.gen.set_state(ck["gen_state"].cpu())
@@ -338,7 +365,7 @@ class Trainer:
             from tqdm.auto import tqdm
             self.progress = tqdm(total=self.total_steps, initial=self.state["step"], unit="step", leave=False,
                                  desc=f"{self.cfg.regularizer} s{self.cfg.seed}", dynamic_ncols=True)
-        self.t_call = time.perf_counter()
+        self.t_call = self.t_ckpt = time.perf_counter()
         self.model.train()
         # running sums stay on the device (float64) and are read only at log points: no host sync
         self.running = {"loss": 0.0, "ce": 0.0, "reg": 0.0, "n": 0}
@@ -354,12 +381,22 @@ class Trainer:
             self.gen = epoch_generator(cfg.seed, epoch)
             reps = math.ceil(self.spe * cfg.batch_size / self.n_train)
             self.perm = torch.cat([torch.randperm(self.n_train, generator=self.gen) for _ in range(reps)])
-        idx = to_device(self.perm[in_epoch * cfg.batch_size:(in_epoch + 1) * cfg.batch_size], self.device)
+        if self.perm_dev is None or self.perm_dev[0] is not self.perm:  # the epoch's order on the device, once
+            self.perm_dev = (self.perm, to_device(self.perm, self.device))
+        idx = self.perm_dev[1][in_epoch * cfg.batch_size:(in_epoch + 1) * cfg.batch_size]
         return augment(cfg, self.data.train_x[idx], self.gen), self.data.train_y[idx]
 
     def _forward(self, x, rb):
-        """(logits of the task batch, features the regularizer scores) on the step path."""
-        net, path, b = self.net, self.path, x.shape[0]
+        """(logits of the task batch, features the regularizer scores) on the step path, every forward
+        of the step inside one autocast region (float32 outputs)."""
+        with path_autocast(self.path, x.device.type):
+            logits, feats = self._forwards(x, rb)
+        if self.path.amp_dtype is not None:
+            logits, feats = logits.float(), (None if feats is None else [f.float() for f in feats])
+        return logits, feats
+
+    def _forwards(self, x, rb):
+        net, path, b = self.net, self.path.plain(), x.shape[0]
         extra = rb.images if (rb is not None and rb.images is not None) else None
         if not self.reg.active:
             return path_forward(net, x, path), None
@@ -436,15 +473,25 @@ class Trainer:
         self.record.append_log({"step": step, "epoch": step // self.spe, "val_loss": vloss, "val_acc": vacc})
         if vloss < self.state["best_val"]:
             self.state["best_val"], self.state["best_epoch"] = vloss, step // self.spe
-            self.best_model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            # kept in host memory (no device memory for a second model); written only with checkpoints
+            self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def _clock(self) -> None:
         self.state["device_s"] = self.timer.seconds()
         self.state["wall_s"] += time.perf_counter() - self.t_call
         self.t_call = time.perf_counter()
 
+    def checkpoint_due(self) -> bool:
+        """A checkpoint every `ckpt_minutes` of wall time (and every `ckpt_every` steps when set): a host
+        clock read, no device sync."""
+        every = self.cfg.ckpt_every
+        if every is not None and self.state["step"] % every == 0:
+            return True
+        return time.perf_counter() - self.t_ckpt >= 60.0 * float(self.cfg.ckpt_minutes)
+
     def checkpoint(self) -> None:
         """Everything a resumed run needs to continue bit-identically, written atomically."""
+        self.t_ckpt = time.perf_counter()
         self._clock()
         self.guard.check()
         ck = {"model": self.model.state_dict(), "regularizer": self.reg.state_dict(),
@@ -474,7 +521,10 @@ class Trainer:
                    "wall_s": round(state["wall_s"], 3), "device_s": round(state["device_s"], 3),
                    "best_val_loss": state["best_val"],
                    "selected_epoch": state["best_epoch"] if cfg.select == "best_val_loss" else cfg.epochs,
-                   "device": device_info(self.device)["name"], **self.path.describe()}
+                   "device": device_info(self.device)["name"], **self.path.describe(),
+                   **getattr(self, "extra_summary", {})}
+        if device_shared_by() > 1:  # other worker processes ran on this device: its seconds include theirs
+            summary["device_shared_by"] = device_shared_by()
         if self.device.type == "cuda":
             summary["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
         summary.update(self.reg.describe_training())
