@@ -203,7 +203,10 @@ def test_penalty_zero_when_cnn_similarity_equals_target():
     pairs = [torch.cat([f, -f]) for f in feats]
     rb = regs.RegBatch(images=None, meta={"target": torch.full((4,), -1.0), "groups": 2})
     raw = reg.penalty(pairs, rb)[0]
-    assert float(raw) == pytest.approx(0.0, abs=1e-6)
+    # at S = -1 the transform's slope is 1/eps = 1e5, so float32 rounding of the cosine (a few 1e-8, which
+    # depends on the CPU's reduction kernels) reaches g as ~1e-3 and the square as ~1e-5: the tolerance of
+    # the identical-pairs case below, not 1e-6 (which held on AVX-512 kernels only)
+    assert float(raw) == pytest.approx(0.0, abs=1e-3)
     rb.meta["target"] = torch.full((4,), 1.0)
     assert float(reg.penalty(pairs, rb)[0]) > 100  # (g(-1) - g(1))^2 = 24.4^2
     # identical images in a pair: S_cnn = 1 = target

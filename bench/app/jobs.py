@@ -100,13 +100,20 @@ def read_status(run_dir: Path) -> dict | None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """The process exists and is not a zombie: a killed worker whose parent died first is re-parented, and
+    where nothing reaps it (PID 1 of a container that is no init) it stays a zombie that `kill(pid, 0)` still
+    finds, which would make its job look running for ever."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (macOS) or the process just went: kill() said it exists
+        return True
 
 
 def is_live(status: dict | None) -> bool:
