@@ -36,13 +36,7 @@ TINY = ["--preset", "tiny", "--n-train", "64", "--n-test", "32", "--no-estimate"
 SUITE = "bad_more_smoke"
 
 
-def cli(argv, capsys):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from test_bad_input import cli  # noqa: E402  (the one in-process CLI runner of the bad-input tests)
 
 
 def snapshot(root: Path) -> dict:
