@@ -64,7 +64,10 @@ def test_killed_run_resumes_bit_identical(tmp_path):
     out_k = tmp_path / "killed"
     args = [sys.executable, "-m", "bench", "run", "--preset", "tiny", "--no-eval", "--no-progress",
             "--epochs", "8", "--set", "ckpt_every=3", "--out", str(out_k)]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Bit-identical only at one thread count (a reduction split over threads rounds differently), so the killed
+    # process runs with this process's count, whatever OMP_NUM_THREADS the suite was started with.
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     ck = None
     while time.time() < deadline:
