@@ -270,6 +270,32 @@ def record_norms(checkpoints, on_step=None):
         ba.TensorBoard = original
 
 
+@contextlib.contextmanager
+def host_draws():
+    """foolbox draws its random directions through eagerpy (`ep.normal`, `ep.uniform`), which samples on the
+    tensor's device: CUDA's generator on a GPU, so a decision-based distance would depend on where the suite
+    ran. Inside this context those draws come from torch's global CPU generator (seeded by the test, as
+    before) and are then moved to the device, so the attack sees the same directions on every device. On the
+    CPU the numbers are exactly those of eagerpy's own methods (same generator, same call order). Patched here
+    because neither foolbox nor eagerpy takes a generator."""
+    from eagerpy.tensor.pytorch import PyTorchTensor
+    orig = PyTorchTensor.uniform, PyTorchTensor.normal
+
+    def uniform(self, shape, low=0.0, high=1.0):
+        r = torch.rand(shape, dtype=self.raw.dtype, device="cpu").to(self.raw.device)
+        return type(self)(r * (high - low) + low)
+
+    def normal(self, shape, mean=0.0, stddev=1.0):
+        r = torch.randn(shape, dtype=self.raw.dtype, device="cpu").to(self.raw.device)
+        return type(self)(r * stddev + mean)
+
+    PyTorchTensor.uniform, PyTorchTensor.normal = uniform, normal
+    try:
+        yield
+    finally:
+        PyTorchTensor.uniform, PyTorchTensor.normal = orig
+
+
 def boundary_run(ctx: EvalContext, x: torch.Tensor, labels: torch.Tensor, starts: torch.Tensor, steps: int,
                  checkpoints, batch: int, attack_kw: dict, bar=None, model: nn.Module | None = None,
                  anchors: torch.Tensor | None = None, info: dict | None = None):
@@ -308,7 +334,7 @@ def boundary_run(ctx: EvalContext, x: torch.Tensor, labels: torch.Tensor, starts
             keep[k[~keep2]] = False
         k = torch.nonzero(keep).flatten()
         if len(k):
-            with record_norms(checkpoints, tick) as seen, torch.inference_mode():
+            with record_norms(checkpoints, tick) as seen, host_draws(), torch.inference_mode():
                 a = attack.run(fmodel, xb[k], fb.criteria.Misclassification(lb[k]), starting_points=sb[k])
             adv[k] = a.detach().clone()
             final[k.cpu()] = (adv[k] - xb[k]).flatten(1).norm(dim=1).float().cpu()

@@ -20,7 +20,7 @@ import torch
 
 from .base import (EvalContext, SuiteTest, clean_predictions, first_n, predict, progress_bar, register_test,
                    select_images, sq_l2_per_pixel)
-from .boundary import attack_model, foolbox_model, starting_points
+from .boundary import attack_model, foolbox_model, host_draws, starting_points
 
 
 def _eps_default():
@@ -146,7 +146,8 @@ class HopSkipJump(SuiteTest):
                                               max_gradient_eval_steps=p.max_gradient_eval_steps)
         fmodel = foolbox_model(ctx, amodel)
         sel = torch.nonzero(ok).flatten()
-        with progress_bar(ctx, (len(sel) + p.batch - 1) // p.batch, "hop_skip_jump") as bar, torch.inference_mode():
+        with progress_bar(ctx, (len(sel) + p.batch - 1) // p.batch, "hop_skip_jump") as bar, host_draws(), \
+                torch.inference_mode():  # host_draws: foolbox's random directions from the CPU generator
             for i in range(0, len(sel), p.batch):
                 s = sel[i:i + p.batch]
                 adv[s] = attack.run(fmodel, x[s], fb.criteria.Misclassification(labels[s]),

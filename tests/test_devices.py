@@ -133,3 +133,29 @@ def test_generated_corruptions_use_cpu_generators():
     assert torch.equal(generate(x, "gaussian_noise", 2, seed=3), quantize(ops.corrupt(x, "gaussian_noise", 2, g)))
     if torch.cuda.is_available():
         assert torch.equal(generate(x.cuda(), "gaussian_noise", 2, seed=3).cpu(), generate(x, "gaussian_noise", 2, 3))
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_foolbox_draws_come_from_the_cpu_generator(device):
+    """Inside `host_draws` (the boundary attacks' context) eagerpy's random directions are drawn from the
+    global CPU generator and then moved: after one seed the draws are the same on every device, and on the
+    CPU exactly what eagerpy itself draws (so CPU records keep their numbers). "meta" stands in for an
+    accelerator: only the generator's state can be compared there."""
+    import eagerpy as ep
+    from attacks.boundary import host_draws
+    like = ep.astensor(torch.zeros(2, 3, device=device))
+    torch.manual_seed(11)
+    with host_draws():
+        n, u = like.normal((4, 5)), like.uniform((3,), -1, 1)
+    state = torch.get_rng_state()
+    g = torch.Generator().manual_seed(11)
+    ref_n, ref_u = torch.randn((4, 5), generator=g), torch.rand((3,), generator=g) * 2 - 1
+    assert torch.equal(state, g.get_state())  # the CPU generator advanced by exactly these draws
+    assert n.raw.device.type == device and u.raw.device.type == device
+    if device != "meta":
+        assert torch.equal(n.raw.cpu(), ref_n) and torch.equal(u.raw.cpu(), ref_u)
+    if device == "cpu":  # unchanged on the CPU: eagerpy's own methods give the same numbers
+        torch.manual_seed(11)
+        assert torch.equal(like.normal((4, 5)).raw, ref_n)
+    from eagerpy.tensor.pytorch import PyTorchTensor
+    assert PyTorchTensor.normal.__module__ == "eagerpy.tensor.pytorch"  # eagerpy's own again after the context
