@@ -132,9 +132,21 @@ class Regularizer(nn.Module):
     def setup(self, ctx: RegContext) -> None:
         """Prepare once before training (default: nothing)."""
 
-    def sample(self, step: int, generator: torch.Generator | None = None) -> RegBatch | None:
-        """The extra images for this step (default: none)."""
+    def sample(self, step: int, generator: torch.Generator | None = None, drawn: dict | None = None) -> RegBatch | None:
+        """The extra images for this step (default: none). A regularizer with `draws_ahead` gets this step's
+        `drawn` (its `draw` output, already on the device) instead of drawing from `generator`."""
         return None
+
+    # True: `draw` makes every random choice of a step, so the trainer draws a whole epoch's at once (see `draw`)
+    draws_ahead: ClassVar[bool] = False
+
+    def draw(self, step: int, generator: torch.Generator) -> dict:
+        """This step's random draws as a dict of host tensors of the same shapes every step, made from
+        `generator` (CPU). With `draws_ahead`, the trainer calls it for every step of an epoch at the epoch's
+        start (in step order, interleaved with the task batch's own draws exactly as a step-by-step loop
+        would make them, so the numbers are the same), copies the stacked draws to the device once, and
+        passes each step's slice to `sample(step, drawn=...)`: no host work and no copy inside the step."""
+        raise NotImplementedError(f"{self.name}: draws_ahead is set but draw() is not implemented")
 
     def images_per_step(self) -> int:
         """How many extra images `sample` puts through the model per step (for the trainer's

@@ -216,16 +216,24 @@ class SimilarityRegularizer(Regularizer):
         return d
 
     # ------------------------------------------------------------------ per step
-    def sample(self, step: int, generator: torch.Generator | None = None) -> RegBatch:
+    draws_ahead = True
+
+    def draw(self, step: int, generator: torch.Generator) -> dict:
+        """k pairs (i < j) from the allowed set and their targets, on the host: `idx` = [i, j] (the 2k images
+        to gather, first halves then second halves), `target` (float32)."""
         if self.pairs is None:
             raise RuntimeError(f"{self.name}: call setup(ctx) before sample()")
-        k = int(self.hp.pairs_per_step)
-        i, j = self.pairs.sample(k, generator)
-        target = self.pairs(i, j).float()
-        idx = torch.cat([i, j])
-        idx = to_device(idx, self.images.device)  # pinned + non_blocking on CUDA: no host sync in the step
+        i, j = self.pairs.sample(int(self.hp.pairs_per_step), generator)
+        return {"idx": torch.cat([i, j]), "target": self.pairs(i, j).float()}
+
+    def sample(self, step: int, generator: torch.Generator | None = None, drawn: dict | None = None) -> RegBatch:
+        if self.pairs is None:
+            raise RuntimeError(f"{self.name}: call setup(ctx) before sample()")
+        if drawn is None:
+            drawn = self.draw(step, generator)
+        idx = to_device(drawn["idx"], self.images.device)  # pinned + non_blocking on CUDA: no host sync in the step
         x = self.images[idx].float().div_(255.0)
-        return RegBatch(images=x, meta={"i": i, "j": j, "target": target, "groups": 2}, host_keys=("i", "j"))
+        return RegBatch(images=x, meta={"target": drawn["target"], "groups": 2})
 
     def penalty(self, feats, batch: RegBatch):
         if batch is None or "target" not in batch.meta:

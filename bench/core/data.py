@@ -324,26 +324,43 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255.0)
 
 
-def batch_crop_flip(x: torch.Tensor, pad: int = 4, flip: bool = True, generator=None,
-                    padding_mode: str = "reflect") -> torch.Tensor:
-    """Random crop with `pad`-pixel padding and random horizontal flip of a whole batch at once.
+def draw_crop_flip(n: int, pad: int = 4, flip: bool = True, generator=None) -> tuple:
+    """The random part of `batch_crop_flip` for n images, on the host from `generator` (CPU): row offsets,
+    column offsets (each in [0, 2*pad]) and flip flags (None without flips), in the order
+    `batch_crop_flip` draws them, so drawing ahead (a whole epoch at once) gives the same numbers."""
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu")
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu")
+    f = (torch.rand(n, generator=generator, device="cpu") < 0.5) if flip else None
+    return oy, ox, f
 
-    Works on any dtype/device; one gather instead of a Python loop over images."""
+
+def apply_crop_flip(x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, f: torch.Tensor | None = None,
+                    pad: int = 4, padding_mode: str = "reflect") -> torch.Tensor:
+    """Crop each image of `x` at offsets (oy, ox) of its `pad`-padded copy and flip where `f`: one gather on
+    x's device (the draws are moved there; on CUDA without a host sync)."""
     n, c, h, w = x.shape
     dev = x.device
     xp = torch.nn.functional.pad(x.float() if padding_mode == "reflect" else x, (pad, pad, pad, pad),
                                  mode=padding_mode)
     if padding_mode == "reflect":
         xp = xp.to(x.dtype)
-    oy = to_device(torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu"), dev)
-    ox = to_device(torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu"), dev)
+    oy, ox = to_device(oy, dev), to_device(ox, dev)
     ar_h = torch.arange(h, device=dev)
     ar_w = torch.arange(w, device=dev)
     rows = (oy[:, None] + ar_h[None, :])  # [n, h]
     cols = (ox[:, None] + ar_w[None, :])  # [n, w]
-    if flip:
-        f = to_device(torch.rand(n, generator=generator, device="cpu"), dev) < 0.5
-        cols = torch.where(f[:, None], cols.flip(1), cols)
+    if f is not None:
+        cols = torch.where(to_device(f, dev)[:, None], cols.flip(1), cols)
     bi = torch.arange(n, device=dev)[:, None, None]
     out = xp.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # [n, h, w, c]
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def batch_crop_flip(x: torch.Tensor, pad: int = 4, flip: bool = True, generator=None,
+                    padding_mode: str = "reflect") -> torch.Tensor:
+    """Random crop with `pad`-pixel padding and random horizontal flip of a whole batch at once.
+
+    Works on any dtype/device; one gather instead of a Python loop over images. The offsets and flips
+    are drawn on the host (`draw_crop_flip`), so the result does not depend on the device."""
+    oy, ox, f = draw_crop_flip(x.shape[0], pad, flip, generator)
+    return apply_crop_flip(x, oy, ox, f, pad, padding_mode)

@@ -181,11 +181,10 @@ class PackedTrainer:
         """One packed optimizer step; returns {member index: error} for members that failed at it."""
         xs, ys, rbs = [], [], []
         for m in members:  # each member's own draws, in the order its unpacked step makes them
-            x, y = m._batch()
-            rb = m.reg.sample(step, m.gen) if m.reg.active else None
+            x, y, rb = m.inputs()
             xs.append(x)
             ys.append(y)
-            rbs.append(None if rb is None else rb.to(self.device))
+            rbs.append(rb)
         m0 = members[0]
         lr = lr_at(m0.cfg, step, m0.spe)
         for g in self.opt.param_groups:

@@ -335,7 +335,9 @@ class Trainer:
                                    foreach=True)
         self.state = {"step": 0, "best_val": float("inf"), "best_epoch": -1, "wall_s": 0.0, "device_s": 0.0,
                       "images": 0, "reg_images": 0}
-        self.best_model, self.perm, self.gen, self.perm_dev = None, None, None, None
+        self.best_model, self.perm, self.gen, self.perm_dev, self.plan = None, None, None, None, None
+        # draw each epoch's randomness at its start (see inputs): every regularizer that splits its draws off
+        self.ahead = (not self.reg.active) or bool(getattr(self.reg, "draws_ahead", False))
 
     def restore(self) -> None:
         """Continue from the record's checkpoint, if there is one (bit-identical on CPU)."""
@@ -373,18 +375,64 @@ class Trainer:
         self.guard = _FiniteGuard(self.device, self.record.name)
         self.rlog, self.lr = {}, self.cfg.lr
 
-    def _batch(self):
-        """This step's task images (augmented on the device) and labels, in the epoch's seeded order."""
-        cfg, state = self.cfg, self.state
+    def _draw_epoch(self, epoch: int):
+        """The epoch's generator, its data order and (drawing ahead) every draw of its steps, made now in the
+        order a step-by-step loop makes them (per step: crop offsets, flips, then the regularizer's draw) and
+        copied to the device at once. A resumed run redraws its epoch from the epoch's seed, so it continues
+        with the same numbers; drawing ahead or step by step gives the same numbers on the same device."""
+        cfg = self.cfg
+        gen = epoch_generator(cfg.seed, epoch)
+        reps = math.ceil(self.spe * cfg.batch_size / self.n_train)
+        perm = torch.cat([torch.randperm(self.n_train, generator=gen) for _ in range(reps)])
+        if not self.ahead:
+            return gen, perm, None
+        crop = cfg.resolved_augment() == "crop_flip"
+        cols: dict[str, list] = {"oy": [], "ox": [], "f": []}
+        regd: list[dict] = []
+        for s in range(self.spe):
+            if crop:
+                for k, v in zip(("oy", "ox", "f"), bdata.draw_crop_flip(cfg.batch_size, pad=4, flip=True,
+                                                                      generator=gen)):
+                    cols[k].append(v)
+            if self.reg.active:
+                regd.append(self.reg.draw(epoch * self.spe + s, gen))
+        plan = {k: torch.stack(v) for k, v in cols.items() if v}
+        if regd:
+            plan.update({"reg." + k: torch.stack([d[k] for d in regd]) for k in regd[0]})
+        plan["perm"] = perm
+        plan = {k: to_device(v, self.device) for k, v in plan.items()}
+        plan["epoch"] = epoch
+        return gen, perm, plan
+
+    def inputs(self):
+        """This step's task images (augmented on the device), labels and the regularizer's batch (None when it
+        adds no images), in the epoch's seeded order. Drawing ahead (the built-in regularizers, and none), the
+        step only slices the epoch's draws already on the device; a plugin regularizer without `draw` gets the
+        epoch's generator step by step, as before."""
+        cfg, state, reg = self.cfg, self.state, self.reg
         epoch, in_epoch = divmod(state["step"], self.spe)
-        if in_epoch == 0 or self.perm is None:
-            self.gen = epoch_generator(cfg.seed, epoch)
-            reps = math.ceil(self.spe * cfg.batch_size / self.n_train)
-            self.perm = torch.cat([torch.randperm(self.n_train, generator=self.gen) for _ in range(reps)])
+        if self.ahead:
+            if self.plan is None or self.plan["epoch"] != epoch:
+                self.gen, self.perm, self.plan = self._draw_epoch(epoch)
+        elif in_epoch == 0 or self.perm is None:
+            self.gen, self.perm, _ = self._draw_epoch(epoch)
         if self.perm_dev is None or self.perm_dev[0] is not self.perm:  # the epoch's order on the device, once
-            self.perm_dev = (self.perm, to_device(self.perm, self.device))
+            self.perm_dev = (self.perm, self.plan["perm"] if self.ahead else to_device(self.perm, self.device))
         idx = self.perm_dev[1][in_epoch * cfg.batch_size:(in_epoch + 1) * cfg.batch_size]
-        return augment(cfg, self.data.train_x[idx], self.gen), self.data.train_y[idx]
+        y = self.data.train_y[idx]
+        if not self.ahead:
+            x = augment(cfg, self.data.train_x[idx], self.gen)
+            rb = reg.sample(state["step"], self.gen) if reg.active else None
+            return x, y, (None if rb is None else rb.to(self.device))
+        plan = self.plan
+        x = bdata.to_float(self.data.train_x[idx])
+        if "oy" in plan:
+            x = bdata.apply_crop_flip(x, plan["oy"][in_epoch], plan["ox"][in_epoch], plan["f"][in_epoch], pad=4)
+        if not reg.active:
+            return x, y, None
+        drawn = {k[4:]: v[in_epoch] for k, v in plan.items() if k.startswith("reg.")}
+        rb = reg.sample(state["step"], drawn=drawn)
+        return x, y, (None if rb is None else rb.to(self.device))
 
     def _forward(self, x, rb):
         """(logits of the task batch, features the regularizer scores) on the step path, every forward
@@ -413,13 +461,10 @@ class Trainer:
         """One optimizer step on CE + the regularizer's penalty (the guard stops at a non-finite term)."""
         state, reg = self.state, self.reg
         self.timer.start()
-        x, y = self._batch()
+        x, y, rb = self.inputs()
         self.lr = lr_at(self.cfg, state["step"], self.spe)
         for gpar in self.opt.param_groups:
             gpar["lr"] = self.lr
-        rb = reg.sample(state["step"], self.gen) if reg.active else None
-        if rb is not None:
-            rb = rb.to(self.device)
         logits, feats = self._forward(x, rb)
         ce = F.cross_entropy(logits, y)
         pen, self.rlog = reg(feats, rb) if reg.active else (None, {})
