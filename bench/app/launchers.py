@@ -7,12 +7,16 @@ dependency order (surrogates before the evaluations that use them) and the failu
 * `ray`: Ray tasks, on a cluster (`--ray-address`, as `ray.init(address=...)`) or on a local Ray
   started here; each task asks for one GPU when the cluster has any.
 * `slurm`: submitit (SLURM; its LocalExecutor with `--slurm-cluster local` for tests and laptops).
-  A preempted or timed-out job is requeued by submitit (`checkpoint()` returns the same call) and
-  resumes from its run's checkpoint.pt, because `bench.engine.trainer.train` resumes by itself.
+  The jobs ready at once go out as one SLURM job array (submitit's `executor.batch()`: one sbatch,
+  at most `slurm_array_parallelism` of them running, `--workers` by default); `--no-slurm-array`
+  submits one sbatch per job. A preempted or timed-out job is requeued by submitit (`checkpoint()`
+  returns the same call) and resumes from its run's checkpoint.pt, because
+  `bench.engine.trainer.train` resumes by itself.
 
 All launchers share `run_jobs`, a small dependency-aware scheduler: it submits a job once its
-dependencies finished, never submits a job whose dependency failed (it is reported failed with the
-reason), and reports every job's result while the others go on.
+dependencies finished (all the jobs ready in one pass with one `submit_many`), never submits a job
+whose dependency failed (it is reported failed with the reason), and reports every job's result while
+the others go on.
 """
 from __future__ import annotations
 
@@ -45,7 +49,8 @@ def _failed(spec: JobSpec, error: str) -> dict:
 
 
 class Launcher:
-    """submit(spec) -> handle; wait(handles, timeout) -> [(handle, result)]; close()."""
+    """submit(spec) -> handle; submit_many(specs) -> [handle]; wait(handles, timeout) -> [(handle, result)];
+    close()."""
     name = "?"
     capacity: int | None = None  # at most this many jobs in flight (None: the engine queues)
 
@@ -54,6 +59,11 @@ class Launcher:
 
     def submit(self, spec: JobSpec):
         raise NotImplementedError
+
+    def submit_many(self, specs: list[JobSpec]) -> list:
+        """The jobs ready at once, one handle each, in order. One `submit` each here; an engine that can
+        queue them as one unit (a SLURM job array) overrides it."""
+        return [self.submit(s) for s in specs]
 
     def wait(self, handles: list, timeout: float) -> list:
         raise NotImplementedError
@@ -308,7 +318,7 @@ class SubmititLauncher(Launcher):
     name = "slurm"
 
     def __init__(self, folder: str | Path, cluster: str | None = None, params: dict | None = None,
-                 workers: int | None = None, poll_s: float = 2.0):
+                 workers: int | None = None, poll_s: float = 2.0, array: bool = True):
         self.submitit = submitit = _require("submitit", "the slurm launcher needs submitit", "regbench[slurm]",
                                             "submitit")
         _export_project_path()
@@ -317,24 +327,44 @@ class SubmititLauncher(Launcher):
         p = {"timeout_min": 240, "name": "regbench"}
         if self.executor.cluster == "slurm":
             p.update(gpus_per_node=1, cpus_per_task=8, slurm_signal_delay_s=120)
+            if array and workers:  # an array runs at most this many of its jobs at once
+                p["slurm_array_parallelism"] = workers
         p.update(params or {})
         self.executor.update_parameters(**p)
         self.params = p
         # The local executor starts every job at once: cap it. SLURM queues by itself.
         self.capacity = (workers or 1) if self.executor.cluster in ("local", "debug") else workers
         self.poll_s = poll_s
+        self.array = array
         self._specs = {}
 
     def describe(self) -> str:
-        return f"submitit ({self.executor.cluster}; logs in {self.folder})"
+        arrays = ", job arrays" if self.array and self.executor.cluster == "slurm" else ""
+        return f"submitit ({self.executor.cluster}{arrays}; logs in {self.folder})"
 
-    def submit(self, spec):
+    def _set_threads(self, spec) -> None:
         if spec.threads is None:  # local processes share this machine's cores; SLURM gives cpus_per_task
             cpus = self.params.get("cpus_per_task")
             spec.threads = int(cpus) if cpus else max(1, (os.cpu_count() or 1) // (self.capacity or 1))
+
+    def submit(self, spec):
+        self._set_threads(spec)
         job = self.executor.submit(SubmititJob(), spec)
         self._specs[job.job_id] = spec
         return job
+
+    def submit_many(self, specs):
+        """Inside `executor.batch()`: on SLURM one array job (one sbatch, one queue entry, however many
+        jobs are ready) instead of one sbatch each; submitit's local executor still starts one process each."""
+        if not self.array or len(specs) < 2:
+            return super().submit_many(specs)
+        for s in specs:
+            self._set_threads(s)
+        with self.executor.batch():
+            jobs = [self.executor.submit(SubmititJob(), s) for s in specs]
+        for job, s in zip(jobs, specs):  # job ids exist once the batch is submitted (`4242_0`, `4242_1`, ...)
+            self._specs[job.job_id] = s
+        return jobs
 
     def wait(self, handles, timeout):
         deadline = time.time() + timeout
@@ -358,9 +388,10 @@ class SubmititLauncher(Launcher):
 def make_launcher(name: str, *, workers: int | None = None, threads: int | None = None, device: str = "auto",
                   ray_address: str | None = None, slurm_cluster: str | None = None,
                   slurm_params: dict | None = None, log_dir: str | Path = "results/.sweeps",
-                  gpus_per_job: float | None = None) -> Launcher:
+                  gpus_per_job: float | None = None, slurm_array: bool = True) -> Launcher:
     """A launcher by name. `gpus_per_job` (Ray): a fraction packs several jobs on one GPU (0.25: four);
-    `threads` (Ray): CPUs per job, also the job's torch threads."""
+    `threads` (Ray): CPUs per job, also the job's torch threads; `slurm_array`: the jobs ready at once
+    go out as one SLURM job array."""
     if name == "local":
         gpus = []
         if device in ("auto", "cuda"):
@@ -372,13 +403,15 @@ def make_launcher(name: str, *, workers: int | None = None, threads: int | None 
         return RayLauncher(address=ray_address, workers=workers, gpus_per_job=gpus_per_job,
                            cpus_per_job=threads or 1)
     if name == "slurm":
-        return SubmititLauncher(log_dir, cluster=slurm_cluster, params=slurm_params, workers=workers)
+        return SubmititLauncher(log_dir, cluster=slurm_cluster, params=slurm_params, workers=workers,
+                                array=slurm_array)
     raise ValueError(f"unknown launcher {name!r}; valid launchers: {', '.join(LAUNCHERS)}")
 
 
 def run_jobs(specs: list[JobSpec], launcher: Launcher, done: dict | None = None,
              log: Callable[[str], None] = print, poll_s: float = 1.0) -> dict[str, dict]:
-    """Run `specs` (in order, each after its `deps`) on a launcher; returns {id: result}.
+    """Run `specs` (in order, each after its `deps`) on a launcher; returns {id: result}. Each pass submits
+    every job it can start with one `launcher.submit_many` (a SLURM job array).
     `done` holds results of jobs that need no run (already complete), so dependents may start.
     SIGTERM or SIGINT stops the launcher's workers at once and raises `Terminated` (one line, non-zero exit)."""
     results: dict[str, dict] = dict(done or {})
@@ -395,6 +428,7 @@ def run_jobs(specs: list[JobSpec], launcher: Launcher, done: dict | None = None,
     restore = _raise_on_signals()
     try:
         while pending or running:
+            ready = []
             for s in list(pending):
                 bad = [d for d in s.deps if d in results and results[d]["state"] != "done"]
                 if bad:
@@ -403,14 +437,19 @@ def run_jobs(specs: list[JobSpec], launcher: Launcher, done: dict | None = None,
                     results[s.id] = r
                     log(f"[sweep] SKIPPED {s.label()}: {r['error']}")
                     continue
-                if launcher.capacity is not None and len(running) >= launcher.capacity:
+                if launcher.capacity is not None and len(running) + len(ready) >= launcher.capacity:
                     break
                 if all(d in results for d in s.deps):
                     pending.remove(s)
                     started += 1
                     log(f"[sweep] start {s.label()} ({started}/{total}) -> {s.run_dir}")
-                    h = launcher.submit(s)
-                    running[h] = s
+                    ready.append(s)
+            if ready:
+                handles = launcher.submit_many(ready)
+                if len(handles) != len(ready):
+                    raise RuntimeError(f"{type(launcher).__name__}.submit_many returned {len(handles)} handles "
+                                       f"for {len(ready)} jobs")
+                running.update(zip(handles, ready))
             if not running:
                 if pending:  # only possible with a dependency cycle
                     raise RuntimeError(f"jobs can never start (dependency cycle?): {[s.id for s in pending]}")

@@ -47,6 +47,7 @@ class SweepSpec:
     ray_address: str | None = None
     slurm_cluster: str | None = None
     slurm_params: dict = dataclasses.field(default_factory=dict)
+    slurm_array: bool = True  # slurm: the jobs ready at once go out as one job array (one sbatch)
     force: bool = False  # launch jobs whose status says running (their process is gone)
     yes: bool = False  # plan more than CONFIRM_JOBS jobs
     pack: int = 1  # train this many runs of one regularizer at once on one device (bench.engine.packed)
@@ -394,7 +395,7 @@ def _launcher(spec: SweepSpec, plan: Plan, log_dir: Path):
     return make_launcher(spec.launcher, workers=spec.workers, threads=spec.threads,
                          device=plan.specs[0].config["device"] if plan.specs else "auto",
                          ray_address=spec.ray_address, slurm_cluster=spec.slurm_cluster,
-                         gpus_per_job=spec.gpus_per_job,
+                         gpus_per_job=spec.gpus_per_job, slurm_array=bool(spec.slurm_array),
                          slurm_params=dict(spec.slurm_params or {}), log_dir=log_dir)
 
 

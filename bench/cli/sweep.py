@@ -34,6 +34,7 @@ def spec_from_args(args):
                      threads=getattr(args, "threads", None), gpus_per_job=getattr(args, "gpus_per_job", None),
                      ray_address=getattr(args, "ray_address", None),
                      slurm_cluster=getattr(args, "slurm_cluster", None), slurm_params=slurm,
+                     slurm_array=getattr(args, "slurm_array", True) is not False,
                      force=bool(getattr(args, "force", False)), yes=bool(getattr(args, "yes", False)),
                      pack=1 if getattr(args, "pack", None) is None else args.pack)
 
@@ -143,6 +144,10 @@ def add_sweep_args(p, demo: bool = False) -> None:
                    help="slurm: submitit cluster (default: slurm when available; 'local' runs jobs as local processes)")
     p.add_argument("--slurm-param", action="append", default=[], dest="slurm_param", metavar="KEY=VALUE",
                    help="slurm: submitit executor parameter, e.g. slurm_partition=gpu, timeout_min=600")
+    p.add_argument("--slurm-array", action=argparse.BooleanOptionalAction, default=True, dest="slurm_array",
+                   help="slurm: submit the jobs ready at once as one job array (one sbatch; at most --workers of "
+                        "them running, or --slurm-param slurm_array_parallelism=N); --no-slurm-array: one sbatch "
+                        "per job (default: %(default)s)")
     p.add_argument("--force", action="store_true",
                    help="run jobs whose status says running (their process is gone); estimate: also replace an "
                         "existing --json file this project did not write")
