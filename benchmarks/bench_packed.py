@@ -7,8 +7,9 @@ steps per run; the ratio is (k runs' steps one at a time) / (k runs' steps packe
 factor by which packing multiplies runs per hour on this device. Timed side by side (the shared
 `paired` fixture). The GPU figures (k = 1, 4, 16 at width 1) come from benchmarks/gpu_check.sh.
 
-Ops: aten ops dispatched per training step (`bench.engine.opcount`), now vs the per-tensor SGD loop
-the trainer used before issue 22, for `none` and `pixel_sim` with the reference's separate forwards.
+Ops: aten ops dispatched per training step (`bench.engine.opcount`), now vs the per-tensor SGD loop and
+step-by-step draws the trainer used before issue 22, for `none` and `pixel_sim` with the reference's separate
+forwards; and the compiled step's top-level aten ops (profiler) vs eager.
 
 Run: python -m pytest benchmarks/bench_packed.py --benchmark-only -s
 """
@@ -61,13 +62,47 @@ def test_packed_vs_one_at_a_time(benchmark, paired, tmp_path, k):
                                                                        reg_params={"n_images": 256,
                                                                                    "pairs_per_step": 16}))])
 def test_aten_ops_per_step(benchmark, tmp_path, reg, extra):
-    cfg = _cfg(tmp_path, 0, regularizer=reg, width=1.0, **extra)
+    """Dispatched aten ops per step with the paper's crop + flip, width 1: before issue 22 (per-tensor SGD,
+    draws made step by step) vs now (multi-tensor SGD, the epoch's draws made at its start)."""
+    cfg = _cfg(tmp_path, 0, regularizer=reg, width=1.0, augment="crop_flip", **extra)
     counts = {}
-    for foreach in (False, True):
+    for now in (False, True):
         t = ready_trainer(cfg)
+        t.ahead = t.ahead and now
         for g in t.opt.param_groups:
-            g["foreach"] = foreach
+            g["foreach"] = now
         t.step()
-        counts[foreach] = step_ops(t, 1).total
+        counts[now] = step_ops(t, 1).total
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     record(benchmark, f"aten_ops_per_step_{reg}", counts[True], unit="ops", before=counts[False])
+
+
+def _top_level_aten(prof) -> int:
+    """aten ops the profiler saw called from outside any other aten op (what the host dispatches)."""
+    n = 0
+    for e in prof.events():
+        if e.name.startswith("aten::"):
+            p = e.cpu_parent
+            while p is not None and not p.name.startswith("aten::"):
+                p = p.cpu_parent
+            n += p is None
+    return n
+
+
+def test_aten_ops_per_step_compiled(benchmark, tmp_path):
+    """`--compile` (forwards + CE + penalty as one inductor graph) vs eager, `pixel_sim` separate forwards,
+    width 1: top-level aten ops per step from the profiler (a dispatch mode cannot see inside a compiled
+    graph; its kernels are inductor's own). The first compiled step (compilation, ~1 min) is not counted."""
+    from torch.profiler import ProfilerActivity, profile
+    cfg = _cfg(tmp_path, 0, regularizer="pixel_sim", width=1.0, augment="crop_flip", reg_forward="separate",
+               reg_params={"n_images": 256, "pairs_per_step": 16})
+    counts = {}
+    for comp in (False, True):
+        t = ready_trainer(cfg.replace(compile=comp))
+        t.step()
+        t.step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t.step()
+        counts[comp] = _top_level_aten(prof)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    record(benchmark, "aten_ops_per_step_pixel_sim_compiled", counts[True], unit="ops", eager=counts[False])

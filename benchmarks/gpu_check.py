@@ -81,12 +81,38 @@ def main() -> int:
     step_s = timed(t.step, dev, steps, warm)
     print(f"1. paper-preset step {step_s * 1e3:.2f} ms -> epoch ({spe} steps) {step_s * spe:.1f} s; "
           f"40 epochs {step_s * spe * 40 / 60:.1f} min")
+    tc = None
     try:
         tc = ready_trainer(cfg.replace(compile=True), data=data)
         cstep = timed(tc.step, dev, steps, warm)
         print(f"   --compile: step {cstep * 1e3:.2f} ms -> epoch {cstep * spe:.1f} s (x{step_s / cstep:.2f})")
+        # equal to eager? one step from the same state (weights, regularizer, step counter: the same draws)
+        e1 = ready_trainer(cfg, data=data)  # tc keeps the graph it compiled; e1's state is copied into it
+        tc.model.load_state_dict(e1.model.state_dict())
+        tc.reg.load_state_dict(e1.reg.state_dict())
+        tc.state["step"], tc.plan, tc.perm_dev = 0, None, None
+        tc.start_loop()
+        before = {k: v.detach().clone() for k, v in e1.model.named_parameters()}
+        e1.step()
+        tc.step()
+        sync(dev)
+        le, lc = float(e1.running["loss"]), float(tc.running["loss"])
+        upd = max(float((p - before[k]).abs().max()) for k, p in e1.model.named_parameters())
+        diff = max(float((p - q).abs().max()) for (_, p), (_, q) in zip(e1.model.named_parameters(),
+                                                                        tc.model.named_parameters()))
+        print(f"   --compile vs eager, one step from one state: loss {lc:.5f} vs {le:.5f} (rel {abs(lc - le) / abs(le):.1e}); "
+              f"weights differ by {diff:.2e} = {diff / max(upd, 1e-12):.1e} of the step's largest update")
     except Exception as e:  # noqa: BLE001 - report and go on
         print(f"   --compile failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    if cuda:  # no host sync inside the eager step (drawing ahead, pinned copies, guards read at log points)
+        try:
+            torch.cuda.set_sync_debug_mode("error")
+            t.step()
+            print("   eager step under cuda sync debug mode 'error': no host sync")
+        except RuntimeError as e:
+            print(f"   eager step synchronised with the host: {str(e).splitlines()[0][:200]}")
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
 
     # 2. model FLOP utilisation
     from torch.utils.flop_counter import FlopCounterMode
@@ -133,6 +159,12 @@ def main() -> int:
             sync(dev)
         launches = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
     print(f"4. pixel_sim paper step: {ops.total} aten ops, {launches} kernel launches")
+    if tc is not None and cuda:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            tc.step()
+            sync(dev)
+        n = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+        print(f"   --compile step: {n} kernels executed (CUDA graphs replay them from one launch)")
 
     # 5. the paper suite's time (bench estimate)
     cmd = [sys.executable, "-m", "bench", "estimate", "--preset", "paper", "--device", dev.type]

@@ -73,7 +73,8 @@ def add_common_run_args(p):
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="import a module that registers regularizers; repeatable")
     p.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the model for training (speed only; not part of the run's hash)")
+                   help="torch.compile the training step's forwards, loss and penalty as one graph (CUDA graphs on "
+                        "CUDA; speed only, not part of the run's hash)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 

@@ -72,7 +72,7 @@ class RunConfig:
     preset: str | None = None
     ckpt_every: int | None = None  # steps between resumable checkpoints (None: by time only)
     ckpt_minutes: float = 10.0  # minutes between resumable checkpoints (a paper run writes a handful, not ~200)
-    compile: bool = False  # torch.compile the model for training (speed only; same computation)
+    compile: bool = False  # torch.compile the step's forwards + loss + penalty (CUDA graphs on CUDA; speed only)
 
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict:
