@@ -90,15 +90,15 @@ def main() -> int:
         e1 = ready_trainer(cfg, data=data)  # tc keeps the graph it compiled; e1's state is copied into it
         tc.model.load_state_dict(e1.model.state_dict())
         tc.reg.load_state_dict(e1.reg.state_dict())
-        tc.state["step"], tc.plan, tc.perm_dev = 0, None, None
+        tc.setup_optimizer()  # no momentum yet, step 0, the epoch's draws made again: e1's starting point
         tc.start_loop()
         before = {k: v.detach().clone() for k, v in e1.model.named_parameters()}
         e1.step()
         tc.step()
         sync(dev)
         le, lc = float(e1.running["loss"]), float(tc.running["loss"])
-        upd = max(float((p - before[k]).abs().max()) for k, p in e1.model.named_parameters())
-        diff = max(float((p - q).abs().max()) for (_, p), (_, q) in zip(e1.model.named_parameters(),
+        upd = max(float((p.detach() - before[k]).abs().max()) for k, p in e1.model.named_parameters())
+        diff = max(float((p.detach() - q.detach()).abs().max()) for (_, p), (_, q) in zip(e1.model.named_parameters(),
                                                                         tc.model.named_parameters()))
         print(f"   --compile vs eager, one step from one state: loss {lc:.5f} vs {le:.5f} (rel {abs(lc - le) / abs(le):.1e}); "
               f"weights differ by {diff:.2e} = {diff / max(upd, 1e-12):.1e} of the step's largest update")
