@@ -55,7 +55,9 @@ class RunConfig:
     lr_gamma: float = 0.3
     lr_cycle_epochs: float = 20.0
     select: str = "best_val_loss"  # best_val_loss | last
-    reg_forward: str = "joint"  # joint: one forward over task+reg images | separate: as the reference code
+    # joint: one forward over task+reg images | separate: as the reference code (task, then each pair half) |
+    # grouped: separate's maths (batch statistics per group) in one forward (bench.core.models.grouped_batch_norm)
+    reg_forward: str = "joint"
     budget_seconds: float | None = None  # optional wall-clock cap (the step budget stays the nominal one)
     seed: int = 0
     # --- evaluation
@@ -143,7 +145,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The reference protocol of Attias et al. / Li et al. (grayscale CIFAR-10, ResNet18 width 64).
     "paper": dict(dataset="cifar10", color="gray", width=1.0, epochs=40, batch_size=64, lr=0.1,
                   momentum=0.9, weight_decay=0.0, lr_schedule="cyclic_step", lr_step_epochs=4.0,
-                  lr_gamma=0.3, lr_cycle_epochs=20.0, select="best_val_loss", reg_forward="separate",
+                  lr_gamma=0.3, lr_cycle_epochs=20.0, select="best_val_loss", reg_forward="grouped",
                   suite="paper", n_train=None, n_test=None),
     # A small but real run on Fashion-MNIST (offline via Debian's dataset-fashion-mnist).
     "quick": dict(dataset="fashion_mnist", color="gray", width=0.25, epochs=4, batch_size=64, lr=0.05,
@@ -310,8 +312,8 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError(f"augment must be auto|crop_flip|none, got {cfg.augment!r}")
     if cfg.input_scaling not in ("reference", "meanstd", "none"):
         raise ValueError(f"input_scaling must be reference|meanstd|none, got {cfg.input_scaling!r}")
-    if cfg.reg_forward not in ("joint", "separate"):
-        raise ValueError(f"reg_forward must be joint|separate, got {cfg.reg_forward!r}")
+    if cfg.reg_forward not in ("joint", "separate", "grouped"):
+        raise ValueError(f"reg_forward must be joint|separate|grouped, got {cfg.reg_forward!r}")
     if cfg.select not in ("best_val_loss", "last"):
         raise ValueError(f"select must be best_val_loss|last, got {cfg.select!r}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.width <= 0:

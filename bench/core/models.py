@@ -23,6 +23,47 @@ def create_model(name: str, **kw) -> nn.Module:
     return MODELS[name](**kw)
 
 
+class _GroupedBN:
+    """A BatchNorm's forward that normalises each consecutive group of the batch with that group's own
+    statistics and updates the running statistics once per group, in order: exactly what separate forwards
+    of the groups do to a batch-norm layer (every other layer of a CNN treats images independently)."""
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm, sizes: list[int]):
+        self.bn, self.sizes = bn, list(sizes)
+
+    def __call__(self, x):
+        bn = self.bn
+        if not bn.training or not bn.track_running_stats:
+            raise RuntimeError("grouped batch norm is for training with running statistics")
+        outs = []
+        for part in x.split(self.sizes):
+            bn.num_batches_tracked.add_(1)
+            momentum = (1.0 / float(bn.num_batches_tracked)) if bn.momentum is None else bn.momentum
+            outs.append(F.batch_norm(part, bn.running_mean, bn.running_var, bn.weight, bn.bias, True, momentum,
+                                     bn.eps))
+        return torch.cat(outs)
+
+
+class grouped_batch_norm:
+    """`with grouped_batch_norm(model, [64, 16, 16]): model(torch.cat([a, b, c]))` gives what three separate
+    forwards of a, b and c give (per-group batch statistics, three running-statistics updates in order) in
+    one forward: one launch per convolution instead of one per group. Restores the layers on exit."""
+
+    def __init__(self, model: nn.Module, sizes: list[int]):
+        self.bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.sizes = list(sizes)
+
+    def __enter__(self):
+        for m in self.bns:
+            m.forward = _GroupedBN(m, self.sizes)
+        return self
+
+    def __exit__(self, *exc):
+        for m in self.bns:
+            del m.forward  # back to the class's forward
+        return False
+
+
 class InputScaling(nn.Module):
     """Maps [0, 1] images to the network's input convention.
 

@@ -238,7 +238,7 @@ class PackedTrainer:
         elif m0.cfg.reg_forward == "joint":
             lg, fs = self._forward(torch.cat([x, torch.stack([r.images for r in rbs])], 1), True)
             logits, feats = lg[:, :b], [f[:, b:] for f in fs]
-        else:  # separate forwards per pair half, as the reference code (batch statistics per forward)
+        else:  # separate (and grouped: the same maths) forwards per pair half, batch statistics per forward
             logits = self._forward(x, False)
             g = int(rbs[0].meta.get("groups", 1))
             parts = [self._forward(torch.stack([r.images.chunk(g)[c] for r in rbs]), True)[1] for c in range(g)]

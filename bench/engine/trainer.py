@@ -26,7 +26,7 @@ from bench.core import store
 from bench.core.config import RunConfig, lr_at, validate
 from bench.core.device import (available_memory, determinism_info, device_info, device_shared_by, resolve_device,
                                synchronize, to_device)
-from bench.core.models import count_parameters, model_from_config
+from bench.core.models import count_parameters, grouped_batch_norm, model_from_config
 from bench.core.records import Record
 
 
@@ -462,8 +462,13 @@ class Trainer:
         if self.cfg.reg_forward == "joint":  # one forward over task + regularization images
             logits, feats = path_forward(net, torch.cat([x, extra]), path, features=True)
             return logits[:b], [f[b:] for f in feats]
+        groups = extra.chunk(int(rb.meta.get("groups", 1)))
+        if self.cfg.reg_forward == "grouped":  # separate's batch statistics, in one forward
+            with grouped_batch_norm(self.model, [b] + [len(g) for g in groups]):
+                logits, feats = path_forward(net, torch.cat([x, extra]), path, features=True)
+            return logits[:b], [f[b:] for f in feats]
         logits = path_forward(net, x, path)  # separate forwards per pair half, as the reference code
-        parts = [path_forward(net, g, path, features=True)[1] for g in extra.chunk(int(rb.meta.get("groups", 1)))]
+        parts = [path_forward(net, g, path, features=True)[1] for g in groups]
         return logits, [torch.cat(fs) for fs in zip(*parts)]
 
     def _loss_of(self, x, y, images, meta):
