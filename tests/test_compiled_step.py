@@ -12,7 +12,7 @@ from conftest import tiny_config
 
 def test_compiled_step_computes_the_eager_step(tmp_path):
     torch.set_num_threads(2)
-    cfg = tiny_config(tmp_path, regularizer="pixel_sim", width=0.25,
+    cfg = tiny_config(tmp_path, regularizer="pixel_sim", width=0.25, reg_forward="grouped",  # the paper's forward
                       reg_params={"n_images": 128, "pairs_per_step": 8})
     eager, comp = ready_trainer(cfg), ready_trainer(cfg.replace(compile=True))
     assert comp.path.compiled and comp.loss_fn is not comp._loss_of

@@ -6,7 +6,7 @@ values agree within float32 round-off, not bit for bit; joint batch statistics (
 by O(1) in the features, the negative control."""
 import torch
 
-from bench.core.models import grouped_batch_norm, model_from_config
+from bench.core.models import BatchNormGroups, model_from_config
 from bench.engine.opcount import ready_trainer
 from conftest import tiny_config
 
@@ -19,15 +19,18 @@ def test_grouped_batch_norm_is_separate_forwards(tmp_path):
     a.train(), b.train()
     parts = [torch.rand(n, 1, 32, 32) for n in (12, 4, 4)]
     sep = [a(p, features=True) for p in parts]
-    with grouped_batch_norm(b, [12, 4, 4]):
-        lg, fs = b(torch.cat(parts), features=True)
+    groups = BatchNormGroups(b)
+    groups.sizes = [12, 4, 4]
+    lg, fs = b(torch.cat(parts), features=True)
+    groups.sizes = None
     torch.testing.assert_close(lg, torch.cat([s[0] for s in sep]), rtol=1e-4, atol=1e-5)
     for k, f in enumerate(fs):
         torch.testing.assert_close(f, torch.cat([s[1][k] for s in sep]), rtol=1e-4, atol=1e-5)
     for (n, x), (_, y) in zip(a.named_buffers(), b.named_buffers()):
         torch.testing.assert_close(y, x, rtol=1e-5, atol=1e-6, msg=n)  # 3 updates each, same order
     assert int(dict(b.named_buffers())["stem.1.num_batches_tracked"]) == 3
-    assert "forward" not in vars(b.stem[1])  # the layers are plain again
+    x = torch.rand(6, 1, 32, 32)  # without sizes the layers are plain again
+    torch.testing.assert_close(b(x), a(x), rtol=1e-5, atol=1e-6)
     joint = a(torch.cat(parts), features=True)[1]  # one batch's statistics: not the same maths
     assert float((joint[1] - fs[1]).detach().abs().max()) > 100 * 1e-4
 

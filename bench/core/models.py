@@ -24,19 +24,21 @@ def create_model(name: str, **kw) -> nn.Module:
 
 
 class _GroupedBN:
-    """A BatchNorm's forward that normalises each consecutive group of the batch with that group's own
-    statistics and updates the running statistics once per group, in order: exactly what separate forwards
-    of the groups do to a batch-norm layer (every other layer of a CNN treats images independently)."""
+    """A BatchNorm's forward that, while its `BatchNormGroups` has sizes, normalises each consecutive group
+    of the batch with that group's own statistics and updates the running statistics once per group, in
+    order: exactly what separate forwards of the groups do to a batch-norm layer (every other layer of a
+    CNN treats images independently). Without sizes (validation, evaluation, a batch of another size) it is
+    the layer's own forward."""
 
-    def __init__(self, bn: nn.modules.batchnorm._BatchNorm, sizes: list[int]):
-        self.bn, self.sizes = bn, list(sizes)
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm, groups: "BatchNormGroups"):
+        self.bn, self.groups = bn, groups
 
     def __call__(self, x):
-        bn = self.bn
-        if not bn.training or not bn.track_running_stats:
-            raise RuntimeError("grouped batch norm is for training with running statistics")
+        bn, sizes = self.bn, self.groups.sizes
+        if sizes is None or not bn.training or not bn.track_running_stats or x.shape[0] != sum(sizes):
+            return type(bn).forward(bn, x)
         outs = []
-        for part in x.split(self.sizes):
+        for part in x.split(sizes):
             bn.num_batches_tracked.add_(1)
             momentum = (1.0 / float(bn.num_batches_tracked)) if bn.momentum is None else bn.momentum
             outs.append(F.batch_norm(part, bn.running_mean, bn.running_var, bn.weight, bn.bias, True, momentum,
@@ -44,24 +46,18 @@ class _GroupedBN:
         return torch.cat(outs)
 
 
-class grouped_batch_norm:
-    """`with grouped_batch_norm(model, [64, 16, 16]): model(torch.cat([a, b, c]))` gives what three separate
-    forwards of a, b and c give (per-group batch statistics, three running-statistics updates in order) in
-    one forward: one launch per convolution instead of one per group. Restores the layers on exit."""
+class BatchNormGroups:
+    """Per-group batch statistics for every batch norm of `model`: with `sizes = [64, 16, 16]`,
+    `model(torch.cat([a, b, c]))` gives what three separate forwards of a, b and c give (per-group batch
+    statistics, three running-statistics updates in order) in one forward, one launch per convolution
+    instead of one per group; with `sizes = None` the model is plain. Installed once (the layers' forwards
+    are wrapped, their state dicts untouched), switched by an attribute, so torch.compile can trace it."""
 
-    def __init__(self, model: nn.Module, sizes: list[int]):
-        self.bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        self.sizes = list(sizes)
-
-    def __enter__(self):
-        for m in self.bns:
-            m.forward = _GroupedBN(m, self.sizes)
-        return self
-
-    def __exit__(self, *exc):
-        for m in self.bns:
-            del m.forward  # back to the class's forward
-        return False
+    def __init__(self, model: nn.Module):
+        self.sizes: list[int] | None = None
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.forward = _GroupedBN(m, self)
 
 
 class InputScaling(nn.Module):

@@ -26,7 +26,7 @@ from bench.core import store
 from bench.core.config import RunConfig, lr_at, validate
 from bench.core.device import (available_memory, determinism_info, device_info, device_shared_by, resolve_device,
                                synchronize, to_device)
-from bench.core.models import count_parameters, grouped_batch_norm, model_from_config
+from bench.core.models import BatchNormGroups, count_parameters, model_from_config
 from bench.core.records import Record
 
 
@@ -269,6 +269,8 @@ class Trainer:
         self.reg.setup(regs.RegContext(config=cfg, data=self.data, model=self.model, device=self.device,
                                        cache_dir=Path(cfg.out).expanduser().resolve() / ".cache", seed=cfg.seed))
         self.reg.to(self.device)
+        # reg_forward=grouped: the batch norms take per-group statistics while the step sets group sizes
+        self.bn_groups = BatchNormGroups(self.model) if cfg.reg_forward == "grouped" else None
         self.path = step_path(cfg, self.device)
         self.net = prepare_model(self.model, self.path)
         self.loss_fn = (torch.compile(self._loss_of, mode=compile_mode(self.device), dynamic=False)
@@ -464,8 +466,11 @@ class Trainer:
             return logits[:b], [f[b:] for f in feats]
         groups = extra.chunk(int(rb.meta.get("groups", 1)))
         if self.cfg.reg_forward == "grouped":  # separate's batch statistics, in one forward
-            with grouped_batch_norm(self.model, [b] + [len(g) for g in groups]):
+            self.bn_groups.sizes = [b] + [len(g) for g in groups]
+            try:
                 logits, feats = path_forward(net, torch.cat([x, extra]), path, features=True)
+            finally:
+                self.bn_groups.sizes = None
             return logits[:b], [f[b:] for f in feats]
         logits = path_forward(net, x, path)  # separate forwards per pair half, as the reference code
         parts = [path_forward(net, g, path, features=True)[1] for g in groups]
