@@ -116,7 +116,13 @@ def test_every_installed_pin_supports_the_first_release_of_its_python_minor():
     path = ROOT / "scripts" / "constraints" / f"py{here}.txt"
     if not path.is_file():
         pytest.skip(f"no pins for Python {here}")
-    installed = {canonicalize_name(d.metadata["Name"]): d for d in md.distributions()}
+    # the environment's own site-packages only: an imported setuptools puts its vendored copies (packaging,
+    # platformdirs, ...) on sys.path, and those are not what pip installed
+    import sysconfig
+    site = list(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]))
+    installed = {}
+    for d in md.distributions(path=site):
+        installed.setdefault(canonicalize_name(d.metadata["Name"]), d)
     checked, wrong = 0, []
     for ln in _pins(path):
         name, version = ln.split("==")

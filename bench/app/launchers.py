@@ -408,6 +408,34 @@ def make_launcher(name: str, *, workers: int | None = None, threads: int | None 
     raise ValueError(f"unknown launcher {name!r}; valid launchers: {', '.join(LAUNCHERS)}")
 
 
+def _ready_jobs(pending: list, running: dict, results: dict, launcher: Launcher, log) -> list:
+    """The pending jobs that can start now (deps done, within the launcher's capacity), in order, taken off
+    `pending`; a job whose dependency failed is recorded as skipped instead."""
+    ready = []
+    for s in list(pending):
+        bad = [d for d in s.deps if d in results and results[d]["state"] != "done"]
+        if bad:
+            pending.remove(s)
+            r = _failed(s, f"not run: dependency {bad[0]} failed (log: {results[bad[0]].get('log')})")
+            results[s.id] = r
+            log(f"[sweep] SKIPPED {s.label()}: {r['error']}")
+            continue
+        if launcher.capacity is not None and len(running) + len(ready) >= launcher.capacity:
+            break
+        if all(d in results for d in s.deps):
+            pending.remove(s)
+            ready.append(s)
+    return ready
+
+
+def _log_result(s: JobSpec, res: dict, t_start: float, log) -> None:
+    if res.get("state") == "done":
+        log(f"[sweep] done  {s.label()} in {res.get('seconds', '?')} s  [{(time.time() - t_start) / 60:.1f} min]")
+    else:
+        extra = f"; engine log: {res['engine_log']}" if res.get("engine_log") else ""
+        log(f"[sweep] FAILED {s.label()}: {res.get('error')}\n        log: {res.get('log')}{extra}")
+
+
 def run_jobs(specs: list[JobSpec], launcher: Launcher, done: dict | None = None,
              log: Callable[[str], None] = print, poll_s: float = 1.0) -> dict[str, dict]:
     """Run `specs` (in order, each after its `deps`) on a launcher; returns {id: result}. Each pass submits
@@ -420,30 +448,16 @@ def run_jobs(specs: list[JobSpec], launcher: Launcher, done: dict | None = None,
         missing = [d for d in s.deps if d not in known]
         if missing:
             raise ValueError(f"job {s.id} depends on unknown job(s) {missing}")
-    pending = list(specs)
-    running: dict = {}
-    total, started = len(specs), 0
-    t_start = time.time()
+    pending, running = list(specs), {}
+    total, started, t_start = len(specs), 0, time.time()
     stopped = False
     restore = _raise_on_signals()
     try:
         while pending or running:
-            ready = []
-            for s in list(pending):
-                bad = [d for d in s.deps if d in results and results[d]["state"] != "done"]
-                if bad:
-                    pending.remove(s)
-                    r = _failed(s, f"not run: dependency {bad[0]} failed (log: {results[bad[0]].get('log')})")
-                    results[s.id] = r
-                    log(f"[sweep] SKIPPED {s.label()}: {r['error']}")
-                    continue
-                if launcher.capacity is not None and len(running) + len(ready) >= launcher.capacity:
-                    break
-                if all(d in results for d in s.deps):
-                    pending.remove(s)
-                    started += 1
-                    log(f"[sweep] start {s.label()} ({started}/{total}) -> {s.run_dir}")
-                    ready.append(s)
+            ready = _ready_jobs(pending, running, results, launcher, log)
+            for s in ready:
+                started += 1
+                log(f"[sweep] start {s.label()} ({started}/{total}) -> {s.run_dir}")
             if ready:
                 handles = launcher.submit_many(ready)
                 if len(handles) != len(ready):
@@ -457,12 +471,7 @@ def run_jobs(specs: list[JobSpec], launcher: Launcher, done: dict | None = None,
             for h, res in launcher.wait(list(running), timeout=poll_s):
                 s = running.pop(h)
                 results[s.id] = res
-                el = time.time() - t_start
-                if res.get("state") == "done":
-                    log(f"[sweep] done  {s.label()} in {res.get('seconds', '?')} s  [{el / 60:.1f} min]")
-                else:
-                    extra = f"; engine log: {res['engine_log']}" if res.get("engine_log") else ""
-                    log(f"[sweep] FAILED {s.label()}: {res.get('error')}\n        log: {res.get('log')}{extra}")
+                _log_result(s, res, t_start, log)
     except KeyboardInterrupt as e:  # SIGTERM / SIGINT (Ctrl-C): stop the pool now, never leave it running
         stopped = True
         raise _stop(launcher, int(getattr(e, "signum", signal.SIGINT))) from None
