@@ -49,7 +49,7 @@ as_root() {  # run a command as root: directly, or with passwordless sudo; else 
   else say "needs root, skipped; run it yourself: $*"; return 1; fi
 }
 
-want_hash=$(cat pyproject.toml ${CONSTRAINTS:+"$CONSTRAINTS"} scripts/install.sh 2>/dev/null | sha256sum | cut -c1-16)-$EXTRAS-$minor
+want_hash=$(cat pyproject.toml ${CONSTRAINTS:+"$CONSTRAINTS"} scripts/install.sh 2>/dev/null | sha256sum | cut -c1-16)-$EXTRAS-$("$PY" -c 'import sys; print(sys.version.split()[0])')
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want_hash" ] && [ -x "$VENV/bin/python" ]; then
   say "$VENV is up to date (pyproject.toml unchanged); nothing to do"
   exit 0
@@ -67,7 +67,15 @@ if command -v apt-get >/dev/null 2>&1; then
   fi
 fi
 
-# 2. The virtual environment.
+# 2. The virtual environment (made with $PY; one made with another Python is not silently reused).
+if [ -x "$VENV/bin/python" ]; then
+  have=$("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo "?")
+  want=$("$PY" -c 'import sys; print(sys.version.split()[0])')
+  if [ "$have" != "$want" ]; then
+    say "error: $VENV was made with Python $have, not $PY's $want: remove it (rm -rf $VENV) or pick another folder (VENV=...)"
+    exit 1
+  fi
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating $VENV with $("$PY" --version 2>&1)"
   "$PY" -m venv "$VENV"

@@ -136,3 +136,20 @@ def test_every_installed_pin_supports_the_first_release_of_its_python_minor():
         if rp and f"{here}.0" not in SpecifierSet(rp):
             wrong.append(f"{name} {dist.version} (installed) requires Python {rp}, not {here}.0")
     assert checked >= 40 and not wrong, wrong
+
+
+def test_install_refuses_a_venv_made_with_another_python(tmp_path):
+    """`PY=/usr/bin/python3 make test` must not silently reuse a .venv made by another interpreter: the
+    installer stops with one line naming both versions, before installing anything."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    fake = venv / "bin" / "python"
+    fake.write_text("#!/bin/sh\necho 3.0.1\n")  # a venv whose interpreter reports another version
+    fake.chmod(0o755)
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PY=sys.executable, VENV=str(venv), CONSTRAINTS=""))
+    assert r.returncode == 1, r.stdout + r.stderr
+    here = sys.version.split()[0]
+    line = [ln for ln in r.stdout.splitlines() if "error:" in ln]
+    assert line and "made with Python 3.0.1" in line[0] and here in line[0] and "rm -rf" in line[0], r.stdout
+    assert sorted(p.name for p in (venv / "bin").iterdir()) == ["python"]  # nothing installed
