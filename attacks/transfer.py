@@ -16,6 +16,7 @@ the next time the suite runs with one).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,10 @@ class TransferFGSM(SuiteTest):
                     bar.update(1)
         acc = (correct.double() / max(len(x), 1)).tolist()
         sdir = ctx.surrogate.run_dir
-        info = {"run_dir": str(sdir) if sdir else None, "seed": ctx.surrogate.seed,
+        # the surrogate's folder relative to the evaluated record's (no machine path in a record)
+        rel = (os.path.relpath(Path(sdir).resolve(), Path(ctx.run_dir).resolve()) if sdir and ctx.run_dir
+               else (Path(sdir).name if sdir else None))
+        info = {"run_dir": rel, "run_dir_relative_to": "the evaluated record's folder", "seed": ctx.surrogate.seed,
                 "hash": Path(sdir).name.rsplit("-", 1)[-1] if sdir else None,
                 "forward_calls": surrogate.calls, "forward_images": surrogate.images}
         details = {"n_images": len(x), "direction": p.direction, "eps": [float(e) for e in eps_list],

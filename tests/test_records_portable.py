@@ -87,16 +87,43 @@ def test_script_runs_from_the_command_line(tmp_path):
     run = _old_record(tmp_path)
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "migrate_records.py"), str(tmp_path)],
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and "migrated 1 of 1 records" in r.stdout, r.stderr
+    assert r.returncode == 0 and "migrated 1 of 1 records" in r.stdout, r.stdout + r.stderr
     assert json.loads((run / "config.json").read_text())["config"]["out"] == ".."
 
 
 @pytest.mark.parametrize("folder", ["docs/reproduction_records"])
-def test_committed_records_hold_no_absolute_path_in_config(folder):
-    files = sorted((ROOT / folder).glob("*/config.json"))
-    assert files
-    bad = [str(f.relative_to(ROOT)) for f in files if '"/' in f.read_text()]
+def test_committed_records_hold_no_absolute_path(folder):
+    files = sorted((ROOT / folder).glob("*/config.json")) + sorted((ROOT / folder).glob("*/metrics.json"))
+    files += sorted((ROOT / folder).glob("reproduce_invocations.json"))
+    assert len(files) > 2
+    bad = [str(f.relative_to(ROOT)) for f in files if '": "/' in f.read_text()]
     assert not bad, f"absolute paths in {bad}: run python scripts/migrate_records.py"
+
+
+def test_migration_makes_surrogate_paths_relative_and_drops_invocation_paths(tmp_path):
+    run = _old_record(tmp_path)
+    sur = run.parent / "none-fashion_mnist-s1000-abc"
+    sur.mkdir()
+    details = {"surrogate": {"run_dir": str(sur.resolve()), "seed": 1000}, "n_images": 8}
+    metrics = {"suite": {"transfer_fgsm": {"result": {"details": details}}, "clean": {"result": {}}},
+               "train": {"steps": 8}}
+    atomic_write_json(run / "metrics.json", metrics)
+    atomic_write_json(run.parent / "reproduce_invocations.json", [{"command": "c", "results": "/abs/x", "n": 1}])
+    assert migrate_records.main([str(run.parent)]) == 0
+    got = json.loads((run / "metrics.json").read_text())
+    s = got["suite"]["transfer_fgsm"]["result"]["details"]["surrogate"]
+    assert s == {"run_dir": "../none-fashion_mnist-s1000-abc", "seed": 1000,
+                 "run_dir_relative_to": "the evaluated record's folder"}
+    assert (run / s["run_dir"]).resolve() == sur.resolve()
+    got["suite"]["transfer_fgsm"]["result"]["details"]["surrogate"] = details["surrogate"]
+    assert got == metrics  # nothing else changed
+    assert json.loads((run.parent / "reproduce_invocations.json").read_text()) == [{"command": "c", "n": 1}]
+    assert migrate_records.main([str(run.parent), "--check"]) == 0  # idempotent
+    # a surrogate that is not beside the record is named and left as it is
+    details["surrogate"]["run_dir"] = "/somewhere/else/none-x"
+    atomic_write_json(run / "metrics.json", metrics)
+    assert migrate_records.main([str(run.parent)]) == 1
+    assert json.loads((run / "metrics.json").read_text()) == metrics
 
 
 def test_atomic_write_json_is_the_format_the_migration_expects(tmp_path):

@@ -89,12 +89,14 @@ def test_zoo_model_gets_a_surrogate_of_its_own_data(tmp_path, monkeypatch):
     m = json.loads((rd / "metrics.json").read_text())
     tf = m["suite"]["transfer_fgsm"]["result"]
     assert "skipped" not in (tf.get("details") or {})
-    sdir = Path(tf["details"]["surrogate"]["run_dir"])
+    rel = tf["details"]["surrogate"]["run_dir"]
+    assert not Path(rel).is_absolute()  # no machine path in the record
+    sdir = (rd / rel).resolve()
     scfg = json.loads((sdir / "config.json").read_text())["config"]
     assert (scfg["regularizer"], scfg["dataset"], scfg["color"], scfg["image_size"]) == ("none", "fashion_mnist",
                                                                                          "rgb", 32)
     # found, not trained again, the second time
-    assert rb_flow.zoo_surrogate("fashion_mnist", out) == sdir
+    assert Path(rb_flow.zoo_surrogate("fashion_mnist", out)).resolve() == sdir
 
 
 PUBLISHED_DIR = os.environ.get("REGBENCH_RB_MODEL_DIR")

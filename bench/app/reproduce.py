@@ -673,8 +673,8 @@ def _invocation(out: Path, t0: float, jobs_run: int) -> dict:
     meta = {"command": cmdline.strip(), "finished": _dt.datetime.now().isoformat(timespec="seconds"),
             "duration_min": (time.time() - t0) / 60, "device": dev,
             "train_s": float(tidy[tidy["metric"] == "train.wall_s"]["value"].sum()),
-            "eval_s": float(tidy[tidy["metric"] == "eval.seconds"]["value"].sum()), "results": str(out),
-            "jobs_run": jobs_run}
+            "eval_s": float(tidy[tidy["metric"] == "eval.seconds"]["value"].sum()),
+            "jobs_run": jobs_run}  # no results path: the history lives in the results folder, machine paths stay out
     hist_path = out / "reproduce_invocations.json"
     history = (store.read_json(hist_path, []) or []) + [dict(meta)]
     store.atomic_write_json(hist_path, history)
