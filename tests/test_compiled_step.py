@@ -5,12 +5,17 @@ EPYC: loss agrees to ~1e-6 relative, weights after the step to within ~2e-3 of t
 gradients of these tiny models amplify round-off; the test allows 1e-2). A wrong graph (a
 missing penalty, a stale running mean, a dropped forward) changes the loss by O(1): the penalty alone is
 several units of this loss. The first compile costs ~30-60 s on 2 cores, so this is the one compiled test."""
+import shutil
+
+import pytest
 import torch
 
 from bench.engine.opcount import ready_trainer
 from conftest import tiny_config
 
 
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                    reason="torch.compile's CPU backend (inductor) needs a C++ compiler")
 def test_compiled_step_computes_the_eager_step(tmp_path):
     torch.set_num_threads(2)
     cfg = tiny_config(tmp_path, regularizer="pixel_sim", width=0.25, reg_forward="grouped",  # the paper's forward
