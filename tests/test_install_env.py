@@ -39,12 +39,13 @@ def test_pip_check_is_clean():
 def test_only_the_four_packages_are_installed(tmp_path):
     code = ("import importlib.util as u, sys; sys.path = [p for p in sys.path if p not in ('', '.')];"
             "print({m: u.find_spec(m) is not None for m in ('bench', 'regularizers', 'attacks', 'leaderboard', 'benchmarks')})")
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # what the install provides, not the shell
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     found = eval(r.stdout)  # noqa: S307 - our own dict literal
     assert found == {"bench": True, "regularizers": True, "attacks": True, "leaderboard": True, "benchmarks": False}
     r = subprocess.run([sys.executable, "-c", "import benchmarks"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=60)
+                       timeout=60, env=env)
     assert r.returncode != 0 and "ModuleNotFoundError" in r.stderr
 
 
