@@ -98,10 +98,10 @@ class _Submitted(Exception):
 
 
 @pytest.mark.parametrize("workers,params,array,expect", [
-    (2, {}, True, "0-1%2"),  # --workers caps the jobs in flight, and is the array's parallelism
-    (2, {"slurm_array_parallelism": 1}, True, "0-1%1"),  # --slurm-param wins
-    (None, {"slurm_array_parallelism": 2}, True, "0-2%2"),  # no cap in flight: all 3 in one array, SLURM's %2
-    (2, {}, False, None),  # --no-slurm-array: one sbatch per job, as before
+    (2, {}, True, "0-2%2"),  # all 3 ready jobs in one array; --workers is its parallelism (SLURM's cap)
+    (2, {"slurm_array_parallelism": 1}, True, "0-2%1"),  # --slurm-param wins
+    (None, {"slurm_array_parallelism": 2}, True, "0-2%2"),
+    (2, {}, False, None),  # --no-slurm-array: one sbatch per job, --workers caps the jobs in flight
 ])
 def test_slurm_jobs_ready_at_once_go_out_as_one_array(tmp_path, monkeypatch, workers, params, array, expect):
     """With cluster "slurm" (a fake sbatch), the jobs `run_jobs` finds ready in one pass are one sbatch call
@@ -131,7 +131,7 @@ def test_slurm_jobs_ready_at_once_go_out_as_one_array(tmp_path, monkeypatch, wor
     lines = []
     with pytest.raises(_Submitted):
         run_jobs(specs + [later], launcher, log=lines.append)
-    n = min(3, workers or 3)
+    n = 3 if array else min(3, workers or 3)
     assert [ln.split(" (")[0] for ln in lines] == [f"[sweep] start none d s{i}" for i in range(n)]
     calls = (seen / "calls.txt").read_text().splitlines()
     scripts = [(seen / f"script_{i + 1}.sh").read_text() for i in range(len(calls))]

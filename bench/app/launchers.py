@@ -332,8 +332,12 @@ class SubmititLauncher(Launcher):
         p.update(params or {})
         self.executor.update_parameters(**p)
         self.params = p
-        # The local executor starts every job at once: cap it. SLURM queues by itself.
-        self.capacity = (workers or 1) if self.executor.cluster in ("local", "debug") else workers
+        # The local executor starts every job at once: cap it. On SLURM, job arrays hand the cap to the scheduler
+        # (`%workers` in the array): every job ready at once goes out in one array, however many there are.
+        if self.executor.cluster in ("local", "debug"):
+            self.capacity = workers or 1
+        else:
+            self.capacity = None if array else workers
         self.poll_s = poll_s
         self.array = array
         self._specs = {}

@@ -132,7 +132,8 @@ def add_sweep_args(p, demo: bool = False) -> None:
                         "(extra `slurm`) (default: local)")
     p.add_argument("--workers", type=int, default=DEMO_WORKERS if demo else None,
                    help="local: worker processes (default: 1, or one per GPU); ray: CPUs of a local Ray; "
-                        "slurm: max jobs in flight")
+                        "slurm: max jobs running (a job array's parallelism; with --no-slurm-array, max jobs "
+                        "in flight)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per worker (local: default cores / workers, GPU workers too; ray: CPUs per job)")
     p.add_argument("--gpus-per-job", type=float, default=None, dest="gpus_per_job",
