@@ -16,7 +16,12 @@ from conftest import tiny_config
 
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
                     reason="torch.compile's CPU backend (inductor) needs a C++ compiler")
-def test_compiled_step_computes_the_eager_step(tmp_path):
+def test_compiled_step_computes_the_eager_step(tmp_path, monkeypatch):
+    # a cache of its own: inductor's on-disk cache is not keyed by ATEN_CPU_CAPABILITY, so kernels compiled
+    # earlier for another ISA setting fail to build (seen: `at::vec` undeclared under
+    # ATEN_CPU_CAPABILITY=default after an AVX-512 run); this test always compiles afresh, as CI does
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch._dynamo.reset()
     torch.set_num_threads(2)
     cfg = tiny_config(tmp_path, regularizer="pixel_sim", width=0.25, reg_forward="grouped",  # the paper's forward
                       reg_params={"n_images": 128, "pairs_per_step": 8})
