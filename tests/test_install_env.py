@@ -4,6 +4,7 @@ rebuilt torchattacks without its requests pin and its stale robustbench copy, an
 virtual environment rather than the system Python."""
 import importlib.metadata as md
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,23 @@ def test_install_refuses_a_venv_made_with_another_python(tmp_path):
     line = [ln for ln in r.stdout.splitlines() if "error:" in ln]
     assert line and "made with Python 3.0.1" in line[0] and here in line[0] and "rm -rf" in line[0], r.stdout
     assert sorted(p.name for p in (venv / "bin").iterdir()) == ["python"]  # nothing installed
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+@pytest.mark.parametrize("how", ["env", "arg"])
+def test_make_passes_the_chosen_python_to_the_installer(how):
+    """`PY=/usr/bin/python3 make test` (or `make test PY=...`) makes the venv with that Python and runs the
+    tests with the venv's own: the Makefile once overrode PY with the venv's path, so the installer was told
+    to run an interpreter that did not exist yet (a fresh clone failed at once)."""
+    env = dict(os.environ)
+    env.pop("PY", None)
+    cmd = ["make", "-n", "test"]
+    if how == "env":
+        env["PY"] = "/opt/py/bin/python3.11"
+    else:
+        cmd.append("PY=/opt/py/bin/python3.11")
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert any('PY="/opt/py/bin/python3.11"' in ln and "scripts/install.sh" in ln for ln in lines), r.stdout
+    assert any(ln.startswith(".venv/bin/python -m pytest") for ln in lines), r.stdout
