@@ -37,28 +37,6 @@ class NotMigrated(ValueError):
     """A config.json this script leaves alone (the message names it and says why)."""
 
 
-def migrate_record(run_dir: Path, check: bool = False) -> bool:
-    """Makes one record's config.out relative; True when it changed (or, with `check`, would change).
-    A config.json that does not parse, or that is not in the writer's own format (so that rewriting it would
-    change more than `out`), raises `NotMigrated` naming it and is left as it is. The file is replaced
-    atomically (config.json is written once, when a run starts, so no lock is needed)."""
-    path = Path(run_dir) / CONFIG
-    try:
-        text = path.read_text(encoding="utf-8")
-        header = json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise NotMigrated(f"{path}: cannot be read as JSON ({e})") from None
-    new = portable_header(header)
-    if new is header:
-        return False
-    if _dump(header) != text:
-        raise NotMigrated(f"{path}: not in the format RegBench writes (rewriting it would change more than "
-                          "config.out); left as it is")
-    if not check:
-        store.atomic_write_bytes(path, _dump(new).encode())
-    return True
-
-
 def _rewrite(path: Path, change, check: bool) -> bool:
     """Apply `change(obj) -> new obj or None (nothing to change)` to one JSON file in the writer's format."""
     try:
@@ -76,6 +54,17 @@ def _rewrite(path: Path, change, check: bool) -> bool:
     if not check:
         store.atomic_write_bytes(path, _dump(new).encode())
     return True
+
+
+def migrate_record(run_dir: Path, check: bool = False) -> bool:
+    """Makes one record's config.out relative; True when it changed (or, with `check`, would change).
+    A config.json that does not parse, or that is not in the writer's own format (so that rewriting it would
+    change more than `out`), raises `NotMigrated` naming it and is left as it is. The file is replaced
+    atomically (config.json is written once, when a run starts, so no lock is needed)."""
+    def change(header):
+        new = portable_header(header)
+        return None if new is header else new
+    return _rewrite(Path(run_dir) / CONFIG, change, check)
 
 
 def _relative_surrogates(run_dir: Path):

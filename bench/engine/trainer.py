@@ -272,7 +272,7 @@ class Trainer:
         # reg_forward=grouped: the batch norms take per-group statistics while the step sets group sizes
         self.bn_groups = BatchNormGroups(self.model) if cfg.reg_forward == "grouped" else None
         self.path = step_path(cfg, self.device)
-        self.net = prepare_model(self.model, self.path)
+        prepare_model(self.model, self.path)
         self.loss_fn = (torch.compile(self._loss_of, mode=compile_mode(self.device), dynamic=False)
                         if self.path.compiled else self._loss_of)
 
@@ -346,7 +346,7 @@ class Trainer:
                                    foreach=True)
         self.state = {"step": 0, "best_val": float("inf"), "best_epoch": -1, "wall_s": 0.0, "device_s": 0.0,
                       "images": 0, "reg_images": 0}
-        self.best_model, self.perm, self.gen, self.perm_dev, self.plan = None, None, None, None, None
+        self.best_model, self.perm, self.gen, self.plan = None, None, None, None
         # draw each epoch's randomness at its start (see inputs): every regularizer that splits its draws off
         self.ahead = (not self.reg.active) or bool(getattr(self.reg, "draws_ahead", False))
 
@@ -386,17 +386,25 @@ class Trainer:
         self.guard = _FiniteGuard(self.device, self.record.name)
         self.rlog, self.lr = {}, self.cfg.lr
 
+    def _plan(self, epoch: int, perm: torch.Tensor, draws: dict | None = None, reg: dict | None = None) -> dict:
+        """What the epoch's steps slice, on the device: the data order and (drawing ahead) the task batch's
+        crop draws and the regularizer's draws, each stacked over the epoch's steps."""
+        dev = self.device
+        return {"epoch": epoch, "perm": to_device(perm, dev),
+                "draws": {k: to_device(v, dev) for k, v in (draws or {}).items()},
+                "reg": {k: to_device(v, dev) for k, v in (reg or {}).items()}}
+
     def _draw_epoch(self, epoch: int):
-        """The epoch's generator, its data order and (drawing ahead) every draw of its steps, made now in the
-        order a step-by-step loop makes them (per step: crop offsets, flips, then the regularizer's draw) and
-        copied to the device at once. A resumed run redraws its epoch from the epoch's seed, so it continues
-        with the same numbers; drawing ahead or step by step gives the same numbers on the same device."""
+        """The epoch's generator, data order and plan. Drawing ahead, the plan holds every draw of its steps,
+        made now in the order a step-by-step loop makes them (per step: crop offsets, flips, then the
+        regularizer's draw) and copied to the device at once. A resumed run redraws its epoch from the epoch's
+        seed, so it continues with the same numbers; drawing ahead or step by step gives the same numbers."""
         cfg = self.cfg
         gen = epoch_generator(cfg.seed, epoch)
         reps = math.ceil(self.spe * cfg.batch_size / self.n_train)
         perm = torch.cat([torch.randperm(self.n_train, generator=gen) for _ in range(reps)])
         if not self.ahead:
-            return gen, perm, None
+            return gen, perm, self._plan(epoch, perm)
         crop = cfg.resolved_augment() == "crop_flip"
         cols: dict[str, list] = {"oy": [], "ox": [], "f": []}
         regd: list[dict] = []
@@ -407,13 +415,8 @@ class Trainer:
                     cols[k].append(v)
             if self.reg.active:
                 regd.append(self.reg.draw(epoch * self.spe + s, gen))
-        plan = {k: torch.stack(v) for k, v in cols.items() if v}
-        if regd:
-            plan.update({"reg." + k: torch.stack([d[k] for d in regd]) for k in regd[0]})
-        plan["perm"] = perm
-        plan = {k: to_device(v, self.device) for k, v in plan.items()}
-        plan["epoch"] = epoch
-        return gen, perm, plan
+        reg = {k: torch.stack([d[k] for d in regd]) for k in regd[0]} if regd else None
+        return gen, perm, self._plan(epoch, perm, {k: torch.stack(v) for k, v in cols.items() if v}, reg)
 
     def inputs(self):
         """This step's task images (augmented on the device), labels and the regularizer's batch (None when it
@@ -426,23 +429,22 @@ class Trainer:
             if self.plan is None or self.plan["epoch"] != epoch:
                 self.gen, self.perm, self.plan = self._draw_epoch(epoch)
         elif in_epoch == 0 or self.perm is None:
-            self.gen, self.perm, _ = self._draw_epoch(epoch)
-        if self.perm_dev is None or self.perm_dev[0] is not self.perm:  # the epoch's order on the device, once
-            self.perm_dev = (self.perm, self.plan["perm"] if self.ahead else to_device(self.perm, self.device))
-        idx = self.perm_dev[1][in_epoch * cfg.batch_size:(in_epoch + 1) * cfg.batch_size]
+            self.gen, self.perm, self.plan = self._draw_epoch(epoch)
+        elif self.plan is None:  # resumed mid-epoch step by step: the checkpoint's order and generator go on
+            self.plan = self._plan(epoch, self.perm)
+        plan = self.plan
+        idx = plan["perm"][in_epoch * cfg.batch_size:(in_epoch + 1) * cfg.batch_size]
         y = self.data.train_y[idx]
         if not self.ahead:
             x = augment(cfg, self.data.train_x[idx], self.gen)
             rb = reg.sample(state["step"], self.gen) if reg.active else None
-            return x, y, (None if rb is None else rb.to(self.device))
-        plan = self.plan
-        x = bdata.to_float(self.data.train_x[idx])
-        if "oy" in plan:
-            x = bdata.apply_crop_flip(x, plan["oy"][in_epoch], plan["ox"][in_epoch], plan["f"][in_epoch], pad=4)
-        if not reg.active:
-            return x, y, None
-        drawn = {k[4:]: v[in_epoch] for k, v in plan.items() if k.startswith("reg.")}
-        rb = reg.sample(state["step"], drawn=drawn)
+        else:
+            x = bdata.to_float(self.data.train_x[idx])
+            d = plan["draws"]
+            if d:
+                x = bdata.apply_crop_flip(x, d["oy"][in_epoch], d["ox"][in_epoch], d["f"][in_epoch], pad=4)
+            rb = reg.sample(state["step"], drawn={k: v[in_epoch] for k, v in plan["reg"].items()}) \
+                if reg.active else None
         return x, y, (None if rb is None else rb.to(self.device))
 
     def _forward(self, x, rb):
@@ -455,7 +457,7 @@ class Trainer:
         return logits, feats
 
     def _forwards(self, x, rb):
-        net, path, b = self.net, self.path.plain(), x.shape[0]
+        net, path, b = self.model, self.path.plain(), x.shape[0]
         extra = rb.images if (rb is not None and rb.images is not None) else None
         if not self.reg.active:
             return path_forward(net, x, path), None
