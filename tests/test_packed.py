@@ -130,14 +130,14 @@ def test_a_failing_member_fails_only_its_own_record(tmp_path):
         assert json.loads((rec.path / "metrics.json").read_text())["train"]["steps"] == 16
 
 
-def test_packed_takes_the_members_fast_path(tmp_path, monkeypatch):
-    """On the fast path (forced on the CPU: channels_last + bf16 autocast, as on CUDA) the pack runs its
-    forwards in one autocast region and its members record that path: a pack never mixes step paths."""
-    from bench.engine import trainer as btrain
-    fast = btrain.StepPath(fast=True, channels_last=True, amp_dtype=torch.bfloat16, compiled=False)
-    monkeypatch.setattr(btrain, "step_path", lambda c, d: fast)
-    cfgs = [tiny_config(tmp_path, seed=s, epochs=1, steps_per_epoch=3, batch_size=16,
+def test_packed_takes_the_members_fast_path(tmp_path):
+    """On the fast path (`step_path=fast` on the CPU: channels_last + bf16 autocast, as on CUDA) the pack runs
+    its forwards in one autocast region and its members record that path: a pack never mixes step paths."""
+    cfgs = [tiny_config(tmp_path, seed=s, epochs=1, steps_per_epoch=3, batch_size=16, step_path="fast",
                         regularizer="pixel_sim", reg_params={"n_images": 64, "pairs_per_step": 4}) for s in (0, 1)]
+    assert all(c.step_path == "fast" for c in cfgs)
+    with pytest.raises(ValueError, match="comparison"):  # a plain member in a fast pack: another protocol
+        train_packed([cfgs[0], cfgs[1].replace(step_path="plain")], log=lambda *a: None)
     assert list(train_packed(cfgs, log=lambda *a: None).values()) == [None, None]
     for c in cfgs:
         m = json.loads((Record.for_config(c).path / "metrics.json").read_text())["train"]

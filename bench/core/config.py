@@ -75,6 +75,10 @@ class RunConfig:
     ckpt_every: int | None = None  # steps between resumable checkpoints (None: by time only)
     ckpt_minutes: float = 10.0  # minutes between resumable checkpoints (a paper run writes a handful, not ~200)
     compile: bool = False  # torch.compile the step's forwards + loss + penalty (CUDA graphs on CUDA; speed only)
+    # --- the train step's numerics (hashed when fast: fast and plain runs never pool as one protocol)
+    # plain: float32 NCHW (bit-exact resume) | fast: channels_last + bf16 autocast | auto: fast on CUDA and on
+    # CPUs with native bf16 | None: fast on CUDA, plain on CPUs. build_config stores the resolved value.
+    step_path: str | None = None
 
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict:
@@ -98,7 +102,19 @@ class RunConfig:
             d.pop(k, None)
         d["data_seed"] = self.effective_data_seed
         d["surrogate_seed"] = self.effective_surrogate_seed
+        # the plain path is what every record before the option computed: it stays out of the hash, so those
+        # records keep their names; the fast path enters it (and so the comparison key)
+        d.pop("step_path", None)
+        if self.resolved_step_path() == "fast":
+            d["step_path"] = "fast"
         return d
+
+    def resolved_step_path(self) -> str:
+        """`plain` or `fast` for this config on this machine (bench.core.device.resolve_step_path)."""
+        if self.step_path in ("plain", "fast"):
+            return self.step_path
+        from bench.core.device import resolve_step_path
+        return resolve_step_path(self.step_path, self.device)
 
     def hash(self) -> str:
         blob = json.dumps(self.semantic_dict(), sort_keys=True, default=str, separators=(",", ":"))
@@ -239,6 +255,8 @@ def build_config(preset: str | None = None, overrides: dict | None = None,
         d[key] = parse_field_value(key, val)  # type-checked against the field (reg_params stay free-form)
     cfg = RunConfig.from_dict(d)
     validate(cfg)
+    # the resolved path (never auto/unset) is what config.json, the hash and job specs carry
+    cfg.step_path = cfg.resolved_step_path()
     return cfg
 
 
@@ -314,6 +332,8 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError(f"input_scaling must be reference|meanstd|none, got {cfg.input_scaling!r}")
     if cfg.reg_forward not in ("joint", "separate", "grouped"):
         raise ValueError(f"reg_forward must be joint|separate|grouped, got {cfg.reg_forward!r}")
+    if cfg.step_path not in (None, "auto", "plain", "fast"):
+        raise ValueError(f"step_path must be auto|plain|fast (or unset), got {cfg.step_path!r}")
     if cfg.select not in ("best_val_loss", "last"):
         raise ValueError(f"select must be best_val_loss|last, got {cfg.select!r}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.width <= 0:

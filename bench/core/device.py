@@ -63,6 +63,51 @@ def available_memory(device: torch.device) -> int | None:
     return None
 
 
+STEP_PATHS = ("auto", "plain", "fast")
+
+
+def cpu_native_bf16() -> tuple[bool, str]:
+    """Whether this CPU computes bf16 natively (AVX512_BF16 or AMX-BF16 on x86, as oneDNN uses them), and
+    how that was decided. torch asks cpuid (`torch.cpu._is_avx512_bf16_supported`, `_is_amx_tile_supported`);
+    where those private helpers are missing, the `avx512_bf16`/`amx_bf16` flags of /proc/cpuinfo answer.
+    Without native support bf16 is emulated and slower than float32, so `auto` stays plain there."""
+    cpu = getattr(torch, "cpu", None)
+    for fn in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        f = getattr(cpu, fn, None)
+        if f is None:
+            continue
+        with contextlib.suppress(Exception):
+            if bool(f()):
+                return True, f"torch.cpu.{fn}()"
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    hit = sorted(flags & {"avx512_bf16", "amx_bf16"})
+                    return (True, f"/proc/cpuinfo flag {hit[0]}") if hit else (False, "no avx512_bf16/amx_bf16 flag")
+    return False, "torch reports no AVX512_BF16/AMX and /proc/cpuinfo has no bf16 flag"
+
+
+def resolve_step_path(option: str | None, device_name: str | None = "auto") -> str:
+    """The train step's path, `plain` (float32 NCHW: bit-exact and resumable, the same numbers on any CPU of
+    one kind) or `fast` (channels_last + bf16 autocast, float32 loss and penalty), from the run's option:
+    `plain`/`fast` as given; `auto` -> fast on CUDA and on CPUs with native bf16 (`cpu_native_bf16`), plain
+    elsewhere; None (the default) -> fast on CUDA, plain on every CPU (so a CPU run's numbers never depend on
+    which CPU it met). Decided from the device *name* without touching a GPU."""
+    if option not in (None,) + STEP_PATHS:
+        raise ValueError(f"step_path must be one of {', '.join(STEP_PATHS)} (or unset), got {option!r}")
+    if option in ("plain", "fast"):
+        return option
+    name = "auto" if device_name is None else str(device_name)
+    cuda = name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+    if cuda:
+        return "fast"
+    if option == "auto" and name in ("auto", "cpu"):
+        return "fast" if cpu_native_bf16()[0] else "plain"
+    return "plain"
+
+
 SHARED_ENV = "REGBENCH_DEVICE_SHARED_BY"  # set by the launcher: how many worker processes share this device
 
 

@@ -32,6 +32,13 @@ CONFIG, METRICS, MODEL, REGULARIZER, CHECKPOINT, LOG = (
 RECORD_OUT = ".."
 
 
+def legacy_defaults(cfg: dict) -> dict:
+    """A stored config with the values its writer meant by leaving a field out: records written before the
+    `step_path` option were all trained on the plain path (no record of this project was made on a GPU), so
+    a missing `step_path` reads as `plain`, on any machine (unset would resolve by the reading machine)."""
+    return cfg if "step_path" in cfg else {**cfg, "step_path": "plain"}
+
+
 def portable_header(header: dict) -> dict:
     """`header` with `config.out` set to `RECORD_OUT` (nothing else changes); other headers as they are.
     What `Record.write_header` stores, and what scripts/migrate_records.py applies to old records."""
@@ -117,7 +124,7 @@ class Record:
         return cfg
 
     def _config_of(self, h: dict) -> RunConfig:
-        return RunConfig.from_dict({**h["config"], "out": str(self.path.expanduser().resolve().parent)})
+        return RunConfig.from_dict({**legacy_defaults(h["config"]), "out": str(self.path.expanduser().resolve().parent)})
 
     def hash_problem(self) -> str | None:
         """Why config.json does not match the record's hash, or None when it does. The hash is in the folder's
@@ -128,7 +135,7 @@ class Record:
         if not isinstance(h, dict) or not isinstance(h.get("config"), dict):
             return "config.json has no \"config\" object"
         try:
-            actual = RunConfig.from_dict(h["config"]).hash()
+            actual = RunConfig.from_dict(legacy_defaults(h["config"])).hash()
         except TypeError as e:
             return f"config.json does not describe a run ({e})"
         ext = h.get("external")

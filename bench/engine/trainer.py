@@ -24,8 +24,8 @@ import regularizers as regs
 from bench.core import data as bdata
 from bench.core import store
 from bench.core.config import RunConfig, lr_at, validate
-from bench.core.device import (available_memory, determinism_info, device_info, device_shared_by, resolve_device,
-                               synchronize, to_device)
+from bench.core.device import (available_memory, cpu_native_bf16, determinism_info, device_info, device_shared_by,
+                               resolve_device, resolve_step_path, synchronize, to_device)
 from bench.core.models import BatchNormGroups, count_parameters, model_from_config
 from bench.core.records import Record
 
@@ -127,8 +127,12 @@ class StepPath:
 
 
 def step_path(cfg: RunConfig, device: torch.device) -> StepPath:
-    cuda = device.type == "cuda"
-    return StepPath(fast=cuda, channels_last=cuda, amp_dtype=torch.bfloat16 if cuda else None,
+    """The config's resolved `step_path` as a StepPath: `fast` is channels_last + bf16 autocast on any
+    device (CUDA, or a CPU: native bf16 there is about 2x per step, benchmarks/README.md); `plain` is float32
+    NCHW. A config left unset resolves by `device` (fast on CUDA, plain on CPUs)."""
+    name = cfg.step_path if cfg.step_path in ("plain", "fast") else resolve_step_path(cfg.step_path, str(device))
+    fast = name == "fast"
+    return StepPath(fast=fast, channels_last=fast, amp_dtype=torch.bfloat16 if fast else None,
                     compiled=bool(getattr(cfg, "compile", False)))
 
 
@@ -250,6 +254,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, data: bdata.DataBundle | None = None, log=print):
         validate(cfg)
+        cfg = cfg.replace(step_path=cfg.resolved_step_path())  # config.json holds the resolved path (same hash)
         self.cfg, self.log = cfg, log
         self.record = Record.for_config(cfg)
         self.device = resolve_device(cfg.device)
@@ -272,6 +277,9 @@ class Trainer:
         # reg_forward=grouped: the batch norms take per-group statistics while the step sets group sizes
         self.bn_groups = BatchNormGroups(self.model) if cfg.reg_forward == "grouped" else None
         self.path = step_path(cfg, self.device)
+        if self.path.fast and self.device.type == "cpu" and not cpu_native_bf16()[0]:
+            log("[regbench] warning: step_path=fast on a CPU without native bf16: bf16 is emulated there and "
+                "slower than the plain path")
         prepare_model(self.model, self.path)
         self.loss_fn = (torch.compile(self._loss_of, mode=compile_mode(self.device), dynamic=False)
                         if self.path.compiled else self._loss_of)
