@@ -204,3 +204,30 @@ def test_bench_run_quick_on_the_shared_prefix(tmp_path):
     details = suite["corruptions"]["result"]["details"]
     assert "CIFAR-10-C parameters" in details["dataset_variant"]
     assert details["colour"] == "gray (corrupted in RGB, then converted)"  # the quick preset is gray; the file is RGB
+
+
+def test_regularization_sets_and_similarity_read_array_files(tmp_path):
+    from regularizers import regsets
+    from regularizers.analysis import similarity_report
+    path = write(tmp_path, good(hw=32))
+    cfg = build_config("tiny", {"dataset": f"npz:{path}", "color": "gray"}, [f"reg_params.reg_dataset=npz:{path}"])
+    sha = arrays.file_sha256(path)
+    assert cfg.reg_params["reg_dataset"] == f"npz:sha256={sha}" and str(tmp_path) not in json.dumps(cfg.semantic_dict())
+    task = bdata.load(f"npz:{path}", color="gray", val_fraction=0.1)
+    own, d_own = regsets.load_reg_images("task", 8, config=cfg, task_data=task)
+    named, d_named = regsets.load_reg_images(cfg.reg_params["reg_dataset"], 8, config=cfg)
+    assert own.shape == named.shape == (8, 1, 32, 32) and d_own["augment"] == d_named["augment"] == "crop_flip"
+    summary = similarity_report(f"npz:{path}", 8, color="gray")[0]
+    assert summary["n_images"] == 8 and summary["pairs"] == 28
+
+
+def test_a_sweep_plans_array_datasets_by_their_sha256(tmp_path):
+    from bench.app.sweep import SweepSpec, plan_sweep
+    path = write(tmp_path, good(hw=32))
+    plan = plan_sweep(SweepSpec(regularizers="none,pixel_sim", seeds="0", preset="tiny",
+                                datasets=f"fashion_mnist,npz:{path}", overrides={"out": str(tmp_path / "r")}))
+    sha = arrays.file_sha256(path)
+    assert plan.datasets == ["fashion_mnist", f"npz:sha256={sha}"]
+    assert {s.config["dataset"] for s in plan.specs} == set(plan.datasets)
+    with pytest.raises(ValueError, match="npz dataset file not found: /nowhere.npz"):
+        plan_sweep(SweepSpec(regularizers="none", seeds="0", preset="tiny", datasets="npz:/nowhere.npz"))
