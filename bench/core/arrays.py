@@ -190,8 +190,8 @@ def _num_classes(path: Path, arrs: dict, ys: list) -> tuple[int, list]:
 
 def load_npz(name: str, files: dict | None = None) -> tuple:
     """(train_x, train_y, test_x, test_y, info) of an array dataset: uint8 [N, C, H, W] / int64 [N] tensors at
-    the file's size and colour, every rule of the module's docstring checked; info = {file, sha256,
-    num_classes, classes}."""
+    the file's size and colour, every rule of the module's docstring checked; info = {file, path, sha256,
+    num_classes, classes} (`path` for messages only: records keep `file` and `sha256`)."""
     import torch
     path = path_of(name, files)
     arrs = _open(path)
@@ -201,7 +201,7 @@ def load_npz(name: str, files: dict | None = None) -> tuple:
     if xtr.shape[1:] != xte.shape[1:]:
         raise NpzError(f"{path}: x_train images are {xtr.shape[1:]} (C, H, W) but x_test images {xte.shape[1:]}")
     k, names = _num_classes(path, arrs, [ytr, yte])
-    info = {"file": path.name, "sha256": file_sha256(path), "num_classes": k, "classes": names}
+    info = {"file": path.name, "path": str(path), "sha256": file_sha256(path), "num_classes": k, "classes": names}
     return (torch.from_numpy(xtr), torch.from_numpy(ytr), torch.from_numpy(xte), torch.from_numpy(yte), info)
 
 

@@ -287,9 +287,8 @@ def load(name: str, color: str = "gray", image_size: int = 32, n_train: int | No
     meta, k = {}, None
     if arrays.is_npz(name):
         trx, try_, tex, tey, info = arrays.load_npz(name, files)
-        label = info["file"] if name.startswith(arrays.CANON) else name
-        n_train, n_test, meta = arrays.check_sizes(label, len(trx), len(tex), n_train, n_test, val_fraction,
-                                                   from_preset)
+        n_train, n_test, meta = arrays.check_sizes(info["path"], len(trx), len(tex), n_train, n_test,
+                                                   val_fraction, from_preset)
         meta, k = {"file": info["file"], "sha256": info["sha256"], **meta}, info["num_classes"]
     else:
         trx, try_, tex, tey = load_raw(name, data_dir, download)
