@@ -15,6 +15,10 @@ Source of the corrupted images, in order of preference:
    "-C" variants from the same generator and the same (CIFAR) parameters; the variant is
    recorded in `details.dataset_variant`.
 
+Array files (`npz:PATH`) get the generated images with the same CIFAR-10-C parameters (every dataset does);
+the released files stay CIFAR-10's own (their rows are the full test set's, not a file's). An array file of
+32x32 colour images counts as an RGB dataset below (`bench.core.data.natively_rgb`).
+
 Colour: a grayscale model on an RGB dataset (the `paper` preset: grayscale CIFAR-10) sees
 corrupted RGB images converted to gray afterwards (ITU-R 601, as bench.core.data.convert_color), so
 generated and released images go through the same conversion. For natively gray datasets the
@@ -153,12 +157,14 @@ def _rgb_source(ctx: EvalContext, x: torch.Tensor):
     if "x_source" in ctx.extras:
         return ctx.extras["x_source"][:len(x)].to(x.device, x.dtype)
     cfg = ctx.config
-    if cfg is None or x.shape[1] != 1 or not str(getattr(cfg, "dataset", "")).startswith("cifar"):
-        return None
+    files = getattr(cfg, "data_files", None)
     try:
+        if cfg is None or x.shape[1] != 1 or not bdata.natively_rgb(str(getattr(cfg, "dataset", "")), files):
+            return None
+        from_preset = ("n_train", "n_test")  # the record's own sizes: an array file's clamp as at training
         d = bdata.load(cfg.dataset, color="rgb", image_size=cfg.image_size, n_train=cfg.n_train, n_test=cfg.n_test,
                        val_fraction=cfg.val_fraction, data_seed=_data_seed(cfg), data_dir=cfg.data_dir,
-                       download=False)
+                       download=False, files=files, from_preset=from_preset)
     except Exception:  # noqa: BLE001 - no RGB source: fall back to the gray channel
         return None
     rgb = d.test_x[:len(x)]

@@ -27,7 +27,8 @@ def load_reg_images(reg_dataset: str, n_images: int, *, config, task_data=None, 
     """(uint8 images [N, C, H, W] on the CPU, description) of a regularization set.
 
     reg_dataset: "task" (the run's own training images), a registered dataset name (its training
-    split through `bench.core.data.load_raw`), or "folder:PATH". Fewer available images than asked
+    split through `bench.core.data.load_raw`), "folder:PATH", or an array file ("npz:PATH", or the
+    "npz:sha256=<hex>" a RunConfig makes of it, found through `config.data_files`). Fewer available images than asked
     for is allowed (with a warning); the description records the number used."""
     from bench.core import data as bdata
     if n_images < 2:
@@ -39,14 +40,16 @@ def load_reg_images(reg_dataset: str, n_images: int, *, config, task_data=None, 
         x = task_data.train_x[:n_images].cpu()
     else:
         source = reg_dataset
-        x = bdata.load_raw(reg_dataset, getattr(config, "data_dir", None), getattr(config, "download", True))[0]
+        x = bdata.load_raw(reg_dataset, getattr(config, "data_dir", None), getattr(config, "download", True),
+                           files=getattr(config, "data_files", None))[0]
         x = bdata.fit_size(bdata.convert_color(x[:n_images], config.color), config.image_size).contiguous()
     if len(x) < n_images:
         warnings.warn(f"regularization set {reg_dataset!r} has {len(x)} images, fewer than n_images={n_images}; "
                       f"using {len(x)}", stacklevel=2)
     if len(x) < 2:
         raise ValueError(f"regularization set {reg_dataset!r} has fewer than 2 images")
-    aug = resolve_augment(augment, "folder" if source.startswith("folder:") else source)
+    aug = resolve_augment(augment, "folder" if source.startswith("folder:") else source,
+                          getattr(config, "data_files", None))
     if aug == "crop_flip":
         g = torch.Generator().manual_seed(int(seed) * 7919 + 17)
         x = bdata.batch_crop_flip(x, pad=4, flip=True, generator=g)  # exact on uint8 (gather only)

@@ -24,8 +24,12 @@ def test_paper_preset_values():
 
 def test_hash_ignores_paths_and_device_but_not_semantics():
     a = build_config("tiny", {"out": "/tmp/a", "device": "cpu"})
-    b = build_config("tiny", {"out": "/tmp/b", "device": "cuda", "data_dir": "/x"})
+    b = build_config("tiny", {"out": "/tmp/b", "device": "cuda", "data_dir": "/x", "step_path": "plain"})
     assert a.hash() == b.hash()
+    # the device is not hashed, but the step path it selects is: unset, CUDA resolves to the fast path
+    # (bf16 autocast), another protocol than the CPU's plain fp32 path
+    c = build_config("tiny", {"out": "/tmp/c", "device": "cuda"})
+    assert c.step_path == "fast" and c.hash() != a.hash()
     assert a.hash() != a.replace(seed=1).hash()
     assert a.hash() != a.replace(reg_params={"alpha": 1}).hash()
     # same comparison key across regularizers and seeds, different with another budget

@@ -10,6 +10,8 @@
     table = bench.leaderboard("results")                      # pandas DataFrame (tidy: one row per metric)
 
 Every function takes plain values (a `RunConfig`, a `SweepSpec`, paths, modules), never argparse objects.
+A dataset may be an array file, `"npz:path/to/arrays.npz"` (bench.core.arrays): `build_config` turns it into
+`npz:sha256=<hex>` (records name the bytes, not the path), and `evaluate(module, dataset="npz:...")` reads it.
 """
 from __future__ import annotations
 

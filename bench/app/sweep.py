@@ -121,9 +121,14 @@ def check_seed_list(seeds) -> list[int]:
 
 
 def check_datasets(names: list[str]) -> None:
-    """Every dataset name known (or `folder:PATH` with an existing folder) before anything runs."""
+    """Every dataset name known (or `folder:PATH` with an existing folder, `npz:PATH` with an existing file)
+    before anything runs."""
+    from bench.core import arrays
     from bench.core import data as bdata
     for ds in names:
+        if arrays.is_npz(ds):
+            arrays.path_of(ds)  # a missing file: one line saying where it looked
+            continue
         if ds.startswith("folder:"):
             path = Path(ds[len("folder:"):]).expanduser()
             if not path.is_dir():
@@ -131,7 +136,7 @@ def check_datasets(names: list[str]) -> None:
             continue
         if ds not in bdata.available_datasets():
             raise ValueError(f"unknown dataset {ds!r}; valid datasets: "
-                             f"{', '.join(bdata.available_datasets() + ['folder:PATH'])}")
+                             f"{', '.join(bdata.available_datasets() + ['folder:PATH', 'npz:PATH'])}")
 
 
 def check_launch(spec: "SweepSpec") -> None:
@@ -242,10 +247,11 @@ def plan_sweep(spec: SweepSpec) -> Plan:
     _check_reg_sets(regs, common, per)
     over = _overrides(spec)
     base0 = build_config(spec.preset, over, glob)
-    specs_sur, specs_run = [], []
+    specs_sur, specs_run, names = [], [], []
     for ds in datasets or [base0.dataset]:
-        sur, runs = _dataset_jobs(spec, build_config(spec.preset, dict(over, dataset=ds), glob), regs, seeds,
-                                  common, per)
+        base = build_config(spec.preset, dict(over, dataset=ds), glob)
+        names.append(base.dataset)  # as the records name it (an array file: npz:sha256=...)
+        sur, runs = _dataset_jobs(spec, base, regs, seeds, common, per)
         specs_sur += sur
         specs_run += runs
     sur_dirs = {s.run_dir for s in specs_sur}
@@ -255,7 +261,7 @@ def plan_sweep(spec: SweepSpec) -> Plan:
                              f"(surrogate seed {s.config['seed']}): the transfer test would attack "
                              f"the model with its own gradients. Drop that seed or --set surrogate_seed=...")
     return Plan(specs=specs_sur + specs_run, out=Path(base0.out).expanduser().resolve(),
-                datasets=datasets or [base0.dataset], regularizers=regs, seeds=seeds)
+                datasets=list(dict.fromkeys(names)), regularizers=regs, seeds=seeds)
 
 
 def _check_reg_sets(regs: list[str], common: dict, per: dict) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from bench.core.config import DEFAULT_PRESET, PRESETS
-from bench.core.names import DATASETS, DEVICES, MODELS, REGULARIZERS, SUITES, TESTS, joined
+from bench.core.names import DATASETS, DEVICES, FILE_DATASETS, MODELS, REGULARIZERS, SUITES, TESTS, joined
 
 CONFIRM_ABOVE_S = 3600.0  # `bench run` asks for --yes above this estimate
 
@@ -48,7 +48,8 @@ def add_common_run_args(p):
                    help=f"named settings: {joined(sorted(PRESETS))} (default: {DEFAULT_PRESET}, which suits a CPU "
                         f"machine; `paper` runs only when asked for). Options below override the preset")
     p.add_argument("--dataset", default=None, metavar="NAME",
-                   help=f"task dataset: {joined(DATASETS, 'folder:PATH')} (default: the preset's)")
+                   help=f"task dataset: {joined(DATASETS, FILE_DATASETS)} (npz: a NumPy archive with x_train, y_train, "
+                        "x_test, y_test, named in records by its sha256) (default: the preset's)")
     p.add_argument("--color", choices=["gray", "rgb"], default=None, help="image colour (default: the preset's)")
     p.add_argument("--width", type=float, default=None,
                    help="channel multiplier of the model: 1.0 = 64-128-256-512 channels (default: the preset's)")
@@ -252,7 +253,7 @@ def cmd_list(args) -> int:
     sections.append(("regularizers", regs))
     sections.append(("models", [m for m in models.available_models() if keep(m)]))
     sections.append(("datasets", [d for d in data.available_datasets() if keep(d)]
-                     + (["folder:PATH"] if keep("folder:PATH") else [])))
+                     + [f for f in ("folder:PATH", "npz:PATH") if keep(f)]))
     sections.append(("presets", [f"{p:<10} {PRESET_HELP.get(p, '')}".rstrip() for p in sorted(PRESETS) if keep(p)]))
     import attacks
     sections.append(("suites", [f"{s:<10} {', '.join(attacks.suite_tests(s))}"
@@ -428,7 +429,7 @@ def add_similarity_parser(sub):
                      "package.module:attr | path/to/targets.npz (images + similarity or responses)")
     p = sub.add_parser("similarity", help="correlate S^pixel with S^neural-pred on a regularization set (figure + JSON)")
     p.add_argument("--reg-dataset", default="fashion_mnist", metavar="NAME",
-                   help=f"regularization images: {joined(DATASETS, 'folder:PATH')} (default: %(default)s)")
+                   help=f"regularization images: {joined(DATASETS, FILE_DATASETS)} (default: %(default)s)")
     p.add_argument("--n-images", type=int, default=1000, metavar="N", help="first N images (default: %(default)s)")
     p.add_argument("--color", choices=["gray", "rgb"], default="gray", help="image colour (default: %(default)s)")
     p.add_argument("--image-size", type=int, default=32, metavar="PX", help="image side in pixels (default: %(default)s)")

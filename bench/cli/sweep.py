@@ -126,7 +126,7 @@ def add_sweep_args(p, demo: bool = False) -> None:
                         "(`bench list` shows all) (default: %(default)s)")
     p.add_argument("--seeds", default="0-2" if demo else "0-4", help="e.g. 0-4 or 0,1,2 (default: %(default)s)")
     p.add_argument("--datasets", default=None, help="comma-separated datasets: cifar10, cifar100, fashion_mnist, "
-                                                      "mnist, folder:PATH (default: the preset's)")
+                                                      "mnist, folder:PATH, npz:PATH (default: the preset's)")
     p.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"],
                    help="local: in-process or worker processes; ray: a Ray cluster (extra `ray`); slurm: submitit "
                         "(extra `slurm`) (default: local)")

@@ -21,7 +21,7 @@ DEMO_WORKERS = 2
 # Fields that do not change what is computed: excluded from the hash.
 SURROGATE_OFFSET = 1000  # a block's surrogate seed is this plus the block's seed (RunConfig.surrogate_seed None)
 NON_SEMANTIC = ("data_dir", "out", "device", "download", "progress", "preset", "ckpt_every", "ckpt_minutes",
-                "compile")
+                "compile", "data_files")
 
 
 @dataclass
@@ -67,6 +67,9 @@ class RunConfig:
     surrogate_seed: int | None = None
     # --- where (not hashed)
     data_dir: str | None = None
+    # array files ({sha256: path}) of `npz:sha256=<hex>` datasets (bench.core.arrays): where the bytes the hash
+    # names were found; config.json stores the paths relative to the record, as `out`
+    data_files: dict | None = None
     out: str = "results"
     device: str = "auto"
     download: bool = True
@@ -79,6 +82,18 @@ class RunConfig:
     # plain: float32 NCHW (bit-exact resume) | fast: channels_last + bf16 autocast | auto: fast on CUDA and on
     # CPUs with native bf16 | None: fast on CUDA, plain on CPUs. build_config stores the resolved value.
     step_path: str | None = None
+
+    def __post_init__(self):
+        """`npz:PATH` (as `dataset` or `reg_params.reg_dataset`) becomes `npz:sha256=<hex>` with the path in
+        `data_files`: the hash and config.json name the data by its bytes, never by a path of this machine
+        (bench.core.arrays). Other names are left as they are; nothing is read for them."""
+        rd = self.reg_params.get("reg_dataset") if isinstance(self.reg_params, dict) else None
+        if _needs_canon(self.dataset) or _needs_canon(rd):
+            from bench.core.arrays import canonical
+            self.dataset, self.data_files = canonical(self.dataset, self.data_files)
+            if _needs_canon(rd):
+                rd, self.data_files = canonical(rd, self.data_files)
+                self.reg_params = {**self.reg_params, "reg_dataset": rd}
 
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict:
@@ -140,20 +155,28 @@ class RunConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def resolved_augment(self) -> str:
-        return resolve_augment(self.augment, self.dataset)
+        return resolve_augment(self.augment, self.dataset, self.data_files)
 
 
 AUGMENTS = ("auto", "crop_flip", "none")
 
 
-def resolve_augment(option: str, dataset: str) -> str:
+def _needs_canon(name) -> bool:
+    return isinstance(name, str) and name.startswith("npz:") and not name.startswith("npz:sha256=")
+
+
+def resolve_augment(option: str, dataset: str, files: dict | None = None) -> str:
     """`auto` -> the reference's augmentation for the dataset (CIFAR: crop with 4-px reflect padding +
     flip; MNIST family and folders: none); other options as given. Used for the task data and for the
-    regularization sets alike."""
+    regularization sets alike. An `npz:` array file counts as CIFAR when its images are 32x32 colour
+    (`bench.core.arrays.cifar_like`, read from the file `files` names); set `augment` to override."""
     if option not in AUGMENTS:
         raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {option!r}")
     if option != "auto":
         return option
+    if str(dataset).startswith("npz:"):
+        from bench.core.arrays import cifar_like
+        return "crop_flip" if cifar_like(dataset, files) else "none"
     return "crop_flip" if str(dataset).startswith("cifar") else "none"
 
 
@@ -317,6 +340,9 @@ def validate(cfg: RunConfig) -> None:
             raise ValueError(f"{name} must be a non-empty string, got {v!r}")
     if not isinstance(cfg.reg_params, dict):
         raise ValueError(f"reg_params must be a mapping of hyper-parameters, got {cfg.reg_params!r}")
+    if cfg.data_files is not None and not (isinstance(cfg.data_files, dict)
+                                           and all(isinstance(v, str) for v in cfg.data_files.values())):
+        raise ValueError(f"data_files must map sha256 to file paths, got {cfg.data_files!r}")
     if cfg.data_dir is not None and (not isinstance(cfg.data_dir, str) or not cfg.data_dir.strip()):
         raise ValueError(f"data_dir (--data-dir) must be a path, got {cfg.data_dir!r}")
     dev = str(cfg.device)

@@ -8,6 +8,7 @@ CIFAR-10/100 come through torchvision (which downloads when online). Fashion-MNI
 come through torchvision's folder layout or, offline, from Debian's `dataset-fashion-mnist`
 (`/usr/share/datasets/fashion-mnist`). Those are gzipped IDX files, which torchvision's MNIST
 class does not read from an arbitrary folder, so a 15-line IDX reader lives here.
+Array files (`npz:PATH`) are read by `bench.core.arrays`.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.core import arrays
 from bench.core.device import to_device
 from bench.core.registry import Registry
 
@@ -44,6 +46,7 @@ class DataBundle:
     test_x: torch.Tensor
     test_y: torch.Tensor
     classes: list = field(default_factory=list)
+    meta: dict = field(default_factory=dict)  # what the record's `data` section adds (an npz file's sha256, ...)
 
     @property
     def channels(self) -> int:
@@ -230,14 +233,17 @@ def split_indices(n_total: int, n_train: int | None, val_fraction: float, seed: 
 _HAS_FALLBACK = {"fashion_mnist"}  # datasets also read from a system copy (Debian's package)
 
 
-def load_raw(name: str, data_dir=None, download: bool = True):
-    """(train_x, train_y, test_x, test_y) as uint8/int64 tensors at native size and colour."""
+def load_raw(name: str, data_dir=None, download: bool = True, files: dict | None = None):
+    """(train_x, train_y, test_x, test_y) as uint8/int64 tensors at native size and colour (`files`: the
+    array files of `npz:sha256=` names, RunConfig.data_files)."""
+    if arrays.is_npz(name):
+        return arrays.load_npz(name, files)[:4]
     if name.startswith("folder:"):
         x = load_image_folder(name.split(":", 1)[1])
         y = torch.zeros(len(x), dtype=torch.int64)
         return x, y, x[:0], y[:0]
     if name not in DATASETS:
-        raise ValueError(f"{DATASETS.unknown(name)} (or folder:/path/to/images)")
+        raise ValueError(f"{DATASETS.unknown(name)} (or folder:/path/to/images, npz:/path/to/arrays.npz)")
     if data_dir and name in _HAS_FALLBACK and not Path(data_dir).expanduser().is_dir():
         # an explicit folder that is not there is a typo, not a reason to read another copy of the data
         # (datasets without a fallback copy report the folders they looked in, or download into it)
@@ -255,17 +261,37 @@ def test_subset(n_total: int, n_test: int | None, data_seed: int) -> torch.Tenso
     return torch.randperm(n_total, generator=torch.Generator().manual_seed(int(data_seed) + 1))[:n_test]
 
 
+def natively_rgb(name: str, files: dict | None = None) -> bool:
+    """The dataset's own images are colour: CIFAR, or an array file of 32x32 colour images (`arrays.cifar_like`):
+    a grayscale task on them is corrupted in RGB, then converted."""
+    return str(name).startswith("cifar") or (arrays.is_npz(name) and arrays.cifar_like(name, files))
+
+
 def load_for_config(cfg) -> "DataBundle":
-    """The task data a RunConfig describes (its subset, split, colour and size)."""
+    """The task data a RunConfig describes (its subset, split, colour and size). A preset's own n_train /
+    n_test may exceed an array file (then the whole split, said: `arrays.check_sizes`); a value set by hand may
+    not."""
+    from bench.core.config import PRESETS
+    preset = PRESETS.get(cfg.preset or "", {})
+    from_preset = tuple(k for k in ("n_train", "n_test") if k in preset and preset[k] == getattr(cfg, k))
     return load(cfg.dataset, color=cfg.color, image_size=cfg.image_size, n_train=cfg.n_train,
                 n_test=cfg.n_test, val_fraction=cfg.val_fraction, data_seed=cfg.effective_data_seed,
-                data_dir=cfg.data_dir, download=cfg.download)
+                data_dir=cfg.data_dir, download=cfg.download, files=cfg.data_files, from_preset=from_preset)
 
 
 def load(name: str, color: str = "gray", image_size: int = 32, n_train: int | None = None,
          n_test: int | None = None, val_fraction: float = 0.01, data_seed: int = 0,
-         data_dir=None, download: bool = True) -> DataBundle:
-    trx, try_, tex, tey = load_raw(name, data_dir, download)
+         data_dir=None, download: bool = True, files: dict | None = None, from_preset=()) -> DataBundle:
+    """The task data of dataset `name`: its training subset (`n_train`) with a seeded validation split, its test
+    subset (`n_test`), in `color` at `image_size`. `files`/`from_preset`: array files (`bench.core.arrays`)."""
+    meta, k = {}, None
+    if arrays.is_npz(name):
+        trx, try_, tex, tey, info = arrays.load_npz(name, files)
+        n_train, n_test, meta = arrays.check_sizes(info["path"], len(trx), len(tex), n_train, n_test,
+                                                   val_fraction, from_preset)
+        meta, k = {"file": info["file"], "sha256": info["sha256"], **meta}, info["num_classes"]
+    else:
+        trx, try_, tex, tey = load_raw(name, data_dir, download)
     n_classes = int(torch.unique(try_).numel()) if len(try_) else 0
     if n_classes < 2:
         raise ValueError(f"dataset {name!r} has {n_classes} class(es) in its training images; a task needs at least 2"
@@ -285,10 +311,10 @@ def load(name: str, color: str = "gray", image_size: int = 32, n_train: int | No
     if n_test is not None and n_test < len(tex):
         te_idx = test_subset(len(tex), n_test, data_seed)
         tex, tey = tex[te_idx], tey[te_idx]
-    return DataBundle(name=name, color=color, num_classes=num_classes(name),
+    return DataBundle(name=name, color=color, num_classes=num_classes(name) if k is None else k,
                       train_x=prep(trx[tr_idx]), train_y=try_[tr_idx],
                       val_x=prep(trx[va_idx]), val_y=try_[va_idx],
-                      test_x=prep(tex), test_y=tey)
+                      test_x=prep(tex), test_y=tey, meta=meta)
 
 
 def load_image_folder(path, size: int | None = None) -> torch.Tensor:

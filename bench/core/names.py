@@ -11,7 +11,8 @@ from __future__ import annotations
 
 COMPARISON = ("none", "pixel_sim", "pixel_th", "neural_pred")  # the four built-ins every comparison runs
 REGULARIZERS = COMPARISON + ("pixel_shuffle",)  # plus Li et al.'s shuffled-target control
-DATASETS = ("cifar10", "cifar100", "fashion_mnist", "mnist")  # plus folder:PATH
+DATASETS = ("cifar10", "cifar100", "fashion_mnist", "mnist")  # plus FILE_DATASETS
+FILE_DATASETS = "folder:PATH, npz:PATH"  # image folders (unlabelled) and array files (bench.core.arrays)
 MODELS = ("resnet18", "resnet34")
 SUITES = ("quick", "paper", "full", "repro_cpu", "robustbench")
 TESTS = ("clean", "gaussian_noise", "uniform_noise", "salt_pepper_noise", "transfer_fgsm", "transfer_fgsm_reverse", "boundary", "boundary_converged", "min_perturbation",

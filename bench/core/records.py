@@ -15,6 +15,7 @@ lock. `is_current` is the one rule for "this test's result is already in the rec
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -46,6 +47,18 @@ def portable_header(header: dict) -> dict:
     if not isinstance(cfg, dict) or "out" not in cfg or cfg["out"] == RECORD_OUT:
         return header
     return {**header, "config": {**cfg, "out": RECORD_OUT}}
+
+
+def _data_files(files, base: Path, relative: bool):
+    """config.json's `data_files` (array files of `npz:` datasets, outside the hash): written relative to the
+    record folder `base`, as `out`, so a record holds no path of the machine that made it; read back against the
+    folder the record lies in now."""
+    if not isinstance(files, dict):
+        return files
+    base = base.expanduser().resolve()
+    if relative:
+        return {k: os.path.relpath(Path(v).expanduser().resolve(), base) for k, v in files.items()}
+    return {k: str((base / Path(v).expanduser()).resolve()) for k, v in files.items()}
 
 
 class Record:
@@ -124,7 +137,8 @@ class Record:
         return cfg
 
     def _config_of(self, h: dict) -> RunConfig:
-        return RunConfig.from_dict({**legacy_defaults(h["config"]), "out": str(self.path.expanduser().resolve().parent)})
+        return RunConfig.from_dict({**legacy_defaults(h["config"]), "out": str(self.path.expanduser().resolve().parent),
+                                    "data_files": _data_files(h["config"].get("data_files"), self.path, False)})
 
     def hash_problem(self) -> str | None:
         """Why config.json does not match the record's hash, or None when it does. The hash is in the folder's
@@ -202,7 +216,11 @@ class Record:
 
     # ------------------------------------------------------------------ writing
     def write_header(self, header: dict) -> None:
-        store.atomic_write_json(self.path / CONFIG, portable_header(header))
+        header = portable_header(header)
+        cfg = header.get("config") if isinstance(header, dict) else None
+        if isinstance(cfg, dict) and isinstance(cfg.get("data_files"), dict):
+            header = {**header, "config": {**cfg, "data_files": _data_files(cfg["data_files"], self.path, True)}}
+        store.atomic_write_json(self.path / CONFIG, header)
 
     def merge(self, updates: dict) -> dict:
         """Merge top-level keys into metrics.json atomically under the folder's lock."""

@@ -75,7 +75,9 @@ def run_dir_for(cfg) -> Path:
     """`<out>/<regularizer>-<dataset>-s<seed>-<hash>`, every part a safe slug, always directly
     inside `out` (whatever the regularizer or dataset name holds)."""
     out = Path(cfg.out).expanduser().resolve()
-    ds = safe_slug(str(cfg.dataset).replace(":", "_").replace("/", "_"))
+    ds = str(cfg.dataset)
+    ds = "npz-" + ds[len("npz:sha256="):][:12] if ds.startswith("npz:sha256=") else ds  # array file: its content
+    ds = safe_slug(ds.replace(":", "_").replace("/", "_"))
     name = f"{safe_slug(cfg.regularizer)}-{ds}-s{cfg.seed}-{cfg.hash()}"
     path = out / name
     if path.parent != out or name in (".", ".."):  # cannot happen with a slug; a last guard

@@ -264,6 +264,8 @@ class Trainer:
         seed_all(cfg.seed)
         self.data = (bdata.load_for_config(cfg) if data is None else data).to(self.device)
         self.n_train = len(self.data.train_x)
+        for note in self.data.meta.get("notes", ()):  # e.g. a preset's n_train over an array file's size: said
+            log(f"[regbench] {cfg.dataset}: {note}")
         if self.n_train < 1 or len(self.data.val_x) < 1:
             raise ValueError(f"dataset {cfg.dataset!r} leaves {self.n_train} training and {len(self.data.val_x)} "
                              "validation images; need at least 1 of each")
@@ -340,7 +342,7 @@ class Trainer:
             "model": {"arch": cfg.arch, "width": cfg.width, "params": count_parameters(self.model),
                       "channels": d.channels, "num_classes": d.num_classes},
             "data": {"dataset": cfg.dataset, "color": cfg.color, "n_train": self.n_train,
-                     "n_val": len(d.val_x), "n_test": len(d.test_x)},
+                     "n_val": len(d.val_x), "n_test": len(d.test_x), **d.meta},
             "budget": {"epochs": cfg.epochs, "steps_per_epoch": self.spe, "steps": self.total_steps,
                        "batch_size": cfg.batch_size, "budget_seconds": cfg.budget_seconds},
             "step_path": self.path.describe(), "determinism": determinism_info(device, self.path.amp_dtype)})
