@@ -10,8 +10,8 @@ step budget, regularizer, hyper-parameters, comparison key (every other training
 the same *suite protocol* (every test's protocol, version and number of examples). Records
 whose protocol differs are never averaged: they land in separate rows. Per metric it reports
 n, mean, SEM (ddof=1, as scipy.stats.sem) and, against the `none` row with the same comparison
-key and protocol, the difference of means and a Welch t-test p-value (scipy.stats.ttest_ind,
-equal_var=False). pandas does the grouping; scipy does the statistics; nothing is hand-rolled.
+key and protocol and each baseline arm, the difference with its interval: paired over the seed blocks both
+rows have, else Welch (`leaderboard.differences`, the rule the report applies). pandas does the grouping; scipy does the statistics; nothing is hand-rolled.
 """
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ from bench.core.records import Record
 from bench.core.stats import sem  # noqa: F401  (re-exported: leaderboard.sem)
 
 from .derived import corruption_error_rows, record_rows
-from .stats import holm, welch_interval
+from .differences import differences
+from .pareto import pareto_points
 
 # Columns that identify an aggregated row (besides the statistics).
 GROUP_COLS = ["dataset", "color", "arch", "width", "budget_steps", "regularizer", "reg_params",
@@ -140,6 +141,7 @@ def _record_meta(run_dir: Path, rec: dict, metrics: dict) -> dict:
         "comparison_key": rec.get("comparison_key", "?"),
         "external": bool(ext) or str(reg).startswith("robustbench:"),
         "seed": cfg.get("seed", 0),
+        "design": "blocks" if cfg.get("data_seed") is None and cfg.get("surrogate_seed") is None else "fixed data",
         "suite_name": metrics.get("suite_name", cfg.get("suite")),
         "protocol_id": _short_hash(sig), "protocol": protocol_text(sig), "protocol_map": _canon(sig), "_sig": sig,
         "skipped": _canon({t: str(((e or {}).get("result") or {}).get("details", {}).get("skipped"))
@@ -268,7 +270,7 @@ def _read_all(roots, strict: bool | None = None) -> list[tuple[Path, dict, dict,
 
 
 TIDY_COLS = ["run_dir", "hash", "dataset", "color", "arch", "width", "model_params", "budget_steps", "epochs",
-             "n_test", "regularizer", "reg_params", "label", "comparison_key", "external", "seed", "suite_name",
+             "n_test", "regularizer", "reg_params", "label", "comparison_key", "external", "seed", "design", "suite_name",
              "protocol_id", "protocol", "protocol_map", "test", "metric", "value", "kind", "lower_is_better", "score_basis",
              "skipped", "censored"]
 
@@ -457,7 +459,8 @@ def welch_p(a, b) -> float:
 
 def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
     """Tidy per-record table -> one wide row per group, with per metric the columns
-    `<metric>|mean`, `|sem`, `|n`, `|diff` (minus `none`), `|p` (Welch). `attrs` carries the
+    `<metric>|mean`, `|sem`, `|n`, `|diff` (minus `none`), `|ci_low`, `|ci_high`, `|p`, `|analysis` (paired
+    over common seed blocks, else Welch), and the same with `@<baseline>` (`leaderboard.differences`). `attrs` carries the
     metric order and which metrics are lower-is-better."""
     if tidy.empty:
         out = pd.DataFrame(columns=GROUP_COLS + INFO_COLS + ["n_seeds", "seeds"])
@@ -502,56 +505,8 @@ def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
                 base[f"{m}|censored"] = k
         out_rows.append(base)
     out = pd.DataFrame(out_rows)
-    # differences to the `none` row with the same comparison key and protocol
-    keys = list(rows.keys())
-    base_of = {}
-    for gk, r in zip(keys, out_rows):
-        if r["regularizer"] == BASELINE:
-            continue
-        mine = json.loads(r["protocol_map"])
-        best, overlap = None, -1
-        for bk, b in zip(keys, out_rows):
-            if b["regularizer"] != BASELINE or b["comparison_key"] != r["comparison_key"]:
-                continue
-            theirs = json.loads(b["protocol_map"])
-            if compatible(mine, theirs) and len(mine.keys() & theirs.keys()) > overlap:
-                best, overlap = bk, len(mine.keys() & theirs.keys())
-        base_of[gk] = best
-    extra = {}
-    for m in metrics:
-        diffs, ps, los, his = [], [], [], []
-        for gk in keys:
-            bk = base_of.get(gk)
-            if bk is None or m not in rows[gk] or m not in rows[bk]:
-                for col in (diffs, ps, los, his):
-                    col.append(float("nan"))
-                continue
-            a, b = rows[gk][m], rows[bk][m]
-            if cens.get(gk + (m,), 0) or cens.get(bk + (m,), 0):
-                # censored seeds are lower bounds: no mean difference or t-test on them (the report's sign
-                # test handles them; the cell says how many are censored)
-                for col in (diffs, ps, los, his):
-                    col.append(float("nan"))
-                continue
-            fa, fb = np.asarray(a, float), np.asarray(b, float)
-            fa, fb = fa[np.isfinite(fa)], fb[np.isfinite(fb)]  # no mean of an empty slice (a warning on stderr)
-            diffs.append(float(fa.mean() - fb.mean()) if len(fa) and len(fb) else float("nan"))
-            ps.append(welch_p(a, b))
-            _, lo, hi, _ = welch_interval(a, b)
-            los.append(lo)
-            his.append(hi)
-        extra[f"{m}|diff"] = diffs
-        extra[f"{m}|p"] = ps
-        extra[f"{m}|ci_low"] = los
-        extra[f"{m}|ci_high"] = his
-    # Holm across the metrics of a row (costs and the score excluded): what a reader scanning a row
-    # for "significant" cells needs; the raw p stays in `|p`.
-    tested = [m for m in metrics if meta_m.loc[m, "kind"] in ("summary", "auc")]
-    if tested and extra:
-        pmat = np.array([extra[f"{m}|p"] for m in tested], float)  # [metric, row]
-        adj = np.array([holm(pmat[:, j]) for j in range(pmat.shape[1])], float).T if pmat.size else pmat
-        for i, m in enumerate(tested):
-            extra[f"{m}|p_holm"] = list(adj[i])
+    # differences to `none` and to each baseline arm: paired over common seed blocks, else Welch
+    extra = differences(df, GROUP_COLS, out_rows, metrics, {m: meta_m.loc[m, "kind"] for m in metrics}, cens)
     if extra:  # one concat instead of a column at a time (no fragmented frame)
         out = pd.concat([out, pd.DataFrame(extra, index=out.index)], axis=1)
     # setup columns first, then by score (best first) within each setup
@@ -562,7 +517,8 @@ def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
     out["model_params"] = out["model_params"].replace(-1, float("nan"))
     out.attrs.update(metrics=metrics,
                      lower_is_better=[m for m in metrics if bool(meta_m.loc[m, "lower_is_better"])],
-                     kinds={m: str(meta_m.loc[m, "kind"]) for m in metrics})
+                     kinds={m: str(meta_m.loc[m, "kind"]) for m in metrics},
+                     pareto=pareto_points(tidy).to_dict("records"))  # per-seed points for the HTML board
     return out
 
 

@@ -11,8 +11,9 @@ and then the full renderers of leaderboard.render show them unscaled):
 
 Left out of the key view: columns constant across every row of a block (e.g. `success_rate` always 1),
 duplicates (`convergence_auc`), budget-fixed costs (`train.steps`, `train.images`). Every cell is
-mean ± SEM (n); a regularized row adds Δ to `none` with its 95% Welch interval (bold when the Holm
--corrected p < 0.05). A test recorded as skipped shows why in its cell. The protocol line gives the
+mean ± SEM (n); a regularized row adds Δ to `none` and to each baseline arm present, each with its
+interval, paired over common seed blocks else Welch (leaderboard.differences; bold when the Holm-corrected p
+against `none` < 0.05). A test recorded as skipped shows why in its cell. The protocol line gives the
 number of images each test attacked. The CSV and JSON outputs always carry the full table.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ import math
 
 import pandas as pd
 
+from . import differences
 from .aggregate import SCORE, fmt_num
 
 # (metric, header, scale): the first present metric of each group is shown
@@ -133,12 +135,8 @@ def cell(r, m: str, scale: float) -> str:
 
 
 def delta(r, m: str, scale: float) -> str:
-    d = r.get(f"{m}|diff")
-    if r.get("regularizer") == "none" or _isnan(d):
-        return ""
-    lo, hi = r.get(f"{m}|ci_low"), r.get(f"{m}|ci_high")
-    ci = "" if _isnan(lo) or _isnan(hi) else f" [{lo * scale:+.3g}, {hi * scale:+.3g}]"
-    return f"Δ {d * scale:+.3g}{ci}"
+    """Δ to `none` and to each baseline present, each with its interval and analysis (leaderboard.differences)."""
+    return differences.delta_text(r, m, scale)
 
 
 def significant(r, m: str) -> bool:
@@ -182,8 +180,8 @@ def _blocks(table):
         yield g
 
 
-LEGEND = ("cells: mean ± SEM (n seeds); Δ: difference to `none` (same comparison key and protocol) with its "
-          "95% Welch interval; score: mean relative robustness of Gaussian noise and transfer FGSM; "
+LEGEND = ("cells: mean ± SEM (n seeds); " + differences.LEGEND + "; score: mean relative robustness of Gaussian "
+          "noise and transfer FGSM; "
           "other columns: --metrics PATTERN (e.g. 'boundary.*'); every column: --format csv|json")
 
 

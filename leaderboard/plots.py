@@ -6,7 +6,9 @@
   the converged white-box minimum (`min_perturbation`) where the records have it;
 * `corruption_severity`: corruption accuracy per severity (mean over corruptions), ±SEM shade;
 * `corruption_types`: accuracy per corruption at severity 4 (bars, SEM over seeds);
-* `training_cost`: wall seconds and images processed per regularizer.
+* `training_cost`: wall seconds and images processed per regularizer;
+* `pareto`: clean accuracy against each robustness summary, a point per (arm, seed) and the arm's mean
+  (`leaderboard.pareto`).
 
 One figure per comparable setup (comparison key + suite protocol: only those share a budget and
 a protocol); a suffix names the setup when the results hold more than one. Colours are fixed per
@@ -26,9 +28,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from . import differences, pareto  # noqa: E402
 from .aggregate import load_curves, load_details, load_records, sem  # noqa: E402
 
-FIXED_COLORS = {"none": "#555555", "pixel_sim": "#1f77b4", "pixel_th": "#ff7f0e", "neural_pred": "#2ca02c"}
+# the baselines (leaderboard.differences.BASELINES) get colours outside the hashed palette and their own markers
+FIXED_COLORS = {"none": "#555555", "pixel_sim": "#1f77b4", "pixel_th": "#ff7f0e", "neural_pred": "#2ca02c",
+                "noise_aug": "#000000", "fgsm_at": "#b8860b"}
+MARKERS = {"noise_aug": "s", "fgsm_at": "D"}
 _PALETTE = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8",
             "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5"]
 _STYLES = ["-", "--", ":", "-."]
@@ -43,6 +49,11 @@ def color_for(regularizer: str) -> str:
         return FIXED_COLORS[regularizer]
     h = int(hashlib.sha256(regularizer.encode()).hexdigest(), 16)
     return _PALETTE[h % len(_PALETTE)]
+
+
+def marker_for(regularizer: str) -> str:
+    """Circles, and a marker of its own for each baseline arm."""
+    return MARKERS.get(regularizer, "o")
 
 
 def _style_index(df: pd.DataFrame) -> dict:
@@ -89,7 +100,7 @@ def _curve_figure(curves: pd.DataFrame, test: str, default_xlabel: str, what: st
             m = stats_["mean"].to_numpy()
             s = np.nan_to_num(stats_["sem"].to_numpy())
             col = color_for(reg)
-            ax.plot(x, m, _STYLES[styles.get(lab, 0) % len(_STYLES)], color=col, marker="o", ms=3,
+            ax.plot(x, m, _STYLES[styles.get(lab, 0) % len(_STYLES)], color=col, marker=marker_for(reg), ms=3,
                     label=f"{lab} (n={n})")
             ax.fill_between(x, m - s, m + s, color=col, alpha=0.2, linewidth=0)
         ax.set_xlabel(g["x_label"].iloc[0] or default_xlabel)
@@ -245,8 +256,9 @@ DIFF_METRICS = (("clean.accuracy", "clean accuracy"),
 
 
 def _diff_to_none_figures(tidy: pd.DataFrame, multi: bool) -> dict:
-    """One row per metric, one point per regularizer: the difference of its mean to `none` with the 95%
-    Welch interval (leaderboard.aggregate), a zero line; distances relative to none's mean (in %)."""
+    """One row per metric, one point per regularizer and reference (`none`, each baseline present): the
+    difference with its interval (leaderboard.differences: paired over seed blocks, else Welch), a zero line;
+    distances relative to none's mean (in %)."""
     from .aggregate import aggregate
     figs = {}
     table = aggregate(tidy)
@@ -264,10 +276,15 @@ def _diff_to_none_figures(tidy: pd.DataFrame, multi: bool) -> dict:
             rel = m.endswith("median_sq_l2") and ref > 0  # distances: in % of none's value
             f = 100.0 / ref if rel else 1.0
             for j, (_, r) in enumerate(regs.iterrows()):
-                d, lo, hi = r[f"{m}|diff"] * f, r.get(f"{m}|ci_low", np.nan) * f, r.get(f"{m}|ci_high", np.nan) * f
-                err = None if not (np.isfinite(lo) and np.isfinite(hi)) else [[d - lo], [hi - d]]
-                ax.errorbar([d], [j], xerr=err, fmt="o", color=color_for(r["regularizer"]), capsize=3, ms=5,
-                            label=f"{r['label']} (95% interval)")
+                refs = differences.row_references(r)
+                for k, ref in enumerate(refs):  # `none` first, then each baseline present (its own marker)
+                    sfx = "" if ref == "none" else f"@{ref}"
+                    d, lo, hi = (float(r.get(f"{m}|{s}{sfx}", np.nan)) * f for s in ("diff", "ci_low", "ci_high"))
+                    if not np.isfinite(d):
+                        continue
+                    err = None if not (np.isfinite(lo) and np.isfinite(hi)) else [[d - lo], [hi - d]]
+                    ax.errorbar([d], [j - 0.25 * k], xerr=err, fmt=marker_for(ref.split("(")[0]), capsize=3, ms=5,
+                                color=color_for(r["regularizer"]), label=f"{r['label']} vs {ref}")
             ax.axvline(0, color="k", lw=0.9, label="none (zero line)")
             ax.set_xlabel("Δ to none" + (" (% of none)" if rel else ""), fontsize=8)
             ax.set_ylabel("regularizer", fontsize=8)
@@ -279,14 +296,16 @@ def _diff_to_none_figures(tidy: pd.DataFrame, multi: bool) -> dict:
             ax.tick_params(axis="x", labelsize=8)
             ax.grid(axis="x", alpha=0.3)
         r0 = g.iloc[0]
-        fig.suptitle(f"Difference to none, 95% Welch interval: {r0['dataset']} ({r0['color']})", fontsize=10)
+        fig.suptitle(f"Difference to none and to each baseline present: {r0['dataset']} ({r0['color']})\npaired "
+                     "over seed blocks, else Welch; intervals adjusted over each row's comparisons", fontsize=9)
         fig.tight_layout()
         suffix = f"_{g.iloc[0]['dataset']}_{key[0]}_{key[1]}" if multi else ""
         figs[f"diff_to_none{suffix}"] = fig
     return figs
 
 
-FIGURES = ("noise", "fgsm", "boundary", "diff_to_none", "corruption_severity", "corruption_types", "training_cost")
+FIGURES = ("noise", "fgsm", "boundary", "diff_to_none", "corruption_severity", "corruption_types", "training_cost",
+           "pareto")
 
 
 def make_figures(*roots, log=None) -> dict:
@@ -308,13 +327,15 @@ def make_figures(*roots, log=None) -> dict:
                                                       "Corruption accuracy per severity", multi).items()},
         "corruption_types": lambda: _corruption_type_figures(details, multi),
         "training_cost": lambda: _cost_figures(tidy, multi),
+        "pareto": lambda: pareto.pareto_figures(tidy, multi, color_for, marker_for),
     }
     why = {"noise": f"no `{NOISE_TEST}` curves", "fgsm": f"no `{FGSM_TEST}` curves",
            "boundary": f"no `{BOUNDARY_TEST}.median_sq_l2` results",
            "diff_to_none": "no `none` row with a regularized row beside it",
            "corruption_severity": f"no `{CORRUPTION_TEST}` severity curves",
            "corruption_types": f"no `{CORRUPTION_TEST}` per-corruption results at severity {SEVERITY_DETAIL}",
-           "training_cost": "no training costs (only external models?)"}
+           "training_cost": "no training costs (only external models?)",
+           "pareto": "no clean accuracy beside a robustness summary"}
     for name in FIGURES:
         figs = parts[name]()
         if not figs:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .aggregate import SCORE, fmt_diff, fmt_num, fmt_value
+from . import differences, pareto
+from .aggregate import SCORE, fmt_num, fmt_value
 
 FORMATS = ("term", "md", "csv", "html")
 SETUP_COLS = ["dataset", "color", "arch", "width", "budget_steps"]
@@ -100,7 +101,9 @@ def _cell(r, m) -> str:
 
 
 def _diff(r, m) -> str:
-    return fmt_diff(r.get(f"{m}|diff"), r.get(f"{m}|p"))
+    """Δ to `none` (and to each baseline present) with its interval, analysis and the p-value to `none`."""
+    d = differences.delta_text(r, m)
+    return f"{d} (p={fmt_num(r.get(f'{m}|p'), 2)})" if d else ""
 
 
 def _blocks(table: pd.DataFrame):
@@ -170,7 +173,7 @@ def render_term(table: pd.DataFrame, width: int | None = None) -> str:
         out.append(_text_table(_term_clean_rows(rows), width))
         out.append("")
     out.append("values: mean ± SEM over seeds (n = seeds); Δ: difference to `none` with the same comparison key "
-               "and protocol, p: Welch t-test; score: mean normalised AUC of the noise and FGSM curves (clean "
+               "and protocol, p: paired t-test over common seed blocks, else Welch; score: mean normalised AUC of the noise and FGSM curves (clean "
                "accuracy where absent); full protocols: --format md|html|csv")
     return "\n".join(out) + "\n"
 
@@ -186,7 +189,7 @@ def render_md(table: pd.DataFrame) -> str:
     ms_all, costs_all = _shown_metrics(table)
     out = ["# RegBench leaderboard", "",
            "Values: mean ± SEM over seeds (n = seeds). Δ: difference to `none` (same comparison key and "
-           "protocol) with the Welch t-test p-value.", ""]
+           "protocol) with the p-value of its analysis. " + differences.LEGEND + ".", ""]
     for g in _blocks(table):
         ms, costs = _present(g, ms_all), _present(g, costs_all)
         with_diff = _has_baseline(g) and len(g) > 1
@@ -273,7 +276,8 @@ def render_html(table: pd.DataFrame, title: str = "RegBench leaderboard") -> str
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{_e(title)}</h1>",
              "<p>Values: mean ± SEM over seeds (n = seeds). Below each value: Δ = difference to "
-             "<code>none</code> with the same comparison key and protocol, and the Welch t-test p-value "
+             "<code>none</code> with the same comparison key and protocol, and the p-value of its analysis (paired t-test "
+             "over common seed blocks, else Welch) "
              "(bold when Holm-corrected across the row's metrics p &lt; 0.05). Click a column header to sort.</p>"]
     if table.empty:
         parts.append("<p>No records found.</p>")
@@ -306,7 +310,7 @@ def render_html(table: pd.DataFrame, title: str = "RegBench leaderboard") -> str
                 d = _diff(r, m) if m in ms else ""
                 p = r.get(f"{m}|p_holm", r.get(f"{m}|p"))
                 sig = p is not None and not (isinstance(p, float) and math.isnan(p)) and p < 0.05
-                dspan = f'<br><span class="{"d sig" if sig else "d"}">Δ {_e(d)}</span>' if d else ""
+                dspan = f'<br><span class="{"d sig" if sig else "d"}">{_e(d)}</span>' if d else ""
                 parts.append(f'<td data-v="{_e(_num_attr(r.get(f"{m}|mean")))}">{_e(_cell(r, m))}{dspan}</td>')
             parts.append("</tr>")
         parts.append("</tbody></table>")
@@ -321,10 +325,12 @@ def render(table: pd.DataFrame, fmt: str = "term", metrics: str | None = None) -
         raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
     from . import keyview
     if fmt != "csv" and metrics is None:
-        return keyview.render_key(table, fmt)
-    if fmt != "csv" and not table.empty:
-        table = keyview.restrict(table, metrics)
-    return {"term": render_term, "md": render_md, "csv": render_csv, "html": render_html}[fmt](table)
+        text = keyview.render_key(table, fmt)
+    else:
+        if fmt != "csv" and not table.empty:
+            table = keyview.restrict(table, metrics)
+        text = {"term": render_term, "md": render_md, "csv": render_csv, "html": render_html}[fmt](table)
+    return pareto.inject_html(text, table.attrs.get("pareto")) if fmt == "html" else text
 
 
 def write(table: pd.DataFrame, fmt: str = "term", output=None, metrics: str | None = None) -> str:

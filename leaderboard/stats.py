@@ -42,10 +42,11 @@ import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
-ALPHA = 0.05
-POWER = 0.8
+from .power import (ALPHA, POWER, SEEDS_RULE, detectable_effect, detectable_effect_paired,  # noqa: F401 (re-exported)
+                    power_paired, power_welch, seeds_needed, seeds_needed_paired, seeds_to_decide, welch_df)
+
 WORDS = ("reproduced", "partly", "contradicted", "inconclusive")
 
 # The verdict of one superiority comparison: the first rule whose test holds, on the adjusted interval
@@ -88,83 +89,6 @@ QUANTIFIER_TEXT = {"all": "all of its comparisons must hold", "any": "one compar
 def _clean(v) -> np.ndarray:
     a = np.asarray(list(v), float)
     return a[np.isfinite(a)]
-
-
-def welch_df(va: float, na: int, vb: float, nb: int) -> float:
-    """Welch-Satterthwaite degrees of freedom from the two sample variances."""
-    qa, qb = va / na, vb / nb
-    den = qa * qa / (na - 1) + qb * qb / (nb - 1)
-    return (qa + qb) ** 2 / den if den > 0 else float(na + nb - 2)
-
-
-def _power_t(effect: float, se: float, df: float, alpha: float) -> float:
-    """Power of a two-sided t-test with standard error `se` and `df` degrees of freedom."""
-    if se == 0:
-        return 1.0 if effect != 0 else alpha
-    t = stats.t.ppf(1 - alpha / 2, df)
-    nc = abs(effect) / se
-    if nc > t + 40:  # far beyond the critical value: power is 1 to double precision (nct returns NaN there)
-        return 1.0
-    pw = float(stats.nct.sf(t, df, nc) + stats.nct.cdf(-t, df, nc))
-    if pw != pw:  # numerical trouble of nct: the normal approximation
-        pw = float(stats.norm.sf(t - nc) + stats.norm.cdf(-t - nc))
-    return pw
-
-
-def power_welch(effect: float, sd_a: float, n_a: int, sd_b: float, n_b: int, alpha: float = ALPHA) -> float:
-    """Power of the two-sided Welch t-test to detect a true difference `effect`."""
-    se = math.sqrt(sd_a ** 2 / n_a + sd_b ** 2 / n_b)
-    return _power_t(effect, se, welch_df(sd_a ** 2, n_a, sd_b ** 2, n_b) if se > 0 else 1.0, alpha)
-
-
-def power_paired(effect: float, sd_d: float, n: int, alpha: float = ALPHA) -> float:
-    """Power of the two-sided paired t-test (n blocks, sd of the differences sd_d)."""
-    return _power_t(effect, sd_d / math.sqrt(n), n - 1, alpha)
-
-
-def detectable_effect(sd_a: float, n_a: int, sd_b: float, n_b: int, alpha: float = ALPHA,
-                      power: float = POWER) -> float:
-    """Smallest true difference the Welch test detects with the given power (same unit as the data)."""
-    se = math.sqrt(sd_a ** 2 / n_a + sd_b ** 2 / n_b)
-    return _detectable(lambda e: power_welch(e, sd_a, n_a, sd_b, n_b, alpha), se, power)
-
-
-def detectable_effect_paired(sd_d: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
-    """Smallest true difference the paired t-test detects with the given power."""
-    return _detectable(lambda e: power_paired(e, sd_d, n, alpha), sd_d / math.sqrt(max(n, 1)), power)
-
-
-def _detectable(pw, se: float, power: float) -> float:
-    if not se > 0:
-        return 0.0
-    hi = se
-    while pw(hi) < power:
-        hi *= 2
-        if hi > 1e6 * se:
-            return float("inf")
-    return float(optimize.brentq(lambda e: pw(e) - power, 0.0, hi, xtol=se * 1e-6))
-
-
-def seeds_needed(effect: float, sd_a: float, sd_b: float, alpha: float = ALPHA, power: float = POWER,
-                 max_n: int = 1000) -> int | None:
-    """Seeds per arm (equal arms) for the Welch test to detect `effect` with `power`; None above max_n."""
-    if not effect or not math.isfinite(effect):
-        return None
-    for n in range(2, max_n + 1):
-        if power_welch(effect, sd_a, n, sd_b, n, alpha) >= power - 1e-6:
-            return n
-    return None
-
-
-def seeds_needed_paired(effect: float, sd_d: float, alpha: float = ALPHA, power: float = POWER,
-                        max_n: int = 1000) -> int | None:
-    """Seed blocks (= seeds per arm) for the paired t-test to detect `effect`; None above max_n."""
-    if not effect or not math.isfinite(effect) or not math.isfinite(sd_d):
-        return None
-    for n in range(2, max_n + 1):
-        if power_paired(effect, sd_d, n, alpha) >= power - 1e-6:
-            return n
-    return None
 
 
 def holm(pvalues) -> list[float]:
@@ -365,7 +289,7 @@ def _paired(da: dict, db: dict, common: list, metric, reg, base, higher, alpha) 
 
 def judge(c: Comparison, m: int = 1, alpha: float = ALPHA) -> str:
     """The verdict word of one comparison in a family of `m` (module docstring); sets the adjusted
-    interval, `verdict` and, when inconclusive, the seeds per arm that would decide it."""
+    interval, `verdict` and, when inconclusive, the seeds per arm that would decide it (`SEEDS_RULE`)."""
     level = 1 - alpha / max(int(m), 1)
     c.adj_level = level
     c.adj_low, c.adj_high = c.interval(level)
@@ -379,15 +303,9 @@ def judge(c: Comparison, m: int = 1, alpha: float = ALPHA) -> str:
         rules = RULES
     word = next(w for w, _, test in rules if test(lo, hi, e))
     c.verdict = word
-    if word == "inconclusive":
-        # superiority: seeds to detect the claimed effect; non-inferiority: to tell the estimate from the margin
-        target = abs(e) if c.kind == "superiority" else abs(c.better_diff + e)
-        a_adj = alpha / max(int(m), 1)
-        if c.analysis == "paired":
-            c.seeds_to_decide = seeds_needed_paired(target, c.sd_diff, a_adj)
-        c.seeds_to_decide_unpaired = seeds_needed(target, c.sd_a, c.sd_b, a_adj)
-        if c.analysis != "paired":
-            c.seeds_to_decide = c.seeds_to_decide_unpaired
+    if word == "inconclusive":  # one assumption on every line (`leaderboard.power.SEEDS_RULE`)
+        c.seeds_to_decide, c.seeds_to_decide_unpaired = seeds_to_decide(
+            e, c.analysis, c.sd_diff, c.sd_a, c.sd_b, alpha / max(int(m), 1))
     return word
 
 
@@ -425,4 +343,4 @@ def rule_text(alpha: float = ALPHA) -> str:
     return (f"Each comparison's interval is the family-wise adjusted one: Bonferroni over the claim's m comparisons, "
             f"level 1 - {alpha}/m, in the direction the claim calls better. Superiority: {sup}. Non-inferiority "
             f"(margin M): {ni}. {q} Quantifier `family`: {QUANTIFIER_TEXT['family']}; the claim's word is the "
-            "families' common word, or *mixed* with each family's word listed.")
+            "families' common word, or *mixed* with each family's word listed. " + SEEDS_RULE)

@@ -107,9 +107,9 @@ def _finite(v):
     return [x for x in v if x is not None and np.isfinite(x)]
 
 
-def test_sem_mean_and_welch_match_scipy(results):
+def test_sem_mean_and_paired_difference_match_scipy(results):
     """Per metric: n = seeds with a finite value (a decision attack with no success reports NaN),
-    mean, SEM = scipy.stats.sem, and the Welch t-test against `none`."""
+    mean, SEM = scipy.stats.sem, and the paired t-test against `none` over the seed blocks both rows have."""
     table = build_table(results)
     assert sorted(table["regularizer"]) == ["none", "pixel_sim"]
     base = _per_seed(results, "none")
@@ -133,12 +133,18 @@ def test_sem_mean_and_welch_match_scipy(results):
             if len(f) > 1:
                 assert row[f"{metric}|sem"] == pytest.approx(stats.sem(f), abs=1e-12, nan_ok=True)
             if reg != "none" and fb:
-                assert row[f"{metric}|diff"] == pytest.approx(np.mean(f) - np.mean(fb), abs=1e-12)
-                if len(f) > 1 and len(fb) > 1:
-                    p = stats.ttest_ind(f, fb, equal_var=False).pvalue
+                both = [(x, y) for x, y in zip(v, base.get(metric, [])) if _finite([x]) and _finite([y])]
+                want = np.mean([x - y for x, y in both]) if len(both) >= 2 else np.mean(f) - np.mean(fb)
+                assert row[f"{metric}|diff"] == pytest.approx(want, abs=1e-12)  # paired over common blocks
+                if len(f) > 1 and len(fb) > 1 and len(f) == len(v) == len(fb) == len(base[metric]):
+                    # every seed of both rows is a block (seeds 0-2 each): the paired t-test, as the report
+                    d = np.subtract(v, base[metric])
+                    # no spread in the differences: scipy has no p; leaderboard.stats says 1 (no difference) or 0
+                    p = stats.ttest_rel(v, base[metric]).pvalue if np.ptp(d) > 0 else float(d.mean() != 0) * -1 + 1
                     assert row[f"{metric}|p"] == pytest.approx(p, abs=1e-12, nan_ok=True)
+                    assert row[f"{metric}|analysis"] == "paired n=3"
     # the score is the mean relative robustness of the noise and FGSM curves (perturbed levels / level 0),
-    # recomputed from the curves themselves; Welch intervals contain the difference and match scipy
+    # recomputed from the curves themselves; paired intervals contain the difference and match scipy
     for rd in _runs(results):
         m = json.loads((rd / "metrics.json").read_text())
         rels = []
@@ -150,7 +156,7 @@ def test_sem_mean_and_welch_match_scipy(results):
         assert tidy.loc[tidy["metric"] == "score", "value"].item() == pytest.approx(np.mean(rels))
     row = _row(table, "pixel_sim")
     f, fb = _finite(_per_seed(results, "pixel_sim")["clean.accuracy"]), _finite(base["clean.accuracy"])
-    ci = stats.ttest_ind(f, fb, equal_var=False).confidence_interval(0.95)
+    ci = stats.ttest_rel(f, fb).confidence_interval(0.95)  # paired over the three seed blocks
     assert (row["clean.accuracy|ci_low"], row["clean.accuracy|ci_high"]) == pytest.approx((ci.low, ci.high))
     assert row["clean.accuracy|p_holm"] >= row["clean.accuracy|p"] - 1e-12
 

@@ -120,13 +120,15 @@ def censored(tidy, reg: str, metric: str) -> list[bool]:
     return [bool(c) if c == c and c is not None else False for c in rows["censored"]]
 
 
-def compare_in(tidy, reg: str, base: str, metric: str, higher_is_better: bool = True, paired: bool | None = None):
-    """`leaderboard.stats.compare` of two regularizers' records on a metric, paired over common seeds."""
+def compare_in(tidy, reg: str, base: str, metric: str, higher_is_better: bool = True, paired: bool | None = None,
+               alpha: float | None = None):
+    """`leaderboard.stats.compare` of two regularizers' records on a metric, paired over common seeds (the
+    interval at level 1 - alpha; 95% by default)."""
     from leaderboard import stats
     a, b = seeded(tidy, reg, metric), seeded(tidy, base, metric)
     c = stats.compare([v for _, v in a], [v for _, v in b], metric=metric, reg=reg, base=base,
                       higher_is_better=higher_is_better, seeds_a=[s for s, _ in a], seeds_b=[s for s, _ in b],
-                      paired=paired)
+                      paired=paired, alpha=stats.ALPHA if alpha is None else alpha)
     if c is not None:
         c.family = family_of(metric)
         c.censored, c.base_censored = sum(censored(tidy, reg, metric)), sum(censored(tidy, base, metric))
@@ -179,13 +181,7 @@ def fmt_comparison(c: dict) -> str:
     cens = ""
     if c.get("censored") or c.get("base_censored"):
         cens = f"; censored seeds {c.get('censored', 0)} vs {c.get('base_censored', 0)}"
-    seeds = ""
-    if c.get("verdict") == "inconclusive":
-        if c.get("seeds_to_decide"):
-            seeds = f"; about {c['seeds_to_decide']} seeds per arm would decide it ({c['analysis']}"
-            seeds += (f"; unpaired: {c['seeds_to_decide_unpaired'] or '> 1000'})" if c["analysis"] == "paired" else ")")
-        else:
-            seeds = "; more than 1000 seeds per arm would be needed"
+    seeds = _seeds_text(c) if c.get("verdict") == "inconclusive" else ""
     return (f"`{c['reg']}` vs `{c['base']}` on `{c['metric']}`, {how}: {g(c['mean'], 4)} ± {g(c['sem'], 2)} "
             f"(n={c['n']}) vs {g(c['base_mean'], 4)} ± {g(c['base_sem'], 2)} (n={c['base_n']}); difference "
             f"{c['diff']:+.3g} [95% CI {c['ci_low']:+.3g}, {c['ci_high']:+.3g}; adjusted {c['adj_level']:.2%} CI "
@@ -193,3 +189,15 @@ def fmt_comparison(c: dict) -> str:
             f"±{g(c['detectable'])}; judged against: {c['effect_source']} "
             f"({'higher' if c['higher_is_better'] else 'lower'} is better)"
             + (f" → **{c['verdict']}**{seeds}" if c.get("verdict") else ""))
+
+
+def _seeds_text(c: dict) -> str:
+    """The seeds that would decide an inconclusive line, under the one assumption of
+    `leaderboard.power.SEEDS_RULE` (the rule text the report prints)."""
+    from leaderboard.power import MAX_SEEDS, SEEDS_LINE_NOTE
+    if not c.get("seeds_to_decide"):
+        return f"; more than {MAX_SEEDS} seeds per arm would be needed {SEEDS_LINE_NOTE}"
+    out = f"; about {c['seeds_to_decide']} seeds per arm would decide it {SEEDS_LINE_NOTE} ({c['analysis']}"
+    if c["analysis"] == "paired":
+        return out + f"; unpaired: {c['seeds_to_decide_unpaired'] or f'> {MAX_SEEDS}'})"
+    return out + ")"

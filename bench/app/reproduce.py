@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.app import claims
+from bench.app import claims, report_extras
 from bench.core import names
 from bench.core.records import Record
 
@@ -183,7 +183,7 @@ def _delta(tidy, reg: str, m: str, details=None) -> tuple[str, float]:
                              [cb[s] for s in common])
         return (f"<br>sign test over {len(common)} blocks (censored values): {st['positive']} above none, "
                 f"{st['negative']} below, {st['ties']} tied, p {st['p']:.2g}"), st["p"]
-    c = claims.compare_in(tidy, reg, "none", m)
+    c = claims.compare_in(tidy, reg, "none", m, alpha=report_extras.reference_alpha(tidy, reg))
     if c is None:
         return "", float("nan")
     how = f"paired n={c.n_pairs}" if c.analysis == "paired" else "Welch"
@@ -209,7 +209,8 @@ def key_table(tidy, regs, details=None) -> str:
                       for m, _ in present]
             adj = stats.holm([p for _, p in deltas])
             for i, ((txt, p), ph) in enumerate(zip(deltas, adj)):
-                cells[i] += txt + (f", p_Holm {ph:.2g}" if txt and ph == ph else "")
+                cells[i] += txt + (f", p_Holm {ph:.2g}" if txt and ph == ph else "") + report_extras.baseline_deltas(
+                    tidy, reg, present[i][0], present[i][0] not in LOWER_BETTER)
         lines.append(f"| {reg} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -236,8 +237,7 @@ def claims_section(tidy) -> tuple[str, list[dict]]:
             "CIFAR-10 at their strengths and are applied here as stated: the distance claim in plain L2 (1.44x, "
             "+44% of none; 2.07x in squared L2) on the per-image minimum over the converged attacks. The detectable "
             "effect is the smallest true difference the analysis used finds with power 0.8 (unadjusted alpha) at "
-            "the observed spread; the seeds that would decide an inconclusive line are computed at the adjusted "
-            "alpha, for the paired design and, for comparison, for an unpaired one.")
+            "the observed spread.")
     return rule + "\n\n" + "\n".join(lines), res
 
 
@@ -402,7 +402,7 @@ def render_report(scale: str, out: Path, report: Path, sims: list[dict], meta: d
     order = budgets(tidy)
     main_b = order[0] if order else None
     main = tidy[tidy["budget_steps"] == main_b] if main_b is not None else tidy
-    regs = [r for r in REGULARIZERS if (tidy["regularizer"] == r).any()]
+    regs = [r for r in REGULARIZERS if (tidy["regularizer"] == r).any()] + report_extras.baselines_present(tidy)
     rel = lambda p: os.path.relpath(p, report.parent)  # noqa: E731
     plots = leaderboard.plot_all([str(out)], str(fig_dir))
     if isinstance(plots, dict):
@@ -421,9 +421,9 @@ def render_report(scale: str, out: Path, report: Path, sims: list[dict], meta: d
     md += _budget_md(tidy, order, regs, fig_dir, rel)
     md += ["## Honesty checks (main budget)", "", honesty_section(main, regs), "",
            "## S^pixel vs S^neural-pred", ""]
-    md += _similarity_md(sims, rel)
-    md += ["", "## Figures", ""] + [f"![{Path(p).stem}]({rel(p)})" for p in sorted(str(x) for x in plots or [])
-                                     if p.endswith(".png")] + [""]
+    md += _similarity_md(sims, rel) + [""] + report_extras.pareto_md(plots, rel)
+    md += ["## Figures", ""] + [f"![{Path(p).stem}]({rel(p)})" for p in sorted(str(x) for x in plots or [])
+                                if p.endswith(".png") and not Path(p).stem.startswith("pareto")] + [""]
     store.atomic_write_bytes(report, "\n".join(md).encode())
     store.atomic_write_json(report.with_suffix(".json"), {"meta": meta, "main_budget": main_b, "budgets": order,
                                                           "claims": claim_results, "similarity": sims})
@@ -506,7 +506,8 @@ def _leaderboard_md(tidy, order, main_b, regs, fig_dir: Path, rel, details=None)
     for b in order:
         sub = tidy[tidy["budget_steps"] == b]
         here = [r for r in regs if (sub["regularizer"] == r).any()]
-        md += [f"### Step budget {b}{' (main)' if b == main_b else ''}", "", key_table(sub, here, details), ""]
+        md += [f"### Step budget {b}{' (main)' if b == main_b else ''}", ""] + report_extras.baselines_note(sub) + [
+            key_table(sub, here, details), ""]
     return md
 
 
