@@ -9,7 +9,7 @@ from .suite import (SUITES, available_suites, build_suite, context_for_run, eval
                     suite_tests)
 from . import robustbench_suite  # noqa: F401,E402  (the `robustbench` suite: RobustBench's protocol)
 
-TRANSFER_TESTS = ("transfer_fgsm", "transfer_fgsm_reverse")
+TRANSFER_TESTS = ("transfer_fgsm", "transfer_fgsm_reverse", "transfer_fgsm_extended", "transfer_fgsm_reverse_extended")
 
 
 def needs_surrogate(suite: str, only=None) -> bool:

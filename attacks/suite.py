@@ -69,6 +69,15 @@ BUILTIN_SUITES: dict[str, list[tuple[str, dict]]] = {
                   ("min_perturbation", {"n": 40}),
                   ("boundary", {"n": 40, "repeats": 5, "steps": 50}),
                   ("pgd", {"n": 100, "steps": 5})],
+    # The pilot of the CIFAR-10 CPU study (issue 29): `none` only, outside the study, to fix the study's extended
+    # ranges (where `none` falls to half of clean) next to the papers' CIFAR ranges (noise std <= 0.1, eps <= 0.02).
+    "cifar_cpu_pilot": [("clean", {}),
+                        ("gaussian_noise", {}),
+                        ("gaussian_noise_extended", {"stds": [0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3,
+                                                              0.4]}),
+                        ("transfer_fgsm", {"n": 500}),
+                        ("transfer_fgsm_extended", {"n": 500, "eps": [0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08,
+                                                                      0.1, 0.15]})],
 }
 STALL_RATIO = 4.0  # boundary median (squared L2) above this multiple of the white-box minimum: flagged
 
