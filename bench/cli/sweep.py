@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.cli.commands import RUN_FIELDS, add_common_run_args
+from bench.cli.common import CONFIRM_ABOVE_S, RUN_FIELDS, add_common_run_args, check_results_dir, hms
 from bench.core.config import DEFAULT_PRESET, DEMO_WORKERS, parse_value
 from bench.core.names import COMPARISON
 
@@ -43,7 +43,6 @@ def checked_spec(args):
     """`spec_from_args`, every value checked before anything runs: the plan (names, seeds, datasets, the
     job count against `--yes`, workers, threads, hyper-parameters) and the results folder."""
     from bench.app.sweep import plan_sweep
-    from bench.cli.commands import check_results_dir
     spec = spec_from_args(args)
     check_results_dir(spec.overrides.get("out") or "results")
     plan_sweep(spec)  # raises on anything invalid; cheap (bounded by MAX_JOBS)
@@ -56,7 +55,6 @@ def sweep_preflight(args, spec, log=print) -> None:
     from bench.app import estimate as est_mod
     from bench.app.jobs import is_complete
     from bench.app.sweep import plan_sweep
-    from bench.cli.commands import CONFIRM_ABOVE_S, _hms
     pending = [s for s in plan_sweep(spec).specs if not is_complete(s)]
     if not pending or getattr(args, "no_estimate", False):
         return
@@ -69,11 +67,11 @@ def sweep_preflight(args, spec, log=print) -> None:
     done = {s.id for s in plan_sweep(spec).specs} - {s.id for s in pending}
     share = len(pending) / max(1, len(pending) + len(done))
     total = float(est["total_s"]) * share
-    log(f"[sweep] estimate on {est.get('device')}: {_hms(total)} for {len(pending)} job(s) still to do "
+    log(f"[sweep] estimate on {est.get('device')}: {hms(total)} for {len(pending)} job(s) still to do "
         "(a rough figure from short timings, not a promise)")
     if total > CONFIRM_ABOVE_S and not getattr(args, "yes", False):
         from bench.cli import UserError
-        raise UserError(f"this sweep is estimated at {_hms(total)} (more than {_hms(CONFIRM_ABOVE_S)}): add --yes "
+        raise UserError(f"this sweep is estimated at {hms(total)} (more than {hms(CONFIRM_ABOVE_S)}): add --yes "
                         "to run it, or choose a smaller --preset or fewer --seeds")
 
 
