@@ -84,9 +84,38 @@ def cmd_sweep(args) -> int:
     sweep_preflight(args, spec)
     plan, results = api.sweep(spec)
     code = sweep.summarize(plan, results)
-    if not args.no_leaderboard:
+    if spec.train_only:  # nothing evaluated, so no board: what was trained and the command that evaluates it
+        train_only_summary(args, plan)
+    elif not args.no_leaderboard:
         sweep.show_leaderboard([plan.out])
     return code
+
+
+def train_only_summary(args, plan, log=print) -> None:
+    """After `bench sweep --train-only`: how many runs (and surrogates) are trained and where, and the exact
+    command that evaluates them (the same one without --train-only: trained runs are not trained again)."""
+    from bench.core.records import Record
+    runs = [s for s in plan.runs if Record(s.run_dir).is_trained()]
+    surs = [s for s in plan.specs if s.kind == "surrogate" and Record(s.run_dir).is_trained()]
+    log(f"[sweep] trained {len(runs)} of {len(plan.runs)} run(s) ({len(plan.regularizers)} regularizer(s) x "
+        f"{len(plan.seeds)} seed(s) x {len(plan.datasets)} dataset(s))"
+        + (f" and {len(surs)} surrogate(s)" if surs else "")
+        + f", not evaluated (--train-only); records under {plan.out}")
+    log(f"[sweep] evaluate them (no retraining) with: {evaluate_command(args)}")
+
+
+def evaluate_command(args) -> str:
+    """The sweep's command line without --train-only (or an abbreviation of it), as a shell line."""
+    import shlex
+    argv = getattr(args, "argv", None)
+    if argv is None:  # not called through `bench.cli.main`: the sweep rebuilt from its parsed arguments
+        argv = ["sweep", "--regularizers", args.regularizers, "--seeds", args.seeds, "--preset", args.preset]
+        argv += ["--datasets", args.datasets] if getattr(args, "datasets", None) else []
+        for k in (k for k in RUN_FIELDS if getattr(args, k, None) not in (None, False)):
+            argv.append(f"--{k.replace('_', '-')}" + ("" if getattr(args, k) is True else f"={getattr(args, k)}"))
+        argv += [f"--set={v}" for v in args.set or []] + [f"--plugin={v}" for v in args.plugin or []]
+    kept = [a for a in argv if not (len(a) >= 4 and "--train-only".startswith(a))]
+    return shlex.join(["python", "-m", "bench", *kept])
 
 
 def cmd_demo(args) -> int:
