@@ -22,11 +22,13 @@ import fnmatch
 import html
 import json
 import math
+import shutil
 
 import pandas as pd
 
 from . import differences
 from .aggregate import SCORE, fmt_num
+from .layout import _CSS, _JS, _md_escape, _name, _setup_text, _term_clean_rows, _text_table, strip_control
 
 # (metric, header, scale): the first present metric of each group is shown
 KEY_GROUPS: list[list[tuple[str, str, float]]] = [
@@ -186,23 +188,21 @@ LEGEND = ("cells: mean ± SEM (n seeds); " + differences.LEGEND + "; score: mean
 
 
 def render_key(table: pd.DataFrame, fmt: str = "term", width: int | None = None) -> str:
-    import importlib
-    R = importlib.import_module("leaderboard.render")
     if fmt not in ("term", "md", "html"):
         raise ValueError(f"key view formats: term, md, html (got {fmt!r})")
     if fmt == "html":
-        return _html(table, R)
+        return _html(table)
     if table.empty:
         return "no records found\n" if fmt == "term" else "_no records found_\n"
     out = [] if fmt == "term" else ["# RegBench leaderboard", "", LEGEND, ""]
     for g in _blocks(table):
         cols = key_columns(g)
         r0 = g.iloc[0]
-        head = f"{R._setup_text(r0)} | suite {r0.get('suite_name')} | protocol {r0['protocol_id']}"
+        head = f"{_setup_text(r0)} | suite {r0.get('suite_name')} | protocol {r0['protocol_id']}"
         line = images_line(r0.get("protocol_map"))
         rows = []
         for _, r in g.iterrows():
-            d = {"regularizer": R._name(r)}
+            d = {"regularizer": _name(r)}
             for m, h, s in cols:
                 d[h] = cell(r, m, s)
                 dl = delta(r, m, s)
@@ -212,15 +212,15 @@ def render_key(table: pd.DataFrame, fmt: str = "term", width: int | None = None)
                     d[f"{h} Δ"] = dl
             rows.append(d)
         if fmt == "term":
-            out += [R.strip_control("== " + head), R.strip_control("   " + line)]
+            out += [strip_control("== " + head), strip_control("   " + line)]
             keys = list(dict.fromkeys(k for d in rows for k in d))
             rows = [{k: d.get(k, "") for k in keys} for d in rows]
-            out += [R._text_table(R._term_clean_rows(rows), width or R.shutil.get_terminal_size((160, 40)).columns), ""]
+            out += [_text_table(_term_clean_rows(rows), width or shutil.get_terminal_size((160, 40)).columns), ""]
         else:
             keys = ["regularizer"] + [h for _, h, _ in cols]
-            out += [f"## {R._md_escape(head)}", "", R._md_escape(line), "",
-                    "| " + " | ".join(R._md_escape(k) for k in keys) + " |", "|" + "---|" * len(keys)]
-            out += ["| " + " | ".join(R._md_escape(d.get(k, "")).replace("&lt;br&gt;", "<br>") for k in keys) + " |"
+            out += [f"## {_md_escape(head)}", "", _md_escape(line), "",
+                    "| " + " | ".join(_md_escape(k) for k in keys) + " |", "|" + "---|" * len(keys)]
+            out += ["| " + " | ".join(_md_escape(d.get(k, "")).replace("&lt;br&gt;", "<br>") for k in keys) + " |"
                     for d in rows]
             out.append("")
     if fmt == "term":
@@ -236,11 +236,11 @@ p.proto{font-size:12px;color:#444;max-width:75em}
 """
 
 
-def _html(table: pd.DataFrame, R) -> str:
+def _html(table: pd.DataFrame) -> str:
     e = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width">',
-             f"<title>RegBench leaderboard</title><style>{R._CSS}{_KEY_CSS}</style></head><body>",
+             f"<title>RegBench leaderboard</title><style>{_CSS}{_KEY_CSS}</style></head><body>",
              "<h1>RegBench leaderboard</h1>", f"<p>{e(LEGEND)}. Click a column header to sort.</p>"]
     if table.empty:
         parts.append("<p>No records found.</p>")
@@ -248,7 +248,7 @@ def _html(table: pd.DataFrame, R) -> str:
     for g in (_blocks(table) if not table.empty else []):
         cols = key_columns(g)
         r0 = g.iloc[0]
-        parts.append(f"<h2>{e(R._setup_text(r0))}</h2>")
+        parts.append(f"<h2>{e(_setup_text(r0))}</h2>")
         parts.append(f'<p class="proto">Suite <code>{e(str(r0.get("suite_name")))}</code>, protocol '
                      f'<code>{e(str(r0["protocol_id"]))}</code>. {e(images_line(r0.get("protocol_map")))}.</p>')
         parts.append('<table class="board"><thead><tr><th data-metric="" title="regularizer">regularizer</th>')
@@ -258,7 +258,7 @@ def _html(table: pd.DataFrame, R) -> str:
         parts.append("</tr></thead><tbody>")
         for _, r in g.iterrows():
             cls = ' class="ext"' if bool(r.get("external")) else ""
-            parts.append(f'<tr{cls}><td class="name">{e(R._name(r))}</td>')
+            parts.append(f'<tr{cls}><td class="name">{e(_name(r))}</td>')
             for m, h, s in cols:
                 dl = delta(r, m, s)
                 span = f'<br><span class="{"d sig" if significant(r, m) else "d"}">{e(dl)}</span>' if dl else ""
@@ -267,5 +267,5 @@ def _html(table: pd.DataFrame, R) -> str:
                 parts.append(f'<td data-v="{e(dv)}">{e(cell(r, m, s))}{span}</td>')
             parts.append("</tr>")
         parts.append("</tbody></table>")
-    parts.append(f"<script>{R._JS}</script></body></html>")
+    parts.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(parts) + "\n"

@@ -49,13 +49,14 @@ def evaluate(target, suite: str | None = None, dataset: str | None = None, *, de
     """Run a suite on a record (a `Record` or its folder: results are stored in it, the surrogate is
     provided) or on any `nn.Module` that maps [0, 1] images to logits. For a module, the images are the
     test images of `dataset` (a seeded subset of `n_examples`, as a config's n_test; the dataset's reference
-    strengths apply), or `x`/`y` when given;
-    transfer tests use `surrogate` when given and are skipped otherwise. `seed`: the suite's seed (default:
-    the record's own seed, 0 for a module). `suite` and `device` default to the record's, or to `quick` and
-    `auto` for a module. Returns {test: result}.
+    strengths apply), or `x`/`y` when given; transfer tests use `surrogate` when given and are skipped otherwise.
+    `seed`: the suite's seed (default: the record's own seed, 0 for a module). `suite` and `device` default to the
+    record's, or to `quick` and `auto` for a module. `only`: test names as a list, a tuple or the CLI's
+    "clean,gaussian_noise". Returns {test: result}.
 
-    A module is checked on a first batch of 8 images before any test runs (each problem a `ValueError`):
-    images must be float in [0, 1] of shape (N, C, H, W), labels integers in [0, classes) with one per image;
+    A module is checked on a first batch of 8 images before any test runs (each problem a `ValueError`; a module
+    that fails on that batch is one naming its shape): images must be float in [0, 1] of shape (N, C, H, W),
+    labels integers in [0, classes) with one per image;
     the output must be finite logits of shape (N, classes), classes being the dataset's (or, for `x`/`y`, the
     output's width). A tuple or list output gives its first element as the logits, a dict its `"logits"`
     entry (anything else is refused); a model whose parameters are not float32 gets its inputs cast to its own
@@ -65,11 +66,11 @@ def evaluate(target, suite: str | None = None, dataset: str | None = None, *, de
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**63 - 1):
         raise ValueError(f"seed must be an integer from 0 to {2**63 - 1}, got {seed!r}")
     if isinstance(target, (Record, str, Path)):
-        record = Record(target) if not isinstance(target, Record) else target
+        record, rec_suite = Record(target) if not isinstance(target, Record) else target, None
         if record.header() is not None:
             rec_suite = record.config().suite  # every field in its domain, then the hash
             record.check_hash()
-            only = _checked_only(only, suite or rec_suite)
+        only = _checked_only(only, rec_suite and (suite or rec_suite))  # no record: its own error follows
         return pipeline.evaluate_record(target, suite, device=device, n_examples=n_examples, seed=seed,
                                         only=only, force=force, progress=progress, log=log, options=options)
     if not isinstance(target, nn.Module):
@@ -90,7 +91,8 @@ def evaluate(target, suite: str | None = None, dataset: str | None = None, *, de
             raise ValueError("evaluate(module, x=...) needs the labels `y` too")
         x, y = x[:n_examples] if n_examples else x, y[:n_examples] if n_examples else y
         num_classes = None  # the model's output width
-    target, num_classes = check_model(target.to(device).eval(), x, y, num_classes, device, log=log)
+    source = f"dataset {dataset}" if extras else "the given x"  # where the images of the first batch come from
+    target, num_classes = check_model(target.to(device).eval(), x, y, num_classes, device, log=log, source=source)
     model = target
     sur = None if surrogate is None else attacks.Surrogate(model=surrogate.to(device).eval())
     ctx = attacks.EvalContext(model=model, x=x.to(device), y=y.to(device), device=device, seed=seed or 0,
@@ -102,20 +104,27 @@ def evaluate(target, suite: str | None = None, dataset: str | None = None, *, de
 PROBE = 8  # images of the first batch a module is checked on
 
 
-def _checked_only(only, suite: str):
-    """`only` as a list of test names of `suite`: an empty list or a name that is no test of the suite is a
-    ValueError listing the valid ones (never silently "all tests" or "nothing")."""
+def _checked_only(only, suite: str | None):
+    """`only` as a list of test names of `suite`: a comma-separated str as the CLI's --only takes
+    ("clean,gaussian_noise"), a list or a tuple of names. An empty one, or a name that is no test (of the suite,
+    when known) is a ValueError listing the valid ones (never silently "all tests" or "nothing")."""
     if only is None:
         return None
     import attacks
-    names = [only] if isinstance(only, str) else list(only)
-    names = [str(n).strip() for n in names]
+    if isinstance(only, str):
+        names = [t.strip() for t in only.split(",") if t.strip()]
+    elif isinstance(only, (list, tuple, set, frozenset)):
+        names = [str(n).strip() for n in only]
+    else:
+        raise ValueError(f"only= takes test names as a comma-separated str, a list or a tuple, got "
+                         f"{type(only).__name__}")
+    valid = attacks.suite_tests(suite) if suite else attacks.available_tests()
     if not names or not all(names):
-        raise ValueError(f"only= is empty; give test names of suite {suite}: {', '.join(attacks.suite_tests(suite))}")
+        raise ValueError(f"only= is empty; give test names{f' of suite {suite}' if suite else ''}: {', '.join(valid)}")
     unknown = [n for n in names if n not in attacks.available_tests()]
     if unknown:
         raise ValueError(f"unknown test(s) {', '.join(unknown)} in only=; valid: {', '.join(attacks.available_tests())}")
-    outside = [n for n in names if n not in attacks.suite_tests(suite)]
+    outside = [n for n in names if suite and n not in attacks.suite_tests(suite)]
     if outside:
         raise ValueError(f"test(s) {', '.join(outside)} are not in suite {suite} (its tests: "
                          f"{', '.join(attacks.suite_tests(suite))})")
@@ -149,9 +158,11 @@ def _pick_logits(out):
     return out
 
 
-def check_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int | None, device, log=print):
+def check_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int | None, device, log=print,
+                source: str = "the given x"):
     """(the module, adapted when its output or dtype need it, and the class count), after checking the images,
-    the labels and the module's output on a first batch (see `evaluate`)."""
+    the labels and the module's output on a first batch (see `evaluate`); `source` names where the images
+    come from in the error of a module that fails on them."""
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise ValueError("x and y must be torch tensors")
     if x.ndim != 4:
@@ -171,8 +182,7 @@ def check_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes:
         raise ValueError(f"y must hold integer class labels, got {str(y.dtype).replace('torch.', '')}")
     dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
     dtype = next(iter(dtypes)) if len(dtypes) == 1 else torch.float32
-    with torch.no_grad():
-        raw = model(x[:PROBE].to(device=device, dtype=dtype))
+    raw = _first_batch(model, x[:PROBE].to(device=device, dtype=dtype), source)
     adapted = not isinstance(raw, torch.Tensor) or dtype != torch.float32 or raw.dtype != torch.float32
     out = _pick_logits(raw)
     if out.ndim != 2 or out.shape[0] != min(PROBE, len(x)):
@@ -193,6 +203,17 @@ def check_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes:
             + (", the first element / 'logits' entry of its output" if not isinstance(raw, torch.Tensor) else "") + ")")
         model = _Logits(model, dtype).eval()
     return model, num_classes
+
+
+def _first_batch(model: nn.Module, xb: torch.Tensor, source: str):
+    """The module's output on the first batch; its own failure there (a layer sized for other images, a wrong
+    channel count, ...) is one ValueError naming the shape it was given and where the images came from."""
+    try:
+        with torch.no_grad():
+            return model(xb)
+    except Exception as e:  # noqa: BLE001 -- any failure of user code on valid images, told in one line
+        why = " ".join(f"{type(e).__name__}: {e}".split())
+        raise ValueError(f"the model failed on the first batch of shape {tuple(xb.shape)} from {source}: {why}") from e
 
 
 def _test_images(model: nn.Module, dataset: str, n_examples, color, image_size, data_dir, download):

@@ -69,6 +69,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # the command line as given (`bench sweep --train-only` prints the one that evaluates)
     real_stdout = sys.stdout
     sys.stdout = _GuardedStdout(real_stdout)
     try:

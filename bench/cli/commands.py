@@ -1,5 +1,6 @@
 """`bench run` and `bench list`, and the arguments of `eval`, `leaderboard`, `plot`, `estimate` and
-`similarity` (their command functions live in bench/cli/<command>.py and call `bench.app`).
+`similarity` (their command functions live in bench/cli/<command>.py and call `bench.app`). The options `run`
+shares with `sweep`, `demo` and `estimate` are in bench/cli/common.py, which imports neither command module.
 
 This module must stay importable without torch, numpy, scipy or pandas: `python -m bench --help` (and
 every `COMMAND --help`) builds the whole parser from it. Heavy imports happen inside the command
@@ -10,9 +11,8 @@ from __future__ import annotations
 import sys
 
 from bench.core.config import DEFAULT_PRESET, PRESETS
-from bench.core.names import DATASETS, DEVICES, FILE_DATASETS, MODELS, REGULARIZERS, SUITES, TESTS, joined
-
-CONFIRM_ABOVE_S = 3600.0  # `bench run` asks for --yes above this estimate
+from bench.cli.common import CONFIRM_ABOVE_S, RUN_FIELDS, add_common_run_args, check_results_dir, hms
+from bench.core.names import DATASETS, DEVICES, FILE_DATASETS, REGULARIZERS, SUITES, TESTS, joined
 
 PRESET_HELP = {
     "paper": "the papers' protocol: grayscale CIFAR-10, ResNet18 width 1.0, 40 epochs, paper suite (GPU-days on a CPU)",
@@ -41,50 +41,6 @@ class LazyCommand:
         return f"lazy({self.target!r})"
 
 
-# ----------------------------------------------------------------------------- shared run arguments
-def add_common_run_args(p):
-    """The options of `bench run` that `bench sweep`, `bench demo` and `bench estimate` share."""
-    p.add_argument("--preset", default=None, choices=sorted(PRESETS), metavar="PRESET",
-                   help=f"named settings: {joined(sorted(PRESETS))} (default: {DEFAULT_PRESET}, which suits a CPU "
-                        f"machine; `paper` runs only when asked for). Options below override the preset")
-    p.add_argument("--dataset", default=None, metavar="NAME",
-                   help=f"task dataset: {joined(DATASETS, FILE_DATASETS)} (npz: a NumPy archive with x_train, y_train, "
-                        "x_test, y_test, named in records by its sha256) (default: the preset's)")
-    p.add_argument("--color", choices=["gray", "rgb"], default=None, help="image colour (default: the preset's)")
-    p.add_argument("--width", type=float, default=None,
-                   help="channel multiplier of the model: 1.0 = 64-128-256-512 channels (default: the preset's)")
-    p.add_argument("--arch", default=None, metavar="NAME", help=f"architecture: {joined(MODELS)} (default: resnet18)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the preset's)")
-    p.add_argument("--n-train", type=int, default=None, dest="n_train", metavar="N",
-                   help="use the first N training images (default: the preset's; none = all)")
-    p.add_argument("--n-test", type=int, default=None, dest="n_test", metavar="N",
-                   help="evaluate on the first N test images (default: the preset's; none = all)")
-    p.add_argument("--suite", default=None, metavar="SUITE",
-                   help=f"evaluation suite: {joined(SUITES)}, or one a --plugin registers (default: the preset's)")
-    p.add_argument("--budget-seconds", type=float, default=None, dest="budget_seconds", metavar="S",
-                   help="also stop training after S wall-clock seconds (the step budget stays the nominal one)")
-    p.add_argument("--data-dir", default=None, dest="data_dir", metavar="DIR",
-                   help="where datasets are (default: torchvision's download; Fashion-MNIST also from "
-                        "/usr/share/datasets/fashion-mnist)")
-    p.add_argument("--out", default=None, metavar="DIR", help="results directory (default: ./results)")
-    p.add_argument("--device", default=None, help=f"{DEVICES} (default: auto = cuda when present, else cpu)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any field of bench.core.config.RunConfig, type-checked (e.g. lr=0.05, epochs=2); "
-                        "reg_params.NAME=VALUE for a regularizer's hyper-parameters; repeatable")
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="import a module that registers regularizers; repeatable")
-    p.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the training step's forwards, loss and penalty as one graph (CUDA graphs on "
-                        "CUDA; speed only, not part of the run's hash)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-
-
-# the RunConfig fields the shared run options set (`add_common_run_args`)
-RUN_FIELDS = ("dataset", "color", "width", "arch", "epochs", "n_train", "n_test", "suite", "budget_seconds", "data_dir",
-              "out", "device", "compile")
-
-
 def config_from_args(args, **extra):
     from bench.core.config import build_config
     over = {k: getattr(args, k, None) for k in RUN_FIELDS}
@@ -94,32 +50,10 @@ def config_from_args(args, **extra):
     return build_config(args.preset, over, args.set)
 
 
-def check_results_dir(out) -> None:
-    """A results folder (`--out`) that can hold records: not an existing file, not inside a record."""
-    from pathlib import Path
-
-    from bench.cli import UserError
-    from bench.core.outputs import enclosing_record
-    p = Path(str(out)).expanduser()
-    if p.exists() and not p.is_dir():
-        raise UserError(f"--out {out} is a file; give a results folder")
-    rec = enclosing_record(p)
-    if rec is not None:
-        raise UserError(f"refusing --out {out}: it is inside the record {rec}; give a results folder")
-
-
 def load_plugins(names):
     import regularizers
     for mod in names or []:
         regularizers.load_plugin(mod)
-
-
-def _hms(s: float) -> str:
-    if s < 120:
-        return f"{s:.0f} s"
-    if s < 3600:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
 
 
 def preflight(args, cfg, log=print) -> float | None:
@@ -152,12 +86,12 @@ def _report_estimate(est: dict, pending, cfg, log) -> float:
         if (r["kind"], r["regularizer"]) not in pend:
             continue
         what = "surrogate (for the transfer attack)" if r["kind"] == "surrogate" else "training"
-        parts.append(f"{what} {r['steps']} steps x {r['step_s']:.3f} s = {_hms(r['train_s'])}")
+        parts.append(f"{what} {r['steps']} steps x {r['step_s']:.3f} s = {hms(r['train_s'])}")
         total += r["train_s"]
         if r["kind"] == "run":
-            parts.append(f"suite {cfg.suite} {_hms(r['suite_total_s'])}")
+            parts.append(f"suite {cfg.suite} {hms(r['suite_total_s'])}")
             total += r["suite_total_s"]
-    log(f"[run] estimate on {est.get('device')}: {_hms(total)} ({'; '.join(parts)}); a rough figure "
+    log(f"[run] estimate on {est.get('device')}: {hms(total)} ({'; '.join(parts)}); a rough figure "
         f"(from short timings), not a promise")
     return total
 
@@ -180,7 +114,7 @@ def cmd_run(args) -> int:
         est = None
     if est is not None and est > CONFIRM_ABOVE_S and not args.yes:
         from bench.cli import UserError
-        raise UserError(f"this run is estimated at {_hms(est)} on {device} (more than {_hms(CONFIRM_ABOVE_S)}): "
+        raise UserError(f"this run is estimated at {hms(est)} on {device} (more than {hms(CONFIRM_ABOVE_S)}): "
                         f"add --yes to run it, or choose a smaller --preset (quick: minutes on a CPU)")
     from bench.app import api
     print("[run] training ..." + ("" if args.no_eval else f" then evaluating with the {cfg.suite} suite"), flush=True)
@@ -190,7 +124,7 @@ def cmd_run(args) -> int:
     print(f"record: {record.path}")
     if acc is not None:
         print(f"clean test accuracy: {acc:.4f}")
-    print(f"[run] preset {cfg.preset}, finished in {_hms(time.time() - t0)}")
+    print(f"[run] preset {cfg.preset}, finished in {hms(time.time() - t0)}")
     return 0
 
 
@@ -279,7 +213,7 @@ def add_parser(sub):
     p = sub.add_parser("run", help="train one (regularizer, seed) run and evaluate it (default preset: quick)",
                        description="Train one (regularizer, seed) run, then evaluate it with the preset's suite. "
                                    "Prints the resolved preset, the step budget and an estimate of the time first; "
-                                   f"asks for --yes above {_hms(CONFIRM_ABOVE_S)}.")
+                                   f"asks for --yes above {hms(CONFIRM_ABOVE_S)}.")
     p.add_argument("--regularizer", "-r", default="none", metavar="NAME",
                    help=f"built-ins: {joined(REGULARIZERS)}, or a plugin's name (see `bench list`) (default: none)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
@@ -288,7 +222,7 @@ def add_parser(sub):
     p.add_argument("--force", action="store_true",
                    help="retrain from scratch even if the record exists (e.g. its model.pt is damaged)")
     p.add_argument("--yes", "-y", action="store_true",
-                   help=f"run even when the estimate is above {_hms(CONFIRM_ABOVE_S)} on this device")
+                   help=f"run even when the estimate is above {hms(CONFIRM_ABOVE_S)} on this device")
     p.add_argument("--no-estimate", action="store_true",
                    help="skip the time estimate before training (and so its --yes check)")
     add_common_run_args(p)

@@ -63,7 +63,7 @@ def cmd_eval(args) -> int:
     if args.n_examples is not None and args.n_examples < 1:
         raise UserError(f"--n-examples must be a positive number of test images, got {args.n_examples}")
     if args.robustbench:
-        from bench.cli.commands import check_results_dir
+        from bench.cli.common import check_results_dir
         check_results_dir(args.out)
         return _eval_zoo(args, resolve_device(args.device or "auto"), options)
     if not args.run_dir:

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.cli.commands import RUN_FIELDS, add_common_run_args
+from bench.cli.common import CONFIRM_ABOVE_S, RUN_FIELDS, add_common_run_args, check_results_dir, hms
 from bench.core.config import DEFAULT_PRESET, DEMO_WORKERS, parse_value
 from bench.core.names import COMPARISON
 
@@ -43,7 +43,6 @@ def checked_spec(args):
     """`spec_from_args`, every value checked before anything runs: the plan (names, seeds, datasets, the
     job count against `--yes`, workers, threads, hyper-parameters) and the results folder."""
     from bench.app.sweep import plan_sweep
-    from bench.cli.commands import check_results_dir
     spec = spec_from_args(args)
     check_results_dir(spec.overrides.get("out") or "results")
     plan_sweep(spec)  # raises on anything invalid; cheap (bounded by MAX_JOBS)
@@ -56,7 +55,6 @@ def sweep_preflight(args, spec, log=print) -> None:
     from bench.app import estimate as est_mod
     from bench.app.jobs import is_complete
     from bench.app.sweep import plan_sweep
-    from bench.cli.commands import CONFIRM_ABOVE_S, _hms
     pending = [s for s in plan_sweep(spec).specs if not is_complete(s)]
     if not pending or getattr(args, "no_estimate", False):
         return
@@ -69,11 +67,11 @@ def sweep_preflight(args, spec, log=print) -> None:
     done = {s.id for s in plan_sweep(spec).specs} - {s.id for s in pending}
     share = len(pending) / max(1, len(pending) + len(done))
     total = float(est["total_s"]) * share
-    log(f"[sweep] estimate on {est.get('device')}: {_hms(total)} for {len(pending)} job(s) still to do "
+    log(f"[sweep] estimate on {est.get('device')}: {hms(total)} for {len(pending)} job(s) still to do "
         "(a rough figure from short timings, not a promise)")
     if total > CONFIRM_ABOVE_S and not getattr(args, "yes", False):
         from bench.cli import UserError
-        raise UserError(f"this sweep is estimated at {_hms(total)} (more than {_hms(CONFIRM_ABOVE_S)}): add --yes "
+        raise UserError(f"this sweep is estimated at {hms(total)} (more than {hms(CONFIRM_ABOVE_S)}): add --yes "
                         "to run it, or choose a smaller --preset or fewer --seeds")
 
 
@@ -86,9 +84,38 @@ def cmd_sweep(args) -> int:
     sweep_preflight(args, spec)
     plan, results = api.sweep(spec)
     code = sweep.summarize(plan, results)
-    if not args.no_leaderboard:
+    if spec.train_only:  # nothing evaluated, so no board: what was trained and the command that evaluates it
+        train_only_summary(args, plan)
+    elif not args.no_leaderboard:
         sweep.show_leaderboard([plan.out])
     return code
+
+
+def train_only_summary(args, plan, log=print) -> None:
+    """After `bench sweep --train-only`: how many runs (and surrogates) are trained and where, and the exact
+    command that evaluates them (the same one without --train-only: trained runs are not trained again)."""
+    from bench.core.records import Record
+    runs = [s for s in plan.runs if Record(s.run_dir).is_trained()]
+    surs = [s for s in plan.specs if s.kind == "surrogate" and Record(s.run_dir).is_trained()]
+    log(f"[sweep] trained {len(runs)} of {len(plan.runs)} run(s) ({len(plan.regularizers)} regularizer(s) x "
+        f"{len(plan.seeds)} seed(s) x {len(plan.datasets)} dataset(s))"
+        + (f" and {len(surs)} surrogate(s)" if surs else "")
+        + f", not evaluated (--train-only); records under {plan.out}")
+    log(f"[sweep] evaluate them (no retraining) with: {evaluate_command(args)}")
+
+
+def evaluate_command(args) -> str:
+    """The sweep's command line without --train-only (or an abbreviation of it), as a shell line."""
+    import shlex
+    argv = getattr(args, "argv", None)
+    if argv is None:  # not called through `bench.cli.main`: the sweep rebuilt from its parsed arguments
+        argv = ["sweep", "--regularizers", args.regularizers, "--seeds", args.seeds, "--preset", args.preset]
+        argv += ["--datasets", args.datasets] if getattr(args, "datasets", None) else []
+        for k in (k for k in RUN_FIELDS if getattr(args, k, None) not in (None, False)):
+            argv.append(f"--{k.replace('_', '-')}" + ("" if getattr(args, k) is True else f"={getattr(args, k)}"))
+        argv += [f"--set={v}" for v in args.set or []] + [f"--plugin={v}" for v in args.plugin or []]
+    kept = [a for a in argv if not (len(a) >= 4 and "--train-only".startswith(a))]
+    return shlex.join(["python", "-m", "bench", *kept])
 
 
 def cmd_demo(args) -> int:
