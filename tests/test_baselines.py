@@ -100,6 +100,15 @@ def test_a_step_changing_regularizer_is_not_packed(tmp_path):
         PackedTrainer(cfgs, log=lambda *a: None)
 
 
+def test_a_packed_sweep_trains_step_changing_regularizers_alone(tmp_path):
+    from bench.app.sweep import SweepSpec, plan_sweep, split_training
+    plan = plan_sweep(SweepSpec(regularizers="none,fgsm_at", seeds="0-1", preset="tiny",
+                                overrides={"out": str(tmp_path)}, sets=["suite=quick"], pack=2))
+    trains = [j for j in split_training(plan.specs, pack=2) if j.kind in ("pack", "train")]
+    kinds = sorted((j.kind, j.config["regularizer"]) for j in trains)
+    assert kinds == [("pack", "none"), ("train", "fgsm_at"), ("train", "fgsm_at")], kinds
+
+
 # --------------------------------------------------------------------------- bench run: fgsm_at vs none
 # `bench run --preset quick`, shortened to fit a test (4000 images, 2 epochs = 126 steps, width 0.125): on a
 # 2-core AMD EPYC at 1 thread, none trains in ~8 s and fgsm_at in ~18 s. White-box PGD (10 steps, step

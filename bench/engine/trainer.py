@@ -1,4 +1,4 @@
-"""The engine: the `Trainer` (task cross-entropy + a regularizer's penalty, under a step budget).
+"""The engine: the `Trainer` (task cross-entropy + a regularizer's penalty or step hooks, under a step budget).
 
 Every regularizer in a comparison gets the same step budget (epochs x steps per epoch, where
 steps per epoch depend on the task data only), on the same device kind. The run records what it
