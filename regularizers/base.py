@@ -19,6 +19,22 @@ The trainer talks to a regularizer through this interface only:
     device, weighs the penalty by `alpha`, and collects what is logged.
 Parameters of the regularizer (e.g. trainable layer weights) join the optimizer; buffers (e.g.
 running means) are saved with the checkpoint.
+
+A training method that changes the step rather than the loss (input noise, adversarial training) is a
+regularizer too; it implements one or both step hooks instead of (or beside) `penalty`:
+  * `transform_batch(x, y, step)` -> the images the step trains on in place of the task batch `x`
+    (e.g. noisy or adversarial images; same shape, [0, 1]);
+  * `extra_loss(x, y, step)` -> a term added to the step's loss, computed from the regularizer's own
+    forward(s) of the model (e.g. a consistency loss), or (term, dict to log);
+  * `on_epoch_end(model, epoch)` -> a dict logged at each epoch's end (e.g. a robustness check), or None.
+`step` is a `Step`: its `model` runs the trainer's model on the step's path (channels_last and bf16
+autocast where the step uses them) and counts every image it forwards, and every image of a forward run
+with gradients as one backward: that extra compute is recorded in the training summary
+(`extra_forward_images`, `extra_backward_images`) beside the step budget, which stays the same for every
+regularizer (the budget is steps; the cost says what each step cost). `step.generator` is a generator on
+the device seeded by (run seed, step index): the hook's randomness is fixed by the seed, resumes exactly
+and leaves the data order (drawn from the trainer's own generator) identical to `none`'s, so the
+comparison stays paired. Penalty-only regularizers are unchanged.
 """
 from __future__ import annotations
 
@@ -57,6 +73,62 @@ class RegContext:
     device: torch.device
     cache_dir: Any = None
     seed: int = 0
+
+
+class StepModel:
+    """The model as a step hook sees it: calling it runs the trainer's forward on the step path (float32
+    logits) and counts the images, so the base class, not each plugin, keeps the cost. A forward run with
+    gradients enabled is counted as one backward too (a hook that does not backpropagate a forward runs it
+    under `torch.no_grad()`). `module` is the plain `nn.Module` (for evaluation outside the step)."""
+
+    def __init__(self, module: nn.Module, forward=None):
+        self.module = module
+        self._forward = forward if forward is not None else module
+        self.forward_images = 0
+        self.backward_images = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.forward_images += int(x.shape[0])
+        if torch.is_grad_enabled():
+            self.backward_images += int(x.shape[0])
+        return self._forward(x)
+
+    def input_grad(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """d CE(model(x), y) / dx: one counted forward and backward; the parameters' .grad are untouched."""
+        xg = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = nn.functional.cross_entropy(self(xg), y)
+            (g,) = torch.autograd.grad(loss, xg)
+        return g
+
+    def take(self) -> tuple[int, int]:
+        """(forward, backward) images counted since the last call, and reset."""
+        out = (self.forward_images, self.backward_images)
+        self.forward_images = self.backward_images = 0
+        return out
+
+
+def step_seed(run_seed: int, step: int) -> int:
+    """The seed of a step hook's generator: a function of the run's seed and the step index only."""
+    return (1_000_003 * (int(run_seed) + 1) + 7919 * int(step) + 104_729) % (2**63 - 1)
+
+
+@dataclass
+class Step:
+    """What a step hook gets: the step index, the model (`StepModel`) and a lazily made generator on
+    the device seeded by `step_seed(seed, index)`."""
+    index: int
+    model: StepModel
+    seed: int = 0
+    device: Any = None
+    _gen: Any = field(default=None, repr=False)
+
+    @property
+    def generator(self) -> torch.Generator:
+        if self._gen is None:
+            dev = torch.device(self.device) if self.device is not None else torch.device("cpu")
+            self._gen = torch.Generator(device=dev).manual_seed(step_seed(self.seed, self.index))
+        return self._gen
 
 
 class PenaltyError(TypeError, ValueError):
@@ -127,6 +199,10 @@ class Regularizer(nn.Module):
             raise ValueError(f"regularizer {self.name}: alpha must be >= 0 (the penalty's weight; 0 turns it off), "
                              f"got {alpha:g}")
         self.last_log: dict = {}
+        cls = type(self)
+        if cls.penalty is Regularizer.penalty and not cls.changes_step():
+            raise TypeError(f"regularizer {self.name}: implements neither penalty() nor a step hook "
+                            "(transform_batch, extra_loss)")
 
     # ----------------------------------------------------------------- subclass API
     def setup(self, ctx: RegContext) -> None:
@@ -159,8 +235,56 @@ class Regularizer(nn.Module):
 
     @property
     def active(self) -> bool:
-        """False for a regularizer that adds nothing (the trainer then skips it entirely)."""
+        """False for a regularizer that adds no penalty (the trainer then skips the penalty path entirely:
+        no extra images, no features; a step hook still runs, see `changes_step`)."""
+        if type(self).penalty is Regularizer.penalty:  # a step-only method (noise_aug, fgsm_at)
+            return False
         return float(getattr(self.hp, "alpha", 1.0)) != 0.0
+
+    # ----------------------------------------------------------------- step hooks (see the module docstring)
+    def transform_batch(self, x: torch.Tensor, y: torch.Tensor, step: Step) -> torch.Tensor:
+        """The images this step trains on instead of the task batch `x` (default: `x`)."""
+        return x
+
+    def extra_loss(self, x: torch.Tensor, y: torch.Tensor, step: Step):
+        """A term added to this step's loss, from the regularizer's own forward(s) through `step.model`."""
+        raise NotImplementedError
+
+    def on_epoch_end(self, model: nn.Module, epoch: int) -> dict | None:
+        """Called after each epoch's validation with the plain model (in train mode; restore it if changed):
+        a dict to log, or None."""
+        return None
+
+    @classmethod
+    def hooks(cls) -> tuple[str, ...]:
+        """The step hooks this class implements (overrides): a subset of ("transform_batch", "extra_loss")."""
+        return tuple(h for h in ("transform_batch", "extra_loss")
+                     if getattr(cls, h) is not getattr(Regularizer, h))
+
+    @classmethod
+    def changes_step(cls) -> bool:
+        """True when the class changes the step itself (not only the loss): the trainer then runs its hooks,
+        and such a run cannot be packed with others (its hooks run per model)."""
+        return bool(cls.hooks())
+
+    def checked_transform(self, x: torch.Tensor, y: torch.Tensor, step: Step) -> torch.Tensor:
+        """`transform_batch`, checked (a tensor of x's shape), detached: the step trains on it as data."""
+        out = self.transform_batch(x, y, step)
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+            raise PenaltyError(f"regularizer {self.name!r}: transform_batch() must return a tensor of the task "
+                               f"batch's shape {tuple(x.shape)}, got {got}")
+        return out.detach().to(x.dtype)
+
+    def checked_extra_loss(self, x: torch.Tensor, y: torch.Tensor, step: Step) -> tuple[torch.Tensor, dict]:
+        """`extra_loss` as (scalar term, log dict), checked as `penalty` is."""
+        out = self.extra_loss(x, y, step)
+        term, extra = (out if isinstance(out, tuple) else (out, {}))
+        if not isinstance(term, torch.Tensor) or term.numel() != 1 or not term.is_floating_point():
+            raise PenaltyError(f"regularizer {self.name!r}: extra_loss() must return a scalar floating-point "
+                               f"torch.Tensor (or (tensor, dict)), got {type(term).__name__}")
+        term = term.reshape(())
+        return term, {"reg_raw": term.detach(), **(extra if isinstance(extra, dict) else {})}
 
     # ----------------------------------------------------------------- bookkeeping
     def forward(self, feats: list[torch.Tensor], batch: RegBatch | None = None):

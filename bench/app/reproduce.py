@@ -31,7 +31,7 @@ from bench.app import claims, report_extras
 from bench.core import names
 from bench.core.records import Record
 
-REGULARIZERS = names.REGULARIZERS  # the four built-ins and the shuffled-target control
+REGULARIZERS = names.REPRODUCTION  # the study's pinned arms: the four built-ins and the shuffled-target control
 
 SCALES = {
     "cpu": {

@@ -446,12 +446,24 @@ def split_training(todo: list, pack: int = 1) -> list:
     return surs + trains + runs
 
 
+def _changes_step(name: str) -> bool:
+    """Whether regularizer `name` changes the training step (regularizers.base step hooks): not packable."""
+    import regularizers
+    try:
+        return regularizers.get_class(name).changes_step()
+    except (KeyError, ValueError):  # not loaded in this process: the pack job itself says so
+        return False
+
+
 def _pack(trains: list, runs: list, k: int) -> tuple[list, list]:
     """Train jobs grouped `k` at a time per (regularizer, dataset) into "pack" jobs; runs re-pointed."""
     groups: dict = {}
-    for t in trains:
-        groups.setdefault((t.config["regularizer"], t.config["dataset"]), []).append(t)
     packs, owner = [], {}
+    for t in trains:
+        if _changes_step(t.config["regularizer"]):  # its step hooks run per model: trained alone
+            packs.append(t)
+            continue
+        groups.setdefault((t.config["regularizer"], t.config["dataset"]), []).append(t)
     for members in groups.values():
         for i in range(0, len(members), k):
             chunk = members[i:i + k]

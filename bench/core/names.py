@@ -10,7 +10,10 @@ points can add regularizers at run time: `python -m bench list` shows everything
 from __future__ import annotations
 
 COMPARISON = ("none", "pixel_sim", "pixel_th", "neural_pred")  # the four built-ins every comparison runs
-REGULARIZERS = COMPARISON + ("pixel_shuffle",)  # plus Li et al.'s shuffled-target control
+# The Fashion-MNIST reproduction study's arms, pinned: a new built-in must not grow its plan (issue 31, item 7)
+REPRODUCTION = COMPARISON + ("pixel_shuffle",)  # plus Li et al.'s shuffled-target control
+BASELINES = ("noise_aug", "fgsm_at")  # training on noisy images, fast adversarial training (issue 31)
+REGULARIZERS = REPRODUCTION + BASELINES  # every built-in (tests/test_cli_help.py: equals the registry)
 DATASETS = ("cifar10", "cifar100", "fashion_mnist", "mnist")  # plus FILE_DATASETS
 FILE_DATASETS = "folder:PATH, npz:PATH"  # image folders (unlabelled) and array files (bench.core.arrays)
 MODELS = ("resnet18", "resnet34")

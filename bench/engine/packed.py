@@ -58,6 +58,10 @@ class PackedTrainer:
         self.log = log
         self.members = [Trainer(c, data=data, log=log) for c in cfgs]
         m0 = self.members[0]
+        for m in self.members:
+            if m.hooks:
+                raise ValueError(f"regularizer {m.cfg.regularizer!r} changes the training step ({', '.join(m.hooks)}) "
+                                 "and cannot be packed; train it without --pack")
         shape = {(type(m.reg), bool(m.reg.active), int(m.reg.images_per_step()) if m.reg.active else 0)
                  for m in self.members}
         if len(shape) != 1:

@@ -1,4 +1,4 @@
-"""The engine: the `Trainer` (task cross-entropy + a regularizer's penalty, under a step budget).
+"""The engine: the `Trainer` (task cross-entropy + a regularizer's penalty or step hooks, under a step budget).
 
 Every regularizer in a comparison gets the same step budget (epochs x steps per epoch, where
 steps per epoch depend on the task data only), on the same device kind. The run records what it
@@ -283,6 +283,10 @@ class Trainer:
             log("[regbench] warning: step_path=fast on a CPU without native bf16: bf16 is emulated there and "
                 "slower than the plain path")
         prepare_model(self.model, self.path)
+        # a regularizer that changes the step (regularizers.base: transform_batch / extra_loss) sees the model
+        # through a StepModel: its forwards run on the step path and are counted as the run's extra compute
+        self.hooks = self.reg.hooks()
+        self.step_model = regs.StepModel(self.model, lambda x: path_forward(self.model, x, self.path))
         self.loss_fn = (torch.compile(self._loss_of, mode=compile_mode(self.device), dynamic=False)
                         if self.path.compiled else self._loss_of)
 
@@ -355,7 +359,7 @@ class Trainer:
         self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                    foreach=True)
         self.state = {"step": 0, "best_val": float("inf"), "best_epoch": -1, "wall_s": 0.0, "device_s": 0.0,
-                      "images": 0, "reg_images": 0}
+                      "images": 0, "reg_images": 0, "extra_forward_images": 0, "extra_backward_images": 0}
         self.best_model, self.perm, self.gen, self.plan = None, None, None, None
         # draw each epoch's randomness at its start (see inputs): every regularizer that splits its draws off
         self.ahead = (not self.reg.active) or bool(getattr(self.reg, "draws_ahead", False))
@@ -503,6 +507,9 @@ class Trainer:
         state, reg = self.state, self.reg
         self.timer.start()
         x, y, rb = self.inputs()
+        hook = self._hook_step() if self.hooks else None
+        if "transform_batch" in self.hooks:
+            x = reg.checked_transform(x, y, hook)
         self.lr = lr_at(self.cfg, state["step"], self.spe)
         for gpar in self.opt.param_groups:
             gpar["lr"] = self.lr
@@ -510,6 +517,8 @@ class Trainer:
             torch.compiler.cudagraph_mark_step_begin()
         loss, ce, pen, self.rlog = self.loss_fn(x, y, None if rb is None else rb.images,
                                                 None if rb is None else rb.meta)
+        if "extra_loss" in self.hooks:
+            loss, pen = self._extra_loss(x, y, hook, loss, pen)
         self.guard.update(state["step"] + 1, ce, pen)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -518,7 +527,24 @@ class Trainer:
         state["step"] += 1
         state["images"] += x.shape[0]
         state["reg_images"] += 0 if (rb is None or rb.images is None) else rb.images.shape[0]
+        if hook is not None:
+            fwd, bwd = self.step_model.take()
+            state["extra_forward_images"] += fwd
+            state["extra_backward_images"] += bwd
         self._accumulate(loss, ce, pen)
+
+    def _hook_step(self):
+        """This step as the regularizer's step hooks see it (its generator seeded by (seed, step index))."""
+        return regs.Step(index=self.state["step"], model=self.step_model, seed=self.cfg.seed, device=self.device)
+
+    def _extra_loss(self, x, y, hook, loss, pen):
+        """The regularizer's extra loss term (its forwards inside the step's autocast region) added to the loss;
+        for the finite guard and the log it counts as the penalty."""
+        with path_autocast(self.path, x.device.type):
+            term, log = self.reg.checked_extra_loss(x, y, hook)
+        term = term.float()
+        self.rlog = {**self.rlog, **log} if pen is not None else log
+        return loss + term, (term if pen is None else pen + term)
 
     def _accumulate(self, loss, ce, pen) -> None:
         r = self.running
@@ -557,6 +583,9 @@ class Trainer:
         step = self.state["step"]
         vloss, vacc = evaluate_loss(self.model, self.data.val_x, self.data.val_y)
         self.record.append_log({"step": step, "epoch": step // self.spe, "val_loss": vloss, "val_acc": vacc})
+        extra = self.reg.on_epoch_end(self.model, step // self.spe)
+        if extra:
+            self.record.append_log({"step": step, "epoch": step // self.spe, **extra})
         if vloss < self.state["best_val"]:
             self.state["best_val"], self.state["best_epoch"] = vloss, step // self.spe
             # kept in host memory (no device memory for a second model); written only with checkpoints
@@ -609,6 +638,9 @@ class Trainer:
                    "selected_epoch": state["best_epoch"] if cfg.select == "best_val_loss" else cfg.epochs,
                    "device": device_info(self.device)["name"], **self.path.describe(),
                    **getattr(self, "extra_summary", {})}
+        if self.hooks:  # the step hooks' own forwards/backwards: training compute beside the step budget
+            summary.update(step_hooks=list(self.hooks), extra_forward_images=state["extra_forward_images"],
+                           extra_backward_images=state["extra_backward_images"])
         if device_shared_by() > 1:  # other worker processes ran on this device: its seconds include theirs
             summary["device_shared_by"] = device_shared_by()
         if self.device.type == "cuda":
