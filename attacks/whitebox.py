@@ -351,3 +351,15 @@ class MinPerturbation(SuiteTest):
                                  "steps_used": steps_used.tolist(),
                                  "early_stopping": p.patience is not None and not p.attack.endswith("_foolbox")},
                                 summary)
+
+
+@register_test("min_perturbation_fmn")
+class MinPerturbationFMN(MinPerturbation):
+    """`min_perturbation` with FMN (fast minimum-norm, Pintor et al. 2021) instead of DDN: the second white-box
+    family of a distance audit (two families agreeing make a gradient-masking artefact less likely), on the same
+    images (the same `n`, the same selection)."""
+    version = "1"
+
+    @dataclass
+    class Params(MinPerturbation.Params):
+        attack: str = "fmn"

@@ -17,9 +17,9 @@ REGULARIZERS = REPRODUCTION + BASELINES  # every built-in (tests/test_cli_help.p
 DATASETS = ("cifar10", "cifar100", "fashion_mnist", "mnist")  # plus FILE_DATASETS
 FILE_DATASETS = "folder:PATH, npz:PATH"  # image folders (unlabelled) and array files (bench.core.arrays)
 MODELS = ("resnet18", "resnet34")
-SUITES = ("quick", "paper", "full", "repro_cpu", "robustbench", "cifar_cpu_pilot")
+SUITES = ("quick", "paper", "full", "repro_cpu", "robustbench", "cifar_cpu_pilot", "cifar_cpu")
 TESTS = ("clean", "gaussian_noise", "gaussian_noise_extended", "transfer_fgsm_extended",
-         "transfer_fgsm_reverse_extended", "uniform_noise", "salt_pepper_noise", "transfer_fgsm", "transfer_fgsm_reverse", "boundary", "boundary_converged", "min_perturbation",
+         "transfer_fgsm_reverse_extended", "uniform_noise", "salt_pepper_noise", "transfer_fgsm", "transfer_fgsm_reverse", "boundary", "boundary_converged", "min_perturbation", "min_perturbation_fmn",
          "corruptions", "pgd", "autoattack", "hop_skip_jump", "rb_autoattack_linf", "rb_autoattack_l2",
          "rb_corruptions")
 LAUNCHERS = ("local", "ray", "slurm")
