@@ -135,11 +135,12 @@ def compare_in(tidy, reg: str, base: str, metric: str, higher_is_better: bool = 
     return c
 
 
-def evaluate_claims(tidy) -> list[dict]:
-    """Each claim with its comparisons judged (Bonferroni over the claim) and its verdict by its quantifier."""
+def evaluate_claims(tidy, claim_list: list[dict] | None = None) -> list[dict]:
+    """Each claim (of this study, or of `claim_list`) with its comparisons judged (Bonferroni over the claim)
+    and its verdict by its quantifier."""
     from leaderboard import stats
     results = {}
-    for cl in claims():
+    for cl in (claims() if claim_list is None else claim_list):
         comps = []
         for s in cl["specs"]:
             c = compare_in(tidy, s.reg, s.base, s.metric, s.higher_is_better)
