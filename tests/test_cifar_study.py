@@ -1,0 +1,96 @@
+"""The CIFAR-10 CPU study (issue 29): its audits computed independently on synthetic records, its committed report
+equal to a fresh render from its committed records (every number recomputable), and its plan naming exactly
+the configs of its committed records."""
+import json
+import math
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.app import cifar_audits as A
+from bench.app import cifar_study as S
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def _record(path: Path, ddn, fmn, ddn_steps, fmn_steps, boundary_sq, ddn_sq):
+    path.mkdir(parents=True)
+    idx = list(range(len(ddn)))
+    suite = {"min_perturbation": {"result": {"summary": {"median_sq_l2": ddn_sq}, "details": {
+                 "per_image_l2": ddn, "image_indices": idx, "steps_used": ddn_steps, "steps": 250}}},
+             "min_perturbation_fmn": {"result": {"summary": {}, "details": {
+                 "per_image_l2": fmn, "image_indices": idx, "steps_used": fmn_steps, "steps": 250}}},
+             "boundary": {"result": {"summary": {"median_sq_l2": boundary_sq}}}}
+    (path / "metrics.json").write_text(json.dumps({"suite": suite}))
+    return path
+
+
+def test_record_audit_counts_caps_failures_and_ratios(tmp_path):
+    ddn = [0.5, 1.0, None, 2.0]
+    fmn = [0.6, 1.1, 0.9, 2.4]
+    r = A.record_audit(_record(tmp_path / "r", ddn, fmn, [10, 250, 250, 40], [250, 12, 13, 14], 0.03, 0.01))
+    assert r["ddn_failed"] == 1 and r["fmn_failed"] == 0
+    assert r["ddn_at_cap"] == 2 and r["fmn_at_cap"] == 1 and r["ddn_images"] == 4
+    assert r["ddn_median_l2"] == pytest.approx(1.0) and r["fmn_median_l2"] == pytest.approx(1.0)
+    # per image, where both broke it: 0.6/0.5, 1.1/1.0, 2.4/2.0 -> median 1.2
+    assert r["fmn_over_ddn_median"] == pytest.approx(1.2)
+    assert r["boundary50_over_ddn"] == pytest.approx(3.0)
+
+
+def test_arm_audits_sum_counts_and_average_ratios(tmp_path):
+    a = _record(tmp_path / "a", [1.0, 1.0], [1.0, 2.0], [250, 1], [1, 1], 0.02, 0.01)
+    b = _record(tmp_path / "b", [1.0, 1.0], [1.0, 1.0], [250, 250], [1, 1], 0.04, 0.01)
+    tidy = pd.DataFrame({"regularizer": ["none", "none"], "run_dir": [str(a), str(b)]})
+    out = A.arm_audits(tidy)["none"]
+    assert out["n"] == 2 and out["ddn_at_cap"] == 3 and out["ddn_images"] == 4
+    assert out["boundary50_over_ddn"] == pytest.approx(3.0)  # mean of 2 and 4
+    assert out["fmn_over_ddn_median"] == pytest.approx((1.5 + 1.0) / 2)
+
+
+def test_separation_flag_when_none_keeps_90_percent():
+    rows = []
+    for seed, clean, last_paper, last_ext in ((0, 0.5, 0.47, 0.2), (1, 0.6, 0.57, 0.2)):
+        rows += [{"regularizer": "none", "seed": seed, "metric": "clean.accuracy", "value": clean},
+                 {"regularizer": "none", "seed": seed, "metric": "gaussian_noise.accuracy_max_level", "value": last_paper},
+                 {"regularizer": "none", "seed": seed, "metric": "gaussian_noise_extended.accuracy_max_level",
+                  "value": last_ext}]
+    lines = A.separation_flags(pd.DataFrame(rows))
+    paper = next(x for x in lines if x.startswith("- `gaussian_noise`"))
+    ext = next(x for x in lines if x.startswith("- `gaussian_noise_extended`"))
+    assert "cannot separate" in paper and f"{np.mean([0.47 / 0.5, 0.57 / 0.6]):.0%}" in paper
+    assert "cannot separate" not in ext
+
+
+def test_plan_commands_name_the_committed_records_configs():
+    """The first planned sweep, parsed and planned by the real CLI and sweep planner, names exactly the committed
+    records' folders (same config hashes), so rerunning the plan resumes the study instead of starting another."""
+    from bench.app.sweep import plan_sweep
+    from bench.cli import build_parser
+    from bench.cli.sweep import spec_from_args
+    records = DOCS / "cifar10_records"
+    names = {p.name for p in records.iterdir()} if records.is_dir() else set()
+    if not names or not (ROOT.parent / "shared" / "data" / "cifar10-prefix").is_dir():
+        pytest.skip("no committed CIFAR-10 study records, or ../shared/data/cifar10-prefix absent")
+    import os
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # the plan names the data file relative to the project's root
+    try:
+        plan = plan_sweep(spec_from_args(build_parser().parse_args(shlex.split(S.commands()[0])[3:])))
+    finally:
+        os.chdir(cwd)
+    planned = {Path(s.run_dir).name for s in plan.specs}  # runs and their transfer surrogates
+    assert names <= planned, sorted(names - planned)
+
+
+def test_committed_report_is_rendered_from_the_committed_records(tmp_path):
+    report = DOCS / "cifar10_reproduction.md"
+    if not report.is_file():
+        pytest.skip("no committed CIFAR-10 report yet")
+    text = S.render(DOCS / "cifar10_records", DOCS / "cifar10_pilot_records", tmp_path / "r.md",
+                    DOCS / "cifar10_similarity.json")
+    assert text == report.read_text()
+    assert "partial" in text.splitlines()[0] or "| 0 of" not in text
