@@ -243,7 +243,18 @@ def render(table: pd.DataFrame, fmt: str = "term", metrics: str | None = None) -
         if fmt != "csv" and not table.empty:
             table = keyview.restrict(table, metrics)
         text = {"term": render_term, "md": render_md, "csv": render_csv, "html": render_html}[fmt](table)
+    matched = table.attrs.get("matched")
+    if matched and fmt in ("term", "md"):
+        text = text.rstrip("\n") + "\n\n" + MATCHED_TITLE + "\n\n" + matched + "\n"
+    if matched and fmt == "html":
+        import html
+        block = f"<h2>{html.escape(MATCHED_TITLE)}</h2><pre>{html.escape(matched)}</pre>"
+        text = text.replace("</body>", block + "</body>") if "</body>" in text else text + block
     return pareto.inject_html(text, table.attrs.get("pareto")) if fmt == "html" else text
+
+
+MATCHED_TITLE = ("Accuracy-matched none: each regularized run beside `none` of its seed block at the `none` epoch "
+                 "whose validation accuracy is closest (leaderboard.matched)")
 
 
 def write(table: pd.DataFrame, fmt: str = "term", output=None, metrics: str | None = None) -> str:

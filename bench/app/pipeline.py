@@ -55,6 +55,9 @@ def evaluate_record(record, suite: str | None = None, *, device=None, n_examples
     device = resolve_device(cfg.device if device is None else str(device))
     progress = cfg.progress if progress is None else progress
     with record.run_lock(log=log):
+        if (record.path / "epochs").is_dir():  # epoch_evals: the epochs' weights are evaluated, then deleted
+            from bench.app.epoch_evals import run_epoch_evals
+            run_epoch_evals(record, device=device, log=log)
         ctx = attacks.context_for_run(record, device=device, n_examples=n_examples,
                                       seed=cfg.seed if seed is None else seed, progress=progress)
         if suite_needs_surrogate(suite, only):

@@ -21,7 +21,7 @@ DEMO_WORKERS = 2
 # Fields that do not change what is computed: excluded from the hash.
 SURROGATE_OFFSET = 1000  # a block's surrogate seed is this plus the block's seed (RunConfig.surrogate_seed None)
 NON_SEMANTIC = ("data_dir", "out", "device", "download", "progress", "preset", "ckpt_every", "ckpt_minutes",
-                "compile", "data_files")
+                "compile", "epoch_evals", "data_files")
 
 
 @dataclass
@@ -82,6 +82,9 @@ class RunConfig:
     # plain: float32 NCHW (bit-exact resume) | fast: channels_last + bf16 autocast | auto: fast on CUDA and on
     # CPUs with native bf16 | None: fast on CUDA, plain on CPUs. build_config stores the resolved value.
     step_path: str | None = None
+    # keep every epoch's weights until the run's epoch evaluations (the accuracy-matched `none` control,
+    # bench.app.epoch_evals) have run on them; adds evaluations, changes no trained weight: not hashed
+    epoch_evals: bool = False
 
     def __post_init__(self):
         """`npz:PATH` (as `dataset` or `reg_params.reg_dataset`) becomes `npz:sha256=<hex>` with the path in

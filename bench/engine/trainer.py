@@ -586,6 +586,9 @@ class Trainer:
         extra = self.reg.on_epoch_end(self.model, step // self.spe)
         if extra:
             self.record.append_log({"step": step, "epoch": step // self.spe, **extra})
+        if self.cfg.epoch_evals:  # the epoch's weights, evaluated and deleted after training (bench.app.epoch_evals)
+            store.atomic_torch_save(self.record.path / "epochs" / f"epoch_{step // self.spe}.pt",
+                                    {k: v.detach().cpu() for k, v in self.model.state_dict().items()})
         if vloss < self.state["best_val"]:
             self.state["best_val"], self.state["best_epoch"] = vloss, step // self.spe
             # kept in host memory (no device memory for a second model); written only with checkpoints
