@@ -530,7 +530,7 @@ def build_table(*roots_or_df, strict: bool | None = None) -> pd.DataFrame:
         tidy = load_records(*roots_or_df, strict=strict)
         table = aggregate(tidy)
         from .matched import matched_markdown, matched_rows  # the accuracy-matched `none` control, when recorded
-        table.attrs["matched"] = matched_markdown(matched_rows(*roots_or_df))
+        table.attrs["matched"] = matched_markdown(matched_rows(tidy, *roots_or_df))
         return table
     return aggregate(tidy)
 

@@ -60,16 +60,15 @@ def _runs(roots) -> list[dict]:
     return runs
 
 
-def matched_rows(*roots) -> pd.DataFrame:
-    """One row per (regularized run, metric): the run's value, `none`'s final value and `none`'s value at the
-    matched epoch, with the two validation accuracies and the matched epoch."""
-    from .aggregate import load_records
+def matched_rows(tidy: pd.DataFrame, *roots) -> pd.DataFrame:
+    """One row per (regularized run, metric): the run's value, `none`'s final value (both from `tidy`, the
+    records of `roots` as `leaderboard.load_records` reads them) and `none`'s value at the matched epoch, with
+    the two validation accuracies and the matched epoch."""
     runs = _runs(roots)
     nones = {(r["head"]["comparison_key"], r["head"]["config"]["seed"]): r for r in runs
              if r["head"]["config"]["regularizer"] == "none" and r["metrics"].get("epoch_suite")}
     if not nones:
         return pd.DataFrame()
-    tidy = load_records(*roots)
     final = {(d, m): v for d, m, v in zip(tidy["run_dir"], tidy["metric"], tidy["value"])}
     rows = []
     for r in runs:

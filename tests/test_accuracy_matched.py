@@ -54,16 +54,14 @@ def _fake(root, reg, seed, val_accs, selected, epoch_results=None, clean=0.5):
     return d
 
 
-def test_matching_picks_the_closest_validation_accuracy(tmp_path, monkeypatch):
+def test_matching_picks_the_closest_validation_accuracy(tmp_path):
     eps = {str(e): {"val_acc": a, "results": {"gaussian_noise": {"relative_robustness": rr}}}
            for e, a, rr in ((1, 0.40, 0.9), (2, 0.55, 0.8), (3, 0.70, 0.7))}
     n = _fake(tmp_path, "none", 0, {1: 0.40, 2: 0.55, 3: 0.70}, 3, eps)
     p = _fake(tmp_path, "pixel_sim", 0, {1: 0.30, 2: 0.52, 3: 0.50}, 2)
     tidy = pd.DataFrame({"run_dir": [str(n), str(p)], "metric": ["gaussian_noise.relative_robustness"] * 2,
                          "value": [0.7, 0.85]})
-    import sys
-    monkeypatch.setattr(sys.modules["leaderboard.aggregate"], "load_records", lambda *r, **k: tidy)
-    df = M.matched_rows(tmp_path)
+    df = M.matched_rows(tidy, tmp_path)
     row = df[df["metric"] == "gaussian_noise.relative_robustness"].iloc[0]
     assert row["none_epoch"] == 2 and row["reg_val_acc"] == 0.52 and row["none_val_acc"] == 0.55
     assert row["value"] == 0.85 and row["none_final"] == 0.7 and row["none_matched"] == 0.8
