@@ -193,9 +193,10 @@ def determinism_info(device: torch.device, amp_dtype: torch.dtype | None = None)
          "float32_matmul_precision": torch.get_float32_matmul_precision(),
          "mkldnn_enabled": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
          "device_type": device.type, "precision": precision_info(device, amp_dtype),
-         "bit_identical_when": "same torch version, device kind, thread count and step path (CPU fp32 path: "
-                               "reruns and resumed runs are bit-identical; other thread counts or CUDA "
-                               "(bf16 autocast, cuDNN) give close but not identical weights)"}
+         "bit_identical_when": "same torch version, device kind, thread count and step path (on a CPU, plain "
+                               "fp32 and fast bf16 paths alike: reruns and resumed runs are bit-identical; other "
+                               "thread counts, other CPU kinds or CUDA (bf16 autocast, cuDNN) give close but not "
+                               "identical weights)"}
     if device.type == "cuda":
         d.update(cudnn_deterministic=torch.backends.cudnn.deterministic, cudnn_benchmark=torch.backends.cudnn.benchmark,
                  cuda_matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
