@@ -7,10 +7,13 @@ not committed, so the epochs are evaluated while they exist: with `epoch_evals=t
 epoch's state dict to `<record>/epochs/epoch_K.pt`; after training, `run_epoch_evals` runs the tests of
 `MATCH_TESTS` that the record's suite has (same images, same seeds as the final model's suite, float32), stores
 them in metrics.json under `epoch_suite` (each with the epoch's validation accuracy and loss from the training
-log, and the seconds spent), and deletes the weights. Cost: one run of those tests per epoch, recorded per epoch
-(`seconds`). From the committed Fashion-MNIST `repro_cpu` records (width 0.25, one thread), clean + the noise test
-+ the 40-image DDN take about 2 + 10 + 25 s per model, so 4 epochs add about 2.5 minutes to a `none` run whose
-training takes 2-4 minutes.
+log, and the seconds spent), and deletes the weights. Transfer FGSM runs with the block's surrogate (the one
+the final model's suite uses). Who keeps epochs: a run with `epoch_evals=true`; in a sweep only its `none` arm
+(the control is `none`'s), and a transfer surrogate never (it is trained, not evaluated). Cost: one run of those
+tests per epoch, recorded per epoch (`seconds`). From the committed Fashion-MNIST `repro_cpu` records (width
+0.25, one thread, their suites' `cost.seconds`), clean + the noise test + transfer FGSM + the 40-image DDN take
+about 2 + 10 + 6 + 30 s per model, so each epoch adds ~50 s: 3 epochs add ~2.5 minutes to a `none` run whose
+training takes 2-6 minutes.
 """
 from __future__ import annotations
 
@@ -25,8 +28,10 @@ from bench.core import store
 from bench.core.models import model_from_config
 from bench.core.records import Record, as_record
 
-# what the accuracy-matched control is judged on: clean accuracy, the noise tests, the white-box minimal distance
-MATCH_TESTS = ("clean", "gaussian_noise", "gaussian_noise_extended", "min_perturbation", "min_perturbation_fmn")
+# what the accuracy-matched control is judged on: clean accuracy, the noise tests, the white-box minimal distance,
+# and the forward transfer FGSM (one surrogate gradient and a forward per eps: about the noise test's cost)
+MATCH_TESTS = ("clean", "gaussian_noise", "gaussian_noise_extended", "min_perturbation", "min_perturbation_fmn",
+               "transfer_fgsm", "transfer_fgsm_extended")
 
 
 def _val_by_epoch(record: Record) -> dict[int, dict]:
@@ -39,8 +44,9 @@ def _val_by_epoch(record: Record) -> dict[int, dict]:
     return out
 
 
-def run_epoch_evals(record, device="cpu", log=print) -> dict:
-    """Evaluate every saved epoch of `record` on MATCH_TESTS of its suite, store `epoch_suite`, delete weights."""
+def run_epoch_evals(record, device="cpu", log=print, surrogate=None) -> dict:
+    """Evaluate every saved epoch of `record` on MATCH_TESTS of its suite, store `epoch_suite`, delete weights.
+    The transfer tests run only with the block's `surrogate` (`attacks.Surrogate`, as the final model's suite has)."""
     import torch
     record = as_record(record)
     folder = record.path / "epochs"
@@ -48,7 +54,8 @@ def run_epoch_evals(record, device="cpu", log=print) -> dict:
     if not files:
         return {}
     cfg = record.config()
-    tests = [t for t in attacks.suite_tests(cfg.suite) if t in MATCH_TESTS]
+    tests = [t for t in attacks.suite_tests(cfg.suite)
+             if t in MATCH_TESTS and (surrogate is not None or t not in attacks.TRANSFER_TESTS)]
     h = record.header()
     d = bdata.load_for_config(cfg)
     x = bdata.to_float(d.test_x).to(device)
@@ -60,7 +67,7 @@ def run_epoch_evals(record, device="cpu", log=print) -> dict:
         model.to(device).eval()
         ctx = attacks.EvalContext(model=model, x=x, y=d.test_y.to(device), config=cfg, run_dir=None,
                                   device=torch.device(device), seed=cfg.seed, num_classes=d.num_classes,
-                                  dataset=cfg.dataset, surrogate=None, progress=False)
+                                  dataset=cfg.dataset, surrogate=surrogate, progress=False)
         t0 = time.perf_counter()
         res = attacks.evaluate(ctx, suite=cfg.suite, only=tests, log=lambda *a: None)
         out[str(epoch)] = {**vals.get(epoch, {}), "seconds": round(time.perf_counter() - t0, 3),

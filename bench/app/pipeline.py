@@ -9,6 +9,7 @@ surrogate rules exist once.
 from __future__ import annotations
 
 import attacks
+from bench.app.epoch_evals import MATCH_TESTS, run_epoch_evals
 from bench.core.config import RunConfig
 from bench.core.device import resolve_device
 from bench.core.records import Record, as_record
@@ -18,9 +19,11 @@ from bench.engine.trainer import train
 def surrogate_config(cfg: RunConfig) -> RunConfig:
     """The transfer attack's source model of a run: the same task, model and budget, unregularized,
     at the run's effective surrogate seed (by default one per seed block: 1000 + seed), trained on the
-    block's own data (its data seed, made explicit so the surrogate's seed does not move it)."""
+    block's own data (its data seed, made explicit so the surrogate's seed does not move it). A surrogate is
+    trained, never evaluated: it keeps no epoch weights (`epoch_evals` would leave them behind)."""
     return cfg.replace(regularizer="none", reg_params={}, seed=cfg.effective_surrogate_seed,
-                       data_seed=cfg.effective_data_seed, surrogate_seed=cfg.effective_surrogate_seed)
+                       data_seed=cfg.effective_data_seed, surrogate_seed=cfg.effective_surrogate_seed,
+                       epoch_evals=False)
 
 
 def suite_needs_surrogate(suite: str, only=None) -> bool:
@@ -55,14 +58,14 @@ def evaluate_record(record, suite: str | None = None, *, device=None, n_examples
     device = resolve_device(cfg.device if device is None else str(device))
     progress = cfg.progress if progress is None else progress
     with record.run_lock(log=log):
-        if (record.path / "epochs").is_dir():  # epoch_evals: the epochs' weights are evaluated, then deleted
-            from bench.app.epoch_evals import run_epoch_evals
-            run_epoch_evals(record, device=device, log=log)
+        epochs = (record.path / "epochs").is_dir()  # epoch_evals: the epochs' weights, evaluated then deleted
         ctx = attacks.context_for_run(record, device=device, n_examples=n_examples,
                                       seed=cfg.seed if seed is None else seed, progress=progress)
-        if suite_needs_surrogate(suite, only):
+        if suite_needs_surrogate(suite, only) or (epochs and suite_needs_surrogate(cfg.suite, MATCH_TESTS)):
             ctx.surrogate = provide_surrogate(cfg, device, out=record.path.resolve().parent, progress=progress,
                                               log=log)
+        if epochs:
+            run_epoch_evals(record, device=device, log=log, surrogate=ctx.surrogate)
         return attacks.evaluate(ctx, suite=suite, run_dir=record, force=force, only=only, log=log, options=options)
 
 
@@ -70,6 +73,10 @@ def run_and_evaluate(cfg: RunConfig, *, evaluate: bool = True, force: bool = Fal
                      log=print) -> Record:
     """Train the run `cfg` describes (or resume / skip it), then evaluate it with `cfg.suite`."""
     record = Record(train(cfg, log=log, force=force))
+    if cfg.epoch_evals and not (record.path / "epochs").is_dir() and "epoch_suite" not in record.metrics():
+        # epoch_evals is not hashed: a record trained without it is found complete and has no epochs to evaluate
+        log(f"[regbench] {record.name}: epoch_evals is on but this record was trained without it, so it has no "
+            "epoch weights; --force retrains it")
     if evaluate:
         evaluate_record(record, cfg.suite, device=cfg.device, force=force_eval, progress=cfg.progress, log=log)
     return record

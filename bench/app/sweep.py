@@ -313,7 +313,8 @@ def _dataset_jobs(spec: SweepSpec, base: RunConfig, regs, seeds, common, per) ->
     for s in seeds:
         for r in regs:
             params = params_of[r]
-            cfg = base.replace(regularizer=r, reg_params=params, seed=s)
+            # epoch_evals serves the accuracy-matched control, which is `none`'s: other arms keep no epochs
+            cfg = base.replace(regularizer=r, reg_params=params, seed=s, epoch_evals=base.epoch_evals and r == "none")
             keys.setdefault(cfg.comparison_key(), []).append(f"{r}/s{s}")
             runs.append(JobSpec(id=f"{r}/{ds}/s{s}", kind="run", config=cfg.to_dict(),
                                 run_dir=str(Record.for_config(cfg).path), deps=[sur_ids[s]] if s in sur_ids else [],
