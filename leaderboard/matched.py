@@ -21,7 +21,7 @@ from scipy import stats as st
 from .derived import record_rows
 
 METRICS = ("clean.accuracy", "gaussian_noise.relative_robustness", "gaussian_noise_extended.relative_robustness",
-           "minimal_l2.median_l2")
+           "transfer_fgsm.relative_robustness", "transfer_fgsm_extended.relative_robustness", "minimal_l2.median_l2")
 
 
 def _json(p: Path):
@@ -60,6 +60,19 @@ def _runs(roots) -> list[dict]:
     return runs
 
 
+def _arm(cfg: dict) -> str:
+    """The arm's name with the hyper-parameters its config sets (two settings of one regularizer are two arms)."""
+    p = cfg.get("reg_params") or {}
+    return cfg["regularizer"] + (f" ({', '.join(f'{k}={p[k]}' for k in sorted(p))})" if p else "")
+
+
+def _setup(head: dict) -> str:
+    """What a comparison shares, readably (the comparison key's hash, its data and budget): rows of two setups
+    are never averaged together."""
+    d, b = head.get("data") or {}, head.get("budget") or {}
+    return f"{d.get('dataset', '?')} {d.get('color', '')} {b.get('steps', '?')} steps [{head['comparison_key'][:6]}]"
+
+
 def matched_rows(tidy: pd.DataFrame, *roots) -> pd.DataFrame:
     """One row per (regularized run, metric): the run's value, `none`'s final value (both from `tidy`, the
     records of `roots` as `leaderboard.load_records` reads them) and `none`'s value at the matched epoch, with
@@ -83,11 +96,13 @@ def matched_rows(tidy: pd.DataFrame, *roots) -> pd.DataFrame:
             continue
         k = min(epochs, key=lambda e: (abs(float(epochs[e].get("val_acc", np.inf)) - acc), int(e)))
         vals, n_val = _epoch_values(epochs[k]), int(r["head"]["data"]["n_val"])
+        se, nacc = math.sqrt(max(acc * (1 - acc), 1e-12) / n_val), float(epochs[k].get("val_acc", np.nan))
         for m in METRICS:
-            rows.append({"regularizer": cfg["regularizer"], "seed": cfg["seed"], "metric": m,
+            rows.append({"regularizer": cfg["regularizer"], "arm": _arm(cfg), "setup": _setup(r["head"]),
+                         "seed": cfg["seed"], "metric": m,
                          "comparison_key": r["head"]["comparison_key"], "reg_val_acc": acc, "reg_epoch": sel,
-                         "none_epoch": int(k), "none_val_acc": float(epochs[k].get("val_acc", np.nan)),
-                         "n_val": n_val, "val_se": math.sqrt(max(acc * (1 - acc), 1e-12) / n_val),
+                         "none_epoch": int(k), "none_val_acc": nacc, "n_val": n_val, "val_se": se,
+                         "within_2se": bool(abs(nacc - acc) <= 2 * se),
                          "value": final.get((str(r["dir"]), m), np.nan),
                          "none_final": final.get((str(base["dir"]), m), np.nan),
                          "none_matched": vals.get(m, np.nan)})
@@ -96,12 +111,17 @@ def matched_rows(tidy: pd.DataFrame, *roots) -> pd.DataFrame:
 
 def matched_markdown(df: pd.DataFrame) -> str:
     """Per arm and metric: the arm, `none` at the end, `none` at matched accuracy, and the paired difference to
-    the matched `none` with its 95% t interval over the seed blocks."""
+    the matched `none` with its 95% t interval over the seed blocks, one line per setup (comparison key) and arm.
+    The last column counts the blocks whose `none` has an epoch within two standard errors of the arm's accuracy:
+    where it has none (the arm is less accurate than `none`'s first epoch, or more accurate than its best), the
+    control is not at the same accuracy."""
     if df is None or df.empty:
         return ""
-    out = ["| arm | metric | blocks | arm | none (final) | none (accuracy-matched) | arm - matched none (95% CI) | "
-           "val. acc. arm / matched none (epochs) | val. split |", "|---|---|---|---|---|---|---|---|---|"]
-    for (reg, m), g in df.groupby(["regularizer", "metric"], sort=True):
+    out = ["| setup | arm | metric | blocks | arm's value | none (final) | none (accuracy-matched) | "
+           "arm - matched none (95% CI) | "
+           "val. acc. arm / matched none (epochs) | val. split | matched within 2 SE |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (setup, reg, m), g in df.groupby(["setup", "arm", "metric"], sort=True):
         g = g.dropna(subset=["value", "none_matched"])
         if g.empty:
             continue
@@ -109,8 +129,9 @@ def matched_markdown(df: pd.DataFrame) -> str:
         n = len(d)
         h = float(st.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
         ci = f"{d.mean():+.3g} [{d.mean() - h:+.3g}, {d.mean() + h:+.3g}]" if n > 1 else f"{d.mean():+.3g}"
-        out.append(f"| {reg} | {m} | {n} | {g['value'].mean():.4g} | {g['none_final'].mean():.4g} | "
+        out.append(f"| {setup} | {reg} | {m} | {n} | {g['value'].mean():.4g} | {g['none_final'].mean():.4g} | "
                    f"{g['none_matched'].mean():.4g} | {ci} | {g['reg_val_acc'].mean():.3f} / "
                    f"{g['none_val_acc'].mean():.3f} ({', '.join(map(str, g['none_epoch']))}) | "
-                   f"n={int(g['n_val'].iloc[0])}, SE {g['val_se'].mean():.3f} |")
+                   f"n={int(g['n_val'].iloc[0])}, SE {g['val_se'].mean():.3f} | "
+                   f"{int(g['within_2se'].sum())} of {n} |")
     return "\n".join(out)

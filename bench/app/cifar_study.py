@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from bench.app import claims as C
+from bench.app import report_extras
 
 NPZ = "../shared/data/cifar10-prefix/cifar10_prefix.npz"
 SETS = ["val_fraction=0.1", "step_path=plain"]
@@ -233,6 +234,7 @@ def render(records: Path, pilot: Path, out: Path, similarity: Path) -> str:
              "## Pilot (outside the study)", "", pilot_section(pilot), "",
              "## Grayscale CIFAR-10: key metrics", "", key_table(tidy, regs) if regs else "No records yet.", "",
              "## Verdicts", "", claims_section(tidy) if regs else "No records yet.", "",
+             *(report_extras.matched_md(tidy, records) if regs else []),
              "## Audits", "", "### Distances: two white-box families, the boundary figure, step caps", "",
              A.audit_table(tidy, regs) if regs else "", "", "### Transfer FGSM: forward and reverse", "",
              *(A.transfer_lines(tidy, regs, C.compare_in) if regs else []), "", "### Can the tests separate models?", "",

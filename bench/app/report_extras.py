@@ -1,4 +1,5 @@
-"""Report pieces beside `none`: the differences to each baseline arm, and the Pareto view.
+"""Report pieces beside `none`: the differences to each baseline arm, the accuracy-matched `none`, and the
+Pareto view.
 
 Baselines (`leaderboard.differences.BASELINES`: input-noise augmentation and fast adversarial training) are
 read from the records by name. Each regularizer's comparisons on one metric, with `none` and with every
@@ -66,3 +67,20 @@ def pareto_md(plots, rel) -> list[str]:
           "figure per comparable setup (comparison key and suite protocol); the data behind it: "
           "`leaderboard.pareto.pareto_points`.", ""]
     return md + [f"![{Path(p).stem}]({rel(p)})" for p in pngs] + [""]
+
+
+def matched_md(tidy, *roots) -> list[str]:
+    """The accuracy-matched control section (issue 31.4; `leaderboard.matched`): each regularized arm beside
+    `none` at the end of training and `none` at the epoch of the same validation accuracy, where the records of
+    `roots` hold `none`'s epoch evaluations (`epoch_evals`); nothing otherwise."""
+    from leaderboard.matched import matched_markdown, matched_rows
+    table = matched_markdown(matched_rows(tidy, *roots))
+    if not table:
+        return []
+    return ["## Accuracy-matched control", "",
+            "A regularizer that costs clean accuracy can look robust for that reason alone. Per seed block, `none` "
+            "was evaluated at every epoch (`epoch_evals`); each regularized run is set beside `none` of its block at "
+            "the epoch whose validation accuracy is closest to that of the run's selected epoch. The validation "
+            "split's size and an accuracy's standard error on it, sqrt(p(1-p)/n), say how closely accuracies can "
+            "be matched; the last column counts the blocks matched within two standard errors. The interval is a "
+            "paired 95% t interval over the blocks (not adjusted with the comparisons above).", "", table, ""]

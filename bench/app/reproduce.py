@@ -421,7 +421,7 @@ def render_report(scale: str, out: Path, report: Path, sims: list[dict], meta: d
     md += _budget_md(tidy, order, regs, fig_dir, rel)
     md += ["## Honesty checks (main budget)", "", honesty_section(main, regs), "",
            "## S^pixel vs S^neural-pred", ""]
-    md += _similarity_md(sims, rel) + [""] + report_extras.pareto_md(plots, rel)
+    md += _similarity_md(sims, rel) + [""] + report_extras.matched_md(tidy, out) + report_extras.pareto_md(plots, rel)
     md += ["## Figures", ""] + [f"![{Path(p).stem}]({rel(p)})" for p in sorted(str(x) for x in plots or [])
                                 if p.endswith(".png") and not Path(p).stem.startswith("pareto")] + [""]
     store.atomic_write_bytes(report, "\n".join(md).encode())
