@@ -21,6 +21,7 @@ def _cfg(tmp_path, name, **kw):
 def test_epoch_evals_store_each_epoch_and_match_an_independent_run(tmp_path):
     import attacks
     attacks.register_suite("epoch_evals_test", [("clean", {}), ("gaussian_noise", {"n": 64}),
+                                                ("transfer_fgsm", {"n": 32}),
                                                 ("min_perturbation", {"n": 8, "steps": 30, "patience": 10})])
     cfg = _cfg(tmp_path, "a", suite="epoch_evals_test")
     assert cfg.hash() == cfg.replace(epoch_evals=False).hash()  # adds evaluations, changes no weight
@@ -28,13 +29,20 @@ def test_epoch_evals_store_each_epoch_and_match_an_independent_run(tmp_path):
     m = json.loads((rec.path / "metrics.json").read_text())
     ep = m["epoch_suite"]["epochs"]
     assert sorted(ep, key=int) == ["1", "2", "3"] and not (rec.path / "epochs").exists()
-    assert m["epoch_suite"]["tests"] == ["clean", "gaussian_noise", "min_perturbation"]
+    assert m["epoch_suite"]["tests"] == ["clean", "gaussian_noise", "transfer_fgsm", "min_perturbation"]
     assert all(0 <= e["val_acc"] <= 1 and e["seconds"] > 0 for e in ep.values())
+    assert not list(tmp_path.rglob("epoch_*.pt"))
+    # the surrogate (trained, never evaluated) kept no epochs
+    from bench.app.pipeline import surrogate_config
+    assert not surrogate_config(cfg).epoch_evals
     # epoch 3 of a run that keeps its last weights is the final model: the same numbers as the suite's own
-    assert ep["3"]["results"]["gaussian_noise"] == m["suite"]["gaussian_noise"]["result"]["summary"]
+    for t in ("gaussian_noise", "transfer_fgsm", "min_perturbation"):
+        assert ep["3"]["results"][t] == m["suite"][t]["result"]["summary"], t
     # epoch 1 equals a 1-epoch run of the same seed (constant lr: the same weights after the first epoch)
+    logs = []
     one = run_and_evaluate(_cfg(tmp_path, "b", suite="epoch_evals_test", epochs=1, epoch_evals=False),
-                           log=lambda *a: None)
+                           log=lambda *a: logs.append(" ".join(map(str, a))))
+    assert not any("epoch_evals is on" in x for x in logs)
     m1 = json.loads((one.path / "metrics.json").read_text())["suite"]
     assert ep["1"]["results"]["gaussian_noise"] == m1["gaussian_noise"]["result"]["summary"]
     assert ep["1"]["results"]["min_perturbation"] == m1["min_perturbation"]["result"]["summary"]
@@ -68,3 +76,40 @@ def test_matching_picks_the_closest_validation_accuracy(tmp_path):
     assert row["val_se"] == pytest.approx((0.52 * 0.48 / 400) ** 0.5)
     text = M.matched_markdown(df)
     assert "| pixel_sim | gaussian_noise.relative_robustness | 1 | 0.85 | 0.7 | 0.8 | +0.05 |" in text
+
+
+def test_matching_flags_an_accuracy_none_never_had(tmp_path):
+    eps = {str(e): {"val_acc": a, "results": {"gaussian_noise": {"relative_robustness": rr}}}
+           for e, a, rr in ((1, 0.40, 0.9), (2, 0.55, 0.8))}
+    n = _fake(tmp_path, "none", 0, {1: 0.40, 2: 0.55}, 2, eps)
+    low = _fake(tmp_path, "pixel_th", 0, {1: 0.20, 2: 0.25}, 2)  # below none's first epoch by 7 SE
+    tidy = pd.DataFrame({"run_dir": [str(n), str(low)], "metric": ["gaussian_noise.relative_robustness"] * 2,
+                         "value": [0.8, 0.95]})
+    df = M.matched_rows(tidy, tmp_path)
+    row = df[df["metric"] == "gaussian_noise.relative_robustness"].iloc[0]
+    assert row["none_epoch"] == 1 and not row["within_2se"] and row["setup"].endswith("[k]")
+    assert "| 0 of 1 |" in M.matched_markdown(df)
+    from bench.app import report_extras
+    md = report_extras.matched_md(tidy, tmp_path)
+    assert md[0] == "## Accuracy-matched control" and any("| pixel_th |" in x for x in md)
+    assert report_extras.matched_md(tidy, tmp_path / "nothing") == []
+
+
+def test_epoch_evals_stay_out_of_the_hash_and_committed_records_keep_their_names():
+    from pathlib import Path
+    on = build_config("tiny", {"epoch_evals": True})
+    assert "epoch_evals" not in on.semantic_dict() and on.hash() == on.replace(epoch_evals=False).hash()
+    root = Path(__file__).resolve().parents[1] / "docs"
+    runs = sorted(p.parent for p in root.glob("*records/*/config.json"))
+    assert len(runs) > 10
+    bad = {r.name: Record(r).hash_problem() for r in runs if Record(r).hash_problem() is not None}
+    assert not bad, bad
+
+
+def test_a_sweep_keeps_epochs_for_none_only(tmp_path):
+    from bench.app.sweep import SweepSpec, plan_sweep
+    plan = plan_sweep(SweepSpec(regularizers="none,pixel_sim", seeds="0-1", preset="tiny",
+                                overrides={"out": str(tmp_path)}, sets=["epoch_evals=true"]))
+    kept = {(s.kind, s.config["regularizer"]): s.config["epoch_evals"] for s in plan.specs}
+    assert kept[("run", "none")] and not kept[("run", "pixel_sim")]
+    assert not kept.get(("surrogate", "none"), False)
