@@ -186,23 +186,23 @@ def test_reproduction_plan_is_its_committed_records():
     """Adding built-ins must not grow the Fashion-MNIST study (issue 31, item 7): its arms stay the five of
     names.REPRODUCTION, every job its plan makes is a committed record (so a rerun reuses them all), every
     committed record is planned, and each still loads."""
-    from bench.app import reproduce
+    from bench.app import reproduce, studyfile
     from bench.app.sweep import SweepSpec, plan_sweep
     from bench.core import names
     from bench.core.records import Record
     assert set(names.BASELINES) <= set(names.REGULARIZERS) and not set(names.BASELINES) & set(names.REPRODUCTION)
     assert reproduce.REGULARIZERS == names.REPRODUCTION == names.COMPARISON + ("pixel_shuffle",)
+    study = studyfile.load("cpu")
+    assert tuple(study.arms()) == names.REPRODUCTION
     out = ROOT / "docs" / "reproduction_records"
     committed = {p.name for p in out.iterdir() if (p / "config.json").is_file()}
     assert len(committed) > 2
     planned = set()
-    sc = reproduce.SCALES["cpu"]
-    for sw in sc["sweeps"]:
-        spec = SweepSpec(regularizers=list(sw.get("regularizers", reproduce.REGULARIZERS)),
-                         seeds=sw.get("seeds") or sc["seeds"], preset=sc["preset"], datasets=sw["datasets"],
-                         overrides={"out": str(out)}, sets=list(sw["sets"]))
+    for sw in study.sweeps():
+        spec = SweepSpec(regularizers=sw["regularizers"], seeds=sw["seeds"], preset=sw["preset"],
+                         datasets=sw["datasets"], overrides={"out": str(out), **sw["overrides"]}, sets=sw["sets"])
         planned |= {Path(s.run_dir).name for s in plan_sweep(spec).specs}
-    assert reproduce.planned_records("cpu") == 5 * 5 + 4 * 3
+    assert study.planned_records() == 5 * 5 + 4 * 3
     assert planned == committed, (sorted(planned - committed), sorted(committed - planned))
     for name in sorted(committed):
         rec = Record(out / name)

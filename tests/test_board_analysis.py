@@ -174,9 +174,9 @@ def test_differences_to_each_baseline_with_bonferroni_intervals(tmp_path):
 
 
 def test_report_key_table_shows_the_baselines(tmp_path):
-    from bench.app import report_extras, reproduce
+    from bench.app import report_extras, report_tables
     tidy = load_records(_records(tmp_path / "r"))
-    table = reproduce.key_table(tidy, ["none", "pixel_sim", "noise_aug", "fgsm_at"])
+    table = report_tables.key_table(tidy, ["none", "pixel_sim", "noise_aug", "fgsm_at"])
     line = next(ln for ln in table.splitlines() if ln.startswith("| pixel_sim |"))
     d = _col("pixel_sim", 1) - _col("fgsm_at", 1)
     half = ss.t.ppf(1 - 0.05 / 3 / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))

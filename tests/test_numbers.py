@@ -225,7 +225,8 @@ def test_study_claims_on_constructed_records():
                          ("gaussian_noise.accuracy_max_level", 0.2),
                          ("gaussian_noise.relative_accuracy_max_level", 0.25)):
                 rows.append({"regularizer": reg, "seed": s, "metric": m, "value": v + 0.001 * rng.standard_normal()})
-    res = {c["id"]: c for c in claims.evaluate_claims(pd.DataFrame(rows))}
+    from bench.app import studyfile
+    res = {c["id"]: c for c in claims.evaluate_claims(pd.DataFrame(rows), studyfile.load("cpu").groups[0]["claims"])}
     assert res["attias-pixel_sim"]["verdict"] == "reproduced"
     assert res["attias-pixel_th"]["verdict"] == "contradicted"
     assert res["shuffle-control"]["verdict"] == "reproduced"

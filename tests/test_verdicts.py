@@ -161,7 +161,7 @@ def test_a_censored_strength_is_kept_and_marked():
 
 
 def test_censored_cells_say_so_in_the_report_table():
-    from bench.app import reproduce
+    from bench.app import report_tables
     rows = []
     for s in range(3):
         rows.append({"regularizer": "none", "seed": s, "metric": "gaussian_noise.strength_50", "value": 0.3 + 0.01 * s,
@@ -169,9 +169,9 @@ def test_censored_cells_say_so_in_the_report_table():
         rows.append({"regularizer": "pixel_th", "seed": s, "metric": "gaussian_noise.strength_50", "value": 0.5,
                      "censored": s != 1, "comparison_key": "k"})
     tidy = pd.DataFrame(rows)
-    cell = reproduce._cell(tidy, "pixel_th", "gaussian_noise.strength_50")
+    cell = report_tables._cell(tidy, "pixel_th", "gaussian_noise.strength_50")
     assert cell.startswith("≥") and "2 censored" in cell and "n=3" in cell
-    txt, p = reproduce._delta(tidy, "pixel_th", "gaussian_noise.strength_50")
+    txt, p = report_tables._delta(tidy, "pixel_th", "gaussian_noise.strength_50")
     assert "sign test over 3 blocks" in txt and "3 above none" in txt
 
 
@@ -219,8 +219,8 @@ def test_minimal_l2_is_the_per_image_minimum_in_plain_l2():
     assert got["minimal_l2.median_l2"] == pytest.approx(np.median([0.10, 0.20, 0.50]))
     # 1.44x in L2 is 2.07x in squared L2: the claim is judged in L2
     assert 1.44 ** 2 == pytest.approx(2.07, abs=0.01)
-    from bench.app import claims
-    li = next(c for c in claims.claims() if c["id"] == "li-neural")
+    from bench.app import studyfile
+    li = next(c for c in studyfile.load("cpu").groups[0]["claims"] if c["id"] == "li-neural")
     dist = next(s for s in li["specs"] if s.metric.startswith("minimal_l2"))
     assert dist.metric == "minimal_l2.median_l2" and dist.effect == ("rel", 0.44)
     assert "V1 Gabor stand-in" in li["title"] + li["text"]

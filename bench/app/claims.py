@@ -1,11 +1,15 @@
-"""The papers' claims as comparisons over seed blocks, and their verdicts (rules in `leaderboard.stats`).
+"""Claims as comparisons over seed blocks, and their verdicts (rules in `leaderboard.stats`).
 
-Every claim names its comparisons (a regularizer against a baseline on one metric, with the direction
-that counts as better, the effect it claims and the metric family it belongs to) and its quantifier:
-`all` (every comparison must hold), `any`, or `family` (one verdict per metric family). Comparisons are
-paired over the seed blocks both arms have (`leaderboard.stats.compare`).
+A study file (`bench.app.studyfile`; the built-in studies in `bench/app/studies/`) states its claims: each
+names its comparisons (a regularizer against a baseline on one metric, with the direction that counts as
+better, the effect it claims and the metric family it belongs to) and its quantifier: `all` (every comparison
+must hold), `any`, or `family` (one verdict per metric family). This module keeps what turns them into words:
+comparisons paired over the seed blocks both arms have (`leaderboard.stats.compare`), the effect each is judged
+against (the claimed one, else the study's smallest effect of interest, else `SESOI` here), Bonferroni over a
+claim's comparisons and the quantifier's rule (`leaderboard.stats.judge_claim`). The specs are data, the rule
+is code: the report's rule text comes from the code that applies it.
 
-Each claim is judged on the metric it was made with:
+Each claim is judged on the metric it was made with (the Fashion-MNIST study, `studies/cpu.toml`):
   * Li et al. 2019: a median minimal **L2** (not squared, not per pixel) of 0.13 for neural-pred vs 0.09
     for none on 1000 CIFAR-10 test images, from minimal-perturbation attacks: here the per-image minimum
     over the converged attacks run on that image (white-box DDN and the converged boundary attack;
@@ -14,16 +18,17 @@ Each claim is judged on the metric it was made with:
     figure), judged also on a clean-independent measure (accuracy at the strongest noise / clean
     accuracy, direction only). Our neural target is a V1 Gabor stand-in, not Li's recordings.
   * Attias et al.: direction only (their table values are not available), judged against a smallest
-    effect of interest (`SESOI`), on relative robustness (noise, transfer FGSM) and on the converged
-    distance to the decision boundary (`minimal_l2`, which takes in `boundary_converged` where the suite
-    runs it; the paper's 50-step boundary figure measures its start, see the honesty checks).
+    effect of interest, on relative robustness (noise, transfer FGSM) and on the converged distance to the
+    decision boundary (`minimal_l2`, which takes in `boundary_converged` where the suite runs it; the paper's
+    50-step boundary figure measures its start, see the honesty checks).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 # smallest effect of interest for direction-only claims: absolute for accuracies / ratios, relative
-# (fraction of the baseline mean) for distances
+# (fraction of the baseline mean) for distances. The default where a study file's [sesoi] names no value
+# (`bench.app.cifar_study` still reads it from here)
 SESOI = {"gaussian_noise.relative_robustness": ("abs", 0.02),
          "transfer_fgsm.relative_robustness": ("abs", 0.02),
          "gaussian_noise.accuracy_max_level": ("abs", 0.02),
@@ -35,10 +40,6 @@ SESOI = {"gaussian_noise.relative_robustness": ("abs", 0.02),
 CLEAN_MARGIN = 0.02  # "clean accuracy is preserved": within 2 points of none
 GABOR = "the V1 Gabor stand-in target (`v1gabor`, not Li et al.'s mouse V1 recordings)"
 
-# The distance to the decision boundary: the per-image minimum over the converged attacks (`minimal_l2`),
-# which holds the converged decision-based attack where the suite runs it (`paper`, `full`); the paper's
-# 50-step boundary figure measures its starting point, so no claim is judged on it.
-ROBUSTNESS = ("gaussian_noise.relative_robustness", "transfer_fgsm.relative_robustness", "minimal_l2.median_l2")
 FAMILIES = {"gaussian_noise": "Gaussian noise", "transfer_fgsm": "transfer FGSM",
             "boundary_converged": "decision-based distance (converged)", "minimal_l2": "minimal L2 (converged)",
             "clean": "clean accuracy", "corruptions": "corruptions"}
@@ -54,52 +55,17 @@ class Spec:
     metric: str
     base: str = "none"
     higher_is_better: bool = True
-    effect: tuple | None = None  # ("abs", x) | ("rel", x) claimed; None: SESOI (direction only)
+    effect: tuple | None = None  # ("abs", x) | ("rel", x) claimed; None: the smallest effect of interest
     kind: str = "superiority"
+    margin: float | None = None  # non-inferiority margin; None: CLEAN_MARGIN on clean accuracy, else the SESOI
+    sesoi: tuple | None = None  # the study's smallest effect of interest on this metric (None: SESOI here)
 
     def effect_value(self, base_mean: float) -> tuple[float, str]:
-        kind, x = self.effect or SESOI.get(self.metric, ("abs", 0.02))
+        kind, x = self.effect or self.sesoi or SESOI.get(self.metric, ("abs", 0.02))
         src = "claimed" if self.effect else "smallest effect of interest"
         if kind == "rel":
             return abs(base_mean) * x, f"{src}: {x:+.0%} of {self.base}"
         return x, f"{src}: {x:+g}"
-
-
-def claims() -> list[dict]:
-    """The claims of the study: id, title, text, quantifier, comparisons, and an optional precondition."""
-    out = []
-    for reg in ("pixel_sim", "pixel_th"):
-        out.append({"id": f"attias-{reg}", "title": f"Attias et al.: {reg} improves robustness over none",
-                    "text": f"training with the `{reg}` target makes the model degrade more slowly under Gaussian "
-                            "noise and transfer FGSM (relative robustness) and raises the distance to the decision "
-                            "boundary (the paper measured it with a 50-step boundary attack; judged here on the "
-                            "per-image minimum over the converged attacks, in L2)", "quantifier": "family",
-                    "specs": [Spec(reg, m) for m in ROBUSTNESS]})
-    out.append({"id": "li-neural", "title": "Li et al.: neural similarity (here a V1 Gabor stand-in) beats none",
-                "text": f"training with {GABOR} raises the median minimal L2 perturbation by 44% (0.13 vs 0.09; "
-                        "here the per-image minimum over the converged attacks) and the accuracy at the strongest "
-                        "Gaussian noise by about 30 points (50% vs 20%); the noise claim is also judged on accuracy "
-                        "at the strongest noise relative to clean accuracy (direction only)", "quantifier": "family",
-                "specs": [Spec("neural_pred", "minimal_l2.median_l2", effect=("rel", 0.44)),
-                          Spec("neural_pred", "gaussian_noise.accuracy_max_level", effect=("abs", 0.30)),
-                          Spec("neural_pred", "gaussian_noise.relative_accuracy_max_level")]})
-    out.append({"id": "attias-pixel-vs-neural", "title": "Attias et al.: pixel similarity gives the gains of "
-                "neural similarity",
-                "text": "`pixel_th` is not less robust than `neural_pred` (non-inferiority with the smallest effect "
-                        "of interest as the margin)", "quantifier": "family",
-                "specs": [Spec("pixel_th", m, base="neural_pred", kind="noninferiority") for m in ROBUSTNESS],
-                "needs": "li-neural"})
-    out.append({"id": "shuffle-control", "title": "Control: the pixel target beats its shuffled copy",
-                "text": "`pixel_sim` is more robust than `pixel_shuffle` (the same target values assigned to the "
-                        "wrong image pairs), so a gain comes from the pixel structure, not from any "
-                        "similarity-matching penalty", "quantifier": "family",
-                "specs": [Spec("pixel_sim", m, base="pixel_shuffle") for m in ROBUSTNESS]})
-    out.append({"id": "clean-cost", "title": "Clean accuracy is (nearly) preserved",
-                "text": f"each regularizer's clean accuracy is within {CLEAN_MARGIN:.0%} points of `none` "
-                        "(non-inferiority)", "quantifier": "all",
-                "specs": [Spec(r, "clean.accuracy", kind="noninferiority")
-                          for r in ("pixel_sim", "pixel_th", "neural_pred")]})
-    return out
 
 
 def values(tidy, reg: str, metric: str) -> list[float]:
@@ -135,19 +101,20 @@ def compare_in(tidy, reg: str, base: str, metric: str, higher_is_better: bool = 
     return c
 
 
-def evaluate_claims(tidy, claim_list: list[dict] | None = None) -> list[dict]:
-    """Each claim (of this study, or of `claim_list`) with its comparisons judged (Bonferroni over the claim)
-    and its verdict by its quantifier."""
+def evaluate_claims(tidy, claim_list: list[dict]) -> list[dict]:
+    """Each claim of `claim_list` (a study file's group, `bench.app.studyfile`) with its comparisons judged
+    (Bonferroni over the claim) and its verdict by its quantifier."""
     from leaderboard import stats
     results = {}
-    for cl in (claims() if claim_list is None else claim_list):
+    for cl in claim_list:
         comps = []
         for s in cl["specs"]:
             c = compare_in(tidy, s.reg, s.base, s.metric, s.higher_is_better)
             if c is None:
                 continue
             if s.kind == "noninferiority":
-                m = CLEAN_MARGIN if s.metric == "clean.accuracy" else s.effect_value(c.base_mean)[0]
+                m = s.margin if s.margin is not None else (
+                    CLEAN_MARGIN if s.metric == "clean.accuracy" else s.effect_value(c.base_mean)[0])
                 c.effect, c.effect_source, c.kind = m, f"margin {m:.3g}", "noninferiority"
             else:
                 c.effect, c.effect_source = s.effect_value(c.base_mean)

@@ -49,6 +49,7 @@ class JobSpec:
     run_dir: str
     deps: list = field(default_factory=list)  # ids of jobs that must finish first
     plugins: list = field(default_factory=list)  # modules that register regularizers
+    suites: dict = field(default_factory=dict)  # a study file's own suites: registered before the job runs
     threads: int | None = None  # torch.set_num_threads in the job (None: leave as is)
     evaluate: bool = True  # False: train only (a later sweep without --train-only evaluates)
     pack: list = field(default_factory=list)  # kind "pack": the configs trained together (bench.engine.packed)
@@ -166,6 +167,10 @@ def _work(spec: JobSpec, run_dir: Path, log) -> None:
         import regularizers
         for mod in spec.plugins:
             regularizers.load_plugin(mod)
+    if spec.suites:  # a spawned worker (or another machine) knows only the built-in and entry-point suites
+        import attacks
+        for name, tests in spec.suites.items():
+            attacks.register_suite(name, tests)
     from bench.app.pipeline import run_and_evaluate
     from bench.core.config import RunConfig
     cfg = RunConfig.from_dict(spec.config)

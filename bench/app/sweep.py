@@ -39,6 +39,8 @@ class SweepSpec:
     overrides: dict = dataclasses.field(default_factory=dict)  # RunConfig fields, e.g. {"width": 0.5, "out": ...}
     sets: list = dataclasses.field(default_factory=list)  # `--set` items: key=value, reg_params.k=v, REG.k=v
     plugins: list = dataclasses.field(default_factory=list)  # modules that register regularizers
+    # suites a study file declares ({name: [(test, params), ...]}): registered here and in every job's process
+    suites: dict = dataclasses.field(default_factory=dict)
     train_only: bool = False  # train every job (and surrogates), evaluate nothing
     launcher: str = "local"  # local | ray | slurm
     workers: int | None = None
@@ -223,6 +225,9 @@ def plan_sweep(spec: SweepSpec) -> Plan:
     from bench.core.config import build_config
     for mod in spec.plugins or []:
         regularizers.load_plugin(mod)
+    for name, tests in (spec.suites or {}).items():
+        import attacks
+        attacks.register_suite(name, tests)
     regs = _names(spec.regularizers)
     if not regs:
         raise ValueError("--regularizers is empty")
@@ -294,7 +299,7 @@ def _dataset_jobs(spec: SweepSpec, base: RunConfig, regs, seeds, common, per) ->
     """(surrogate jobs, run jobs) of one dataset, all from one base config: one budget and protocol."""
     import regularizers
     from bench.app.pipeline import suite_needs_surrogate, surrogate_config
-    ds, plugins = base.dataset, list(spec.plugins or [])
+    ds, plugins, suites = base.dataset, list(spec.plugins or []), dict(spec.suites or {})
     sur, runs, keys, sur_ids = [], [], {}, {}
     if suite_needs_surrogate(base.suite):  # one surrogate per seed block (or one for all: a fixed surrogate_seed)
         for s in seeds:
@@ -303,7 +308,8 @@ def _dataset_jobs(spec: SweepSpec, base: RunConfig, regs, seeds, common, per) ->
             sur_ids[s] = sid
             if all(j.id != sid for j in sur):
                 sur.append(JobSpec(id=sid, kind="surrogate", config=scfg.to_dict(),
-                                   run_dir=str(Record.for_config(scfg).path), plugins=plugins))
+                                   run_dir=str(Record.for_config(scfg).path), plugins=plugins,
+                                   suites=suites))
     params_of = {}
     for r in regs:
         params_of[r] = _params_for(r, common, per)
@@ -318,7 +324,7 @@ def _dataset_jobs(spec: SweepSpec, base: RunConfig, regs, seeds, common, per) ->
             keys.setdefault(cfg.comparison_key(), []).append(f"{r}/s{s}")
             runs.append(JobSpec(id=f"{r}/{ds}/s{s}", kind="run", config=cfg.to_dict(),
                                 run_dir=str(Record.for_config(cfg).path), deps=[sur_ids[s]] if s in sur_ids else [],
-                                plugins=plugins, evaluate=not spec.train_only))
+                                plugins=plugins, suites=suites, evaluate=not spec.train_only))
     if len(keys) != 1:  # cannot happen through the CLI; guards programmatic use
         raise ValueError(f"jobs of {ds} would not share one budget/protocol: {keys}")
     return sur, runs
