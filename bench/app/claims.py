@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 # smallest effect of interest for direction-only claims: absolute for accuracies / ratios, relative
 # (fraction of the baseline mean) for distances. The default where a study file's [sesoi] names no value
-# (`bench.app.cifar_study` still reads it from here)
+# (`bench.app.cifar_study` extends a copy of it)
 SESOI = {"gaussian_noise.relative_robustness": ("abs", 0.02),
          "transfer_fgsm.relative_robustness": ("abs", 0.02),
          "gaussian_noise.accuracy_max_level": ("abs", 0.02),
@@ -42,7 +42,9 @@ GABOR = "the V1 Gabor stand-in target (`v1gabor`, not Li et al.'s mouse V1 recor
 
 FAMILIES = {"gaussian_noise": "Gaussian noise", "transfer_fgsm": "transfer FGSM",
             "boundary_converged": "decision-based distance (converged)", "minimal_l2": "minimal L2 (converged)",
-            "clean": "clean accuracy", "corruptions": "corruptions"}
+            "clean": "clean accuracy", "corruptions": "corruptions",
+            "gaussian_noise_extended": "Gaussian noise (extended range)",
+            "transfer_fgsm_extended": "transfer FGSM (extended range)"}
 
 
 def family_of(metric: str) -> str:
