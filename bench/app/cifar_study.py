@@ -135,7 +135,8 @@ def pilot_section(root: Path) -> str:
             + "\n" + "\n".join(rows) + "\n\nMean validation accuracy of the last 3 epochs minus that of the 3 before: "
             + ", ".join(f"{x:+.3f}" for x in late) + (" (still rising on every seed)" if all(x > 0 for x in late)
                                                       else " (not rising on every seed)")
-            + ", so the step budget is the cap of 2 x 474 steps: 13 epochs (936 steps). Relative robustness on the papers' ranges and on the "
+            + ", so the step budget is the cap of 2 x 474 steps: 13 epochs (936 steps). Relative robustness on the "
+            "papers' ranges and on the "
             "pilot's wide ranges:\n\n| seed | clean | noise, papers' range (std <= 0.1) | noise, wide (std <= 0.4) "
             "| transfer FGSM, papers' range (eps <= 0.02) | transfer FGSM, wide (eps <= 0.15) |\n|---|---|---|---|---|"
             "---|\n" + "\n".join(ext) + "\n\nThe study's extended ranges (fixed from these numbers before any main run "
@@ -201,6 +202,25 @@ def claims_section(tidy) -> str:
     return "\n".join(out)
 
 
+def accuracy_caveat(tidy, regs, records: Path) -> list[str]:
+    """Where `none` has no epoch evaluations, say what the missing accuracy-matched control leaves open."""
+    if report_extras.matched_md(tidy, records):
+        return []
+    lines = []
+    for r in regs:
+        c = None if r == "none" else C.compare_in(tidy, r, "none", "clean.accuracy")
+        if c is not None:
+            lines.append(f"`{r}` {c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]")
+    if not lines:
+        return []
+    return ["### What the verdicts above cannot say yet: the accuracy-matched control", "",
+            "Clean accuracy against `none` (paired, 95%): " + "; ".join(lines) + ". A less accurate model is often "
+            "farther from its boundary and flatter under noise for that reason alone, so these gains are not yet "
+            "separated from the accuracy they cost: this study's `none` runs were trained before `epoch_evals` "
+            "existed, so `none` at matched accuracy (leaderboard.matched) is not in the records. Next: `none` with "
+            "`--set epoch_evals=true` on the same blocks.", ""]
+
+
 def corruption_table(tidy, regs) -> str:
     from leaderboard import sem
     lines = ["| arm | mean error over 15 corruptions x 5 severities | increase over clean error |", "|---|---|---|"]
@@ -222,7 +242,8 @@ def similarity_text(path: Path) -> str:
             f"predictive model (a model fitted to mouse V1 recordings, not a Gabor bank). Pairs above Th = {d['th']}: "
             f"S^pixel {d['pixel']['above_th']:.2%}, S^v1gabor {d['neural_pred']['above_th']:.2%}. "
             f"(`python -m bench similarity --reg-dataset npz:{NPZ} --n-images 1000 --reg-augment none`; file sha256 "
-            f"{d.get('data_sha256', 'n/a')[:12]}...)\n\n![S^pixel vs S^v1gabor](cifar10_figures/similarity-cifar10_prefix.png)")
+            f"{d.get('data_sha256', 'n/a')[:12]}...)\n\n"
+            "![S^pixel vs S^v1gabor](cifar10_figures/similarity-cifar10_prefix.png)")
 
 
 def render(records: Path, pilot: Path, out: Path, similarity: Path) -> str:
@@ -241,9 +262,11 @@ def render(records: Path, pilot: Path, out: Path, similarity: Path) -> str:
              "## Grayscale CIFAR-10: key metrics", "", key_table(tidy, regs) if regs else "No records yet.", "",
              "## Verdicts", "", claims_section(tidy) if regs else "No records yet.", "",
              *(report_extras.matched_md(tidy, records) if regs else []),
+             *(accuracy_caveat(tidy, regs, records) if regs else []),
              "## Audits", "", "### Distances: two white-box families, the boundary figure, step caps", "",
              A.audit_table(tidy, regs) if regs else "", "", "### Transfer FGSM: forward and reverse", "",
-             *(A.transfer_lines(tidy, regs, C.compare_in) if regs else []), "", "### Can the tests separate models?", "",
+             *(A.transfer_lines(tidy, regs, C.compare_in) if regs else []), "",
+             "### Can the tests separate models?", "",
              *(A.separation_flags(tidy) if regs else []), "",
              "## Corruptions (CIFAR-10-C parameters, generated on these test images; 100 images)", "",
              corruption_table(tidy, regs) if regs else "", "",
