@@ -66,7 +66,7 @@ def test_separation_flag_when_none_keeps_90_percent():
 
 
 def test_plan_commands_name_the_committed_records_configs():
-    """The first planned sweep, parsed and planned by the real CLI and sweep planner, names exactly the committed
+    """Every planned sweep, parsed and planned by the real CLI and sweep planner, names exactly the committed
     records' folders (same config hashes), so rerunning the plan resumes the study instead of starting another."""
     from bench.app.sweep import plan_sweep
     from bench.cli import build_parser
@@ -78,11 +78,13 @@ def test_plan_commands_name_the_committed_records_configs():
     import os
     cwd = os.getcwd()
     os.chdir(ROOT)  # the plan names the data file relative to the project's root
+    planned = set()
     try:
-        plan = plan_sweep(spec_from_args(build_parser().parse_args(shlex.split(S.commands()[0])[3:])))
+        for command in S.commands():  # every sweep of the plan: its runs and their transfer surrogates
+            plan = plan_sweep(spec_from_args(build_parser().parse_args(shlex.split(command)[3:])))
+            planned |= {Path(s.run_dir).name for s in plan.specs}
     finally:
         os.chdir(cwd)
-    planned = {Path(s.run_dir).name for s in plan.specs}  # runs and their transfer surrogates
     assert names <= planned, sorted(names - planned)
 
 
