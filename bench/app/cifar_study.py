@@ -105,6 +105,18 @@ def status(root: Path) -> list[str]:
     return lines
 
 
+def measured_cost(tidy) -> str:
+    """What the evaluated runs so far cost (process seconds, one thread each; surrogates have no suite)."""
+    if not len(tidy):
+        return ""
+    tr = tidy[tidy["metric"] == "train.wall_s"]["value"].sum()
+    ev = tidy[tidy["metric"] == "eval.seconds"]["value"].sum()
+    n = tidy[tidy["metric"] == "train.wall_s"]["run_dir"].nunique()
+    return (f"Measured in the {n} evaluated runs so far (their surrogates not counted): {tr / 60:.0f} min of training and "
+            f"{ev / 60:.0f} min of evaluation "
+            "(process time, one thread each, two worker processes on the 2-core CPU).")
+
+
 def pilot_section(root: Path) -> str:
     """The pilot's validation accuracy per epoch and where `none` halves on the extended ranges."""
     runs = sorted(d for d in root.iterdir() if (d / "train_log.jsonl").is_file()) if root.is_dir() else []
@@ -256,7 +268,8 @@ def render(records: Path, pilot: Path, out: Path, similarity: Path) -> str:
              "(configs, metrics, logs; no weights). Every number below is read from them. **The study is "
              "incomplete**: the table says which arms and blocks are still missing; rerunning the plan's commands "
              "(`python -m bench.app.cifar_study plan`) trains and evaluates only what is missing.", "",
-             "## Status", "", *status(records), "", f"Compute: {COMPUTE}.", "",
+             "## Status", "", *status(records), "", f"Compute stated before the study: {COMPUTE}. "
+             + measured_cost(tidy), "",
              "## Protocol", "", "The " + (__doc__ or "").split("Protocol: the", 1)[1].strip(), "",
              "## Pilot (outside the study)", "", pilot_section(pilot), "",
              "## Grayscale CIFAR-10: key metrics", "", key_table(tidy, regs) if regs else "No records yet.", "",
