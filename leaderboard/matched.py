@@ -54,7 +54,10 @@ def _runs(roots) -> list[dict]:
     for root in roots:
         for cfg_p in sorted(Path(root).glob("*/config.json")):
             head, met = _json(cfg_p), _json(cfg_p.parent / "metrics.json")
-            if not head or not met or "train" not in met:
+            # a damaged record (named by the leaderboard's loader, which skips it) has no place in the control
+            if not (isinstance(head, dict) and isinstance(head.get("config"), dict) and isinstance(met, dict)
+                    and isinstance(met.get("train"), dict) and isinstance(head.get("comparison_key"), str)
+                    and isinstance(head.get("data"), dict)):
                 continue
             runs.append({"dir": cfg_p.parent, "head": head, "metrics": met})
     return runs
@@ -79,7 +82,9 @@ def matched_rows(tidy: pd.DataFrame, *roots) -> pd.DataFrame:
     the two validation accuracies and the matched epoch."""
     runs = _runs(roots)
     nones = {(r["head"]["comparison_key"], r["head"]["config"]["seed"]): r for r in runs
-             if r["head"]["config"]["regularizer"] == "none" and r["metrics"].get("epoch_suite")}
+             if r["head"]["config"].get("regularizer") == "none"
+             and isinstance(r["metrics"].get("epoch_suite"), dict)
+             and isinstance(r["metrics"]["epoch_suite"].get("epochs"), dict) and r["metrics"]["epoch_suite"]["epochs"]}
     if not nones:
         return pd.DataFrame()
     final = {(d, m): v for d, m, v in zip(tidy["run_dir"], tidy["metric"], tidy["value"])}
