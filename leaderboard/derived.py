@@ -42,15 +42,20 @@ CURVE_TESTS = ("gaussian_noise", "transfer_fgsm", "transfer_fgsm_reverse", "unif
                "gaussian_noise_extended", "transfer_fgsm_extended", "transfer_fgsm_reverse_extended")
 
 
+def per_image_l2(suite: dict, test: str) -> dict[int, float]:
+    """{test image index: L2 distance} of a distance test's stored details (inf where the attack failed); empty
+    when the record has no well-formed per-image distances for it."""
+    det = (((suite or {}).get(test) or {}).get("result") or {}).get("details") or {}
+    l2, idx = det.get("per_image_l2"), det.get("image_indices")
+    if not (isinstance(l2, list) and isinstance(idx, list) and len(l2) == len(idx)):
+        return {}
+    return {int(i): (float(v) if v is not None else np.inf) for i, v in zip(idx, l2)}
+
+
 def record_rows(suite: dict) -> list[dict]:
     """Metrics derived from one record's own results (module docstring)."""
     rows = []
-    per = {}
-    for t in DISTANCE_TESTS:
-        det = (((suite or {}).get(t) or {}).get("result") or {}).get("details") or {}
-        l2, idx = det.get("per_image_l2"), det.get("image_indices")
-        if isinstance(l2, list) and isinstance(idx, list) and len(l2) == len(idx):
-            per[t] = {int(i): (float(v) if v is not None else np.inf) for i, v in zip(idx, l2)}
+    per = {t: d for t in DISTANCE_TESTS if (d := per_image_l2(suite, t))}
     if per:
         images = sorted(set().union(*[set(d) for d in per.values()]))
         best = np.array([min(d.get(i, np.inf) for d in per.values()) for i in images])

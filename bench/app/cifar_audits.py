@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from leaderboard.derived import per_image_l2
+
 
 def _suite(run_dir) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text()).get("suite", {})
@@ -28,18 +30,10 @@ def _details(s: dict, test: str) -> dict:
     return ((s.get(test) or {}).get("result") or {}).get("details") or {}
 
 
-def _per_image(s: dict, test: str) -> dict[int, float]:
-    d = _details(s, test)
-    l2, idx = d.get("per_image_l2"), d.get("image_indices")
-    if not (isinstance(l2, list) and isinstance(idx, list)):
-        return {}
-    return {int(i): (float(v) if v is not None else np.inf) for i, v in zip(idx, l2)}
-
-
 def record_audit(run_dir) -> dict:
     """One record's audit numbers."""
     s = _suite(run_dir)
-    ddn, fmn = _per_image(s, "min_perturbation"), _per_image(s, "min_perturbation_fmn")
+    ddn, fmn = per_image_l2(s, "min_perturbation"), per_image_l2(s, "min_perturbation_fmn")
     common = sorted(set(ddn) & set(fmn))
     out = {}
     if common:
