@@ -232,6 +232,7 @@ _KEY_CSS = """
 table.board{font-size:12px;table-layout:auto}
 table.board th{white-space:normal;max-width:7.5em;vertical-align:bottom;font-weight:600}
 table.board td{white-space:nowrap} table.board td.name{white-space:normal;max-width:14em}
+table.board span.d{display:inline-block;white-space:normal;max-width:16em}
 p.proto{font-size:12px;color:#444;max-width:75em}
 """
 
@@ -260,8 +261,9 @@ def _html(table: pd.DataFrame) -> str:
             cls = ' class="ext"' if bool(r.get("external")) else ""
             parts.append(f'<tr{cls}><td class="name">{e(_name(r))}</td>')
             for m, h, s in cols:
-                dl = delta(r, m, s)
-                span = f'<br><span class="{"d sig" if significant(r, m) else "d"}">{e(dl)}</span>' if dl else ""
+                dl = delta(r, m, s).split("; ")  # one line per reference (none, each baseline): wraps, never widens
+                span = (f'<br><span class="{"d sig" if significant(r, m) else "d"}">{"<br>".join(map(e, dl))}</span>'
+                        if dl[0] else "")
                 mean = r.get(f"{m}|mean")
                 dv = "" if _isnan(mean) else repr(float(mean))
                 parts.append(f'<td data-v="{e(dv)}">{e(cell(r, m, s))}{span}</td>')
