@@ -51,6 +51,46 @@ def test_arm_audits_sum_counts_and_average_ratios(tmp_path):
     assert out["fmn_over_ddn_median"] == pytest.approx((1.5 + 1.0) / 2)
 
 
+def test_decision_numbers_ratio_to_the_whitebox_minimum_per_image():
+    idx = [3, 5, 7, 9, 11]
+    wb = {"min_perturbation": {"result": {"details": {"per_image_l2": [1.0, 2.0, 1.0, None, 4.0],
+                                                        "image_indices": idx}}},
+          "min_perturbation_fmn": {"result": {"details": {"per_image_l2": [0.5, 2.5, 1.0, 3.0, 4.0],
+                                                            "image_indices": idx}}}}
+    # HopSkipJump on images 3, 5, 7, 9 (not 11, and one more image the white-box attacks did not see); 7 failed
+    dec = {"result": {"details": {"per_image_l2": [0.9, 1.8, None, 9.0, 1.0], "image_indices": [3, 5, 7, 9, 13]}}}
+    out = A.decision_numbers({"suite": wb, "decision_audit": dec})
+    ratios = np.array([0.9 / 0.5, 1.8 / 2.0, 9.0 / 3.0])  # per image over min(DDN, FMN); 7 failed
+    assert out["dec_images"] == 4 and out["dec_failed"] == 1
+    assert out["dec_ratio_median"] == pytest.approx(float(np.median(ratios)))
+    assert out["dec_converged"] == int((ratios <= 2).sum()) == 2
+    assert out["dec_below_whitebox"] == 1  # 1.8 / 2.0 = 0.9: closer than the gradient attacks found
+    assert A.decision_numbers({"suite": wb}) == {}
+
+
+def test_decision_audit_runs_hopskipjump_on_the_whitebox_images_once(small_trained_run, tmp_path, monkeypatch):
+    import shutil
+    import attacks
+    from attacks.base import select_images
+    from bench.core.records import Record
+    run = tmp_path / "rec"
+    shutil.copytree(small_trained_run, run)
+    rec = Record(run)
+    rec.merge({"suite": {"min_perturbation": {"seed": 5}}})  # the suite seed the white-box attacks used
+    monkeypatch.setattr(A, "DECISION", {"n": 3, "steps": 2})
+    res = A.run_decision_audit(run, log=lambda *a: None)
+    ctx = attacks.context_for_run(run, seed=5, progress=False)
+    det = res["result"]["details"]
+    assert det["image_indices"] == select_images(ctx, 3).tolist()  # the same images as the white-box attacks
+    assert rec.metrics()["decision_audit"]["protocol"]["steps"] == 2
+    assert rec.metrics()["suite"].keys() == {"min_perturbation"}  # beside the suite, not in it
+    l2 = [v for v in det["per_image_l2"] if v is not None]
+    assert l2 and all(v > 0 for v in l2)
+    monkeypatch.setattr(A, "DECISION", {"n": 3, "steps": 50})
+    again = A.run_decision_audit(run, log=lambda *a: None)  # stored: not run again
+    assert again["cost"] == res["cost"]
+
+
 def test_separation_flag_when_none_keeps_90_percent():
     rows = []
     for seed, clean, last_paper, last_ext in ((0, 0.5, 0.47, 0.2), (1, 0.6, 0.57, 0.2)):

@@ -10,6 +10,16 @@
   unregularized surrogate) on the same line: a forward gain matched by the reverse direction says the models
   differ, not that one is robust.
 * A test whose `none` curve never leaves 90% of clean accuracy cannot separate models at its strengths: flagged.
+* The decision-based audit (`run_decision_audit`): foolbox's HopSkipJump (L2), a query-only attack, on the first
+  DECISION["n"] of the white-box attacks' images, for 3 blocks per distance-claim arm, stored in the record's
+  metrics.json under `decision_audit` (beside, not in, the suite: the records' protocol stays `cifar_cpu`).
+  Per image: its L2 over the white-box minimum (DDN, FMN). A ratio below 1 (a query-only attack found a closer
+  adversarial than the gradient attacks) is what gradient masking looks like; the ratio is also the audit of
+  convergence: within 2x in L2 (4x in squared L2, `attacks.suite.STALL_RATIO`) counts as converged.
+  Why HopSkipJump and not the suite's `boundary_converged`: on this CPU 6000 Boundary-attack steps on 20 images
+  of one model ran for minutes and stayed ~15x (squared L2) above the white-box minimum; HopSkipJump at 32
+  iterations costs ~13k forwards per image (~2.5 CPU-minutes for 20 images of a width-0.25 model) and lands
+  within 1.2-4x (L2) on most images (calibration on `none` s0, 2026-12-06).
 Everything is read from the records' metrics.json.
 """
 from __future__ import annotations
@@ -19,11 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.core.records import as_record
 from leaderboard.derived import per_image_l2
 
-
-def _suite(run_dir) -> dict:
-    return json.loads((Path(run_dir) / "metrics.json").read_text()).get("suite", {})
+DECISION = {"n": 20, "steps": 32}  # HopSkipJump's parameters in the decision-based audit
+DECISION_ARMS = ("none", "pixel_sim", "pixel_th", "neural_pred", "fgsm_at")  # the arms with distance claims
+DECISION_BLOCKS = (0, 1, 2)
+COUNTS = ("_at_cap", "_failed", "_images", "_converged", "_below_whitebox")  # summed over blocks, not averaged
+CONVERGED_L2 = 2.0  # within 2x of the white-box minimum in L2 = STALL_RATIO (4x) in squared L2
 
 
 def _details(s: dict, test: str) -> dict:
@@ -32,7 +45,8 @@ def _details(s: dict, test: str) -> dict:
 
 def record_audit(run_dir) -> dict:
     """One record's audit numbers."""
-    s = _suite(run_dir)
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    s = metrics.get("suite", {})
     ddn, fmn = per_image_l2(s, "min_perturbation"), per_image_l2(s, "min_perturbation_fmn")
     common = sorted(set(ddn) & set(fmn))
     out = {}
@@ -50,11 +64,45 @@ def record_audit(run_dir) -> dict:
         if isinstance(su, list) and d.get("steps"):
             out[key] = int(sum(int(x) >= int(d["steps"]) for x in su))
             out[key.replace("at_cap", "images")] = len(su)
+    out.update(decision_numbers(metrics))
     b = (((s.get("boundary") or {}).get("result") or {}).get("summary") or {}).get("median_sq_l2")
     m = (((s.get("min_perturbation") or {}).get("result") or {}).get("summary") or {}).get("median_sq_l2")
     if b is not None and m:
         out["boundary50_over_ddn"] = float(b) / float(m)
     return out
+
+
+def run_decision_audit(run_dir, log=print) -> dict:
+    """HopSkipJump (DECISION) on a trained record's first DECISION["n"] white-box images (same suite seed, so
+    the same images), stored under `decision_audit` in its metrics.json; a record that has it is skipped."""
+    import attacks
+    record = as_record(run_dir)
+    m = record.metrics()
+    if "decision_audit" in m:
+        return m["decision_audit"]
+    seed = int(m["suite"]["min_perturbation"]["seed"])
+    ctx = attacks.context_for_run(record.path, seed=seed, progress=False)
+    res = attacks.TESTS["hop_skip_jump"](**DECISION)(ctx)
+    record.merge({"decision_audit": res})
+    log(f"[audit] {record.name}: hop_skip_jump on {DECISION['n']} images in {res['cost']['seconds']:.0f} s")
+    return res
+
+
+def decision_numbers(metrics: dict) -> dict:
+    """Per record: HopSkipJump's L2 over the white-box minimum (min of DDN and FMN) on the images both have."""
+    dec = per_image_l2({"hop_skip_jump": metrics.get("decision_audit")}, "hop_skip_jump")
+    s = metrics.get("suite", {})
+    wb = [per_image_l2(s, t) for t in ("min_perturbation", "min_perturbation_fmn")]
+    common = sorted(i for i in dec if all(i in w for w in wb))
+    if not common:
+        return {}
+    best = np.array([min(w[i] for w in wb) for i in common])
+    hs = np.array([dec[i] for i in common])
+    ok = np.isfinite(best) & np.isfinite(hs)
+    r = hs[ok] / best[ok]
+    return {"dec_images": len(common), "dec_failed": int((~np.isfinite(hs)).sum()),
+            "dec_ratio_median": float(np.median(r)) if len(r) else np.nan,
+            "dec_converged": int((r <= CONVERGED_L2).sum()), "dec_below_whitebox": int((r < 0.95).sum())}
 
 
 def arm_audits(tidy) -> dict[str, dict]:
@@ -67,7 +115,8 @@ def arm_audits(tidy) -> dict[str, dict]:
         agg = {"n": len(recs)}
         for k in sorted({k for r in recs for k in r}):
             vals = [r[k] for r in recs if k in r]
-            agg[k] = int(sum(vals)) if k.endswith(("_at_cap", "_failed", "_images")) else float(np.nanmean(vals))
+            agg[k] = int(sum(vals)) if k.endswith(COUNTS) else float(np.nanmean(vals))
+        agg["dec_blocks"] = sum("dec_images" in r for r in recs)
         out[reg] = agg
     return out
 
@@ -90,6 +139,26 @@ def audit_table(tidy, regs) -> str:
                      f"{x.get('fmn_images', 'n/a')} | {x.get('ddn_failed', 0)}, {x.get('fmn_failed', 0)} | "
                      f"{f('boundary50_over_ddn', 3)}x |")
     return "\n".join(lines)
+
+
+def decision_table(tidy, regs) -> list[str]:
+    """The decision-based audit per arm (blocks that have it); nothing when no record has it."""
+    a = arm_audits(tidy)
+    rows = [(r, a[r]) for r in regs if a.get(r, {}).get("dec_blocks")]
+    if not rows:
+        return []
+    lines = [f"HopSkipJump (L2, {DECISION['steps']} iterations, query-only) on the first {DECISION['n']} of the "
+             "white-box attacks' images of blocks " + ", ".join(map(str, DECISION_BLOCKS)) + " per arm; per image "
+             "its L2 over the white-box minimum (DDN, FMN) of the same image. Below 1: the query-only attack found a "
+             f"closer adversarial than the gradient attacks (gradient masking); within {CONVERGED_L2:g}x (L2): "
+             "converged by this audit's rule (4x in squared L2, the suite's stall flag).", "",
+             "| arm | blocks | images | HopSkipJump / white-box L2 (median per block, mean) | within 2x (converged) | "
+             "below 0.95x (closer than white-box) | failed |", "|---|---|---|---|---|---|---|"]
+    for r, x in rows:
+        lines.append(f"| `{r}` | {x['dec_blocks']} | {x.get('dec_images', 0)} | "
+                     f"{x.get('dec_ratio_median', np.nan):.2f} | {x.get('dec_converged', 0)} | "
+                     f"{x.get('dec_below_whitebox', 0)} | {x.get('dec_failed', 0)} |")
+    return lines
 
 
 def transfer_lines(tidy, regs, compare) -> list[str]:

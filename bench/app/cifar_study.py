@@ -195,9 +195,28 @@ def key_table(tidy, regs) -> str:
     return "\n".join(lines)
 
 
-def claims_section(tidy) -> str:
+def colour_claims() -> list[dict]:
+    """Colour (Attias et al. Fig. 4) runs `none`, `pixel_sim`, `pixel_th` only: their claims against `none`,
+    judged on the colour records alone (their own adjustment)."""
+    return [c for c in study_claims() if c["id"] in ("attias-pixel_sim", "attias-pixel_th", "clean-cost")]
+
+
+def colour_section(records: Path) -> list[str]:
+    from bench.app import cifar_audits as A
+    tidy = _tidy(records, "rgb")
+    regs = [r for p in PLAN if p["task"] == "rgb" for r in p["arms"] if len(tidy) and (tidy["regularizer"] == r).any()]
+    if not regs:
+        return ["Not run yet (issue 29's priority puts colour last).", ""]
+    return ["The same protocol on the colour images (3 channels; the regularization set is the task's own colour "
+            "training images). Its claims are judged on the colour records alone, each with its own adjustment.", "",
+            "### Key metrics", "", key_table(tidy, regs), "", "### Verdicts", "",
+            claims_section(tidy, colour_claims()), "", "### Distances: two white-box families, the boundary figure, "
+            "step caps", "", A.audit_table(tidy, regs), ""]
+
+
+def claims_section(tidy, claims: list[dict] | None = None) -> str:
     from leaderboard import stats
-    res = C.evaluate_claims(tidy, study_claims())
+    res = C.evaluate_claims(tidy, study_claims() if claims is None else claims)
     out = ["Rule (generated from `leaderboard.stats`, the code that applies it): " + stats.rule_text() + " Relative "
            "robustness is judged on the **extended ranges** (where `none` falls to half of clean; the papers' ranges "
            "are the paper-protocol figure in the table above); the distance on the per-image minimum of DDN and FMN in "
@@ -284,20 +303,39 @@ def render(records: Path, pilot: Path, out: Path, similarity: Path) -> str:
              "## Corruptions (CIFAR-10-C parameters, generated on these test images; 100 images)", "",
              corruption_table(tidy, regs) if regs else "", "",
              "## Figure-1 analogue: pixel vs V1 similarity on CIFAR-10 images", "", similarity_text(similarity), "",
-             "## Colour CIFAR-10", "", "Not run yet (issue 29's priority puts colour last).", ""]
+             "## Colour CIFAR-10 (Attias et al. Fig. 4)", "", *colour_section(records)]
     text = "\n".join(parts)
     out.write_text(text)
     return text
 
 
+def audit(results: Path, part: str = "1/1") -> int:
+    """The decision-based audit (bench.app.cifar_audits) on the weights in `results` (the sweeps' --out): the
+    grayscale records of its arms and blocks, every PARTS-th one from PART (two processes: 1/2 and 2/2)."""
+    from bench.app import cifar_audits as A
+    k, n = (int(x) for x in part.split("/"))
+    t = _tidy(results, "gray")
+    if not len(t):
+        print(f"no grayscale cifar_cpu records under {results}")
+        return 1
+    t = t[t["regularizer"].isin(A.DECISION_ARMS) & t["seed"].isin(A.DECISION_BLOCKS)]
+    runs = sorted(t[["seed", "run_dir"]].drop_duplicates().itertuples(index=False))  # block by block
+    for _, d in runs[k - 1::n]:
+        A.run_decision_audit(d)
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("plan", "render"):
-        print("usage: python -m bench.app.cifar_study plan | render [RECORDS PILOT OUT.md SIMILARITY.json]")
+    if not argv or argv[0] not in ("plan", "render", "audit"):
+        print("usage: python -m bench.app.cifar_study plan | render [RECORDS PILOT OUT.md SIMILARITY.json] | "
+              "audit [RESULTS] [PART/PARTS]")
         return 2
     if argv[0] == "plan":
         print("\n".join(commands()))
         return 0
+    if argv[0] == "audit":
+        return audit(Path(argv[1] if len(argv) > 1 else "results/cifar10"), *(argv[2:3] or ["1/1"]))
     root = Path(__file__).resolve().parents[2] / "docs"
     args = [Path(a) for a in argv[1:]] or [root / "cifar10_records", root / "cifar10_pilot_records",
                                            root / "cifar10_reproduction.md", root / "cifar10_similarity.json"]
