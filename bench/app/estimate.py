@@ -346,7 +346,7 @@ class _Estimator:
     def suite_part(self, cfg) -> dict:
         from bench.core.models import model_from_config
         from bench.core.device import resolve_device
-        from bench.engine.trainer import steps_per_epoch
+        from bench.engine.epoch_plan import steps_per_epoch
         import attacks
         key = (cfg.dataset, cfg.suite, json.dumps(_parts(cfg, DATA_FIELDS + FORWARD_FIELDS), sort_keys=True,
                                                  default=str))

@@ -150,7 +150,7 @@ def _print_budget(cfg) -> None:
     import math
 
     from bench.app.estimate import DATASET_SIZES
-    from bench.engine.trainer import steps_per_epoch
+    from bench.engine.epoch_plan import steps_per_epoch
     n_total = DATASET_SIZES.get(cfg.dataset, (None,))[0]
     if n_total is None:
         return
