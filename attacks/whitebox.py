@@ -20,7 +20,8 @@ import torch
 
 from .base import (EvalContext, SuiteTest, clean_predictions, first_n, predict, progress_bar, register_test,
                    select_images, sq_l2_per_pixel)
-from .boundary import attack_model, foolbox_model, host_draws, starting_points
+from .boundary_starts import starting_points
+from .foolbox_adapters import attack_model, foolbox_model, host_draws
 
 
 def _eps_default():

@@ -142,7 +142,7 @@ def test_foolbox_draws_come_from_the_cpu_generator(device):
     CPU exactly what eagerpy itself draws (so CPU records keep their numbers). "meta" stands in for an
     accelerator: only the generator's state can be compared there."""
     import eagerpy as ep
-    from attacks.boundary import host_draws
+    from attacks.foolbox_adapters import host_draws
     like = ep.astensor(torch.zeros(2, 3, device=device))
     torch.manual_seed(11)
     with host_draws():
