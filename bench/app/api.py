@@ -244,7 +244,7 @@ def leaderboard(*paths, strict: bool = False):
     """The leaderboard of the records under `paths` (default ./results) as a pandas DataFrame: one row per
     (setup, regularizer, metric) with mean, SEM, n and the difference to `none`."""
     import leaderboard as lb
-    from leaderboard.aggregate import loading_options
+    from leaderboard.loading import loading_options
     with loading_options(strict=strict):
         return lb.build_table(*(paths or ("results",)))
 
