@@ -14,7 +14,8 @@ import pytest
 from bench.core import store
 from bench.cli import build_parser, main
 from bench.app.jobs import JobSpec, is_complete, job_state, read_status
-from bench.app.launchers import LocalLauncher, run_jobs
+from bench.app.launch_local import LocalLauncher
+from bench.app.launchers import run_jobs
 from bench.app.sweep import parse_seeds, plan_sweep, split_sets
 from bench.cli.sweep import spec_from_args
 

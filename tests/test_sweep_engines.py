@@ -51,7 +51,7 @@ def test_tiny_sweep_through_submitit_local_executor(tmp_path, smoke, capsys, mon
     """Array mode (the default): the jobs ready at once go through one `executor.batch()`; on the local
     cluster each still runs as its own process, and every record comes out as with one submit per job."""
     import submitit
-    from bench.app.launchers import SubmititLauncher
+    from bench.app.launch_slurm import SubmititLauncher
     sizes, batches = [], []
     many, batch = SubmititLauncher.submit_many, submitit.AutoExecutor.batch
 
