@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 
 from bench.app import pipeline
-from bench.app.sweep import Plan, SweepSpec, run_sweep
+from bench.app.sweep import Plan, SweepSpec
+from bench.app.sweep_run import run_sweep
 from bench.core import data as bdata
 from bench.core.config import RunConfig
 from bench.core.device import resolve_device

@@ -134,7 +134,8 @@ def _run_sweeps(study: studyfile.Study, out: Path, *, seeds, launcher, workers, 
                 log) -> tuple[int, int]:
     """Every sweep of the study (one per task and arm entry) through `bench.app.sweep`; `seeds` (the
     command line's) replaces every arm's seeds."""
-    from bench.app.sweep import SweepSpec, run_sweep, summarize
+    from bench.app.sweep import SweepSpec
+    from bench.app.sweep_run import run_sweep, summarize
     code, jobs_run = 0, 0
     for sw in study.sweeps():
         spec = SweepSpec(regularizers=sw["regularizers"], seeds=seeds or sw["seeds"], preset=sw["preset"],
