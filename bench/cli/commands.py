@@ -149,7 +149,7 @@ def _print_budget(cfg) -> None:
     validation images come on top of n_train)."""
     import math
 
-    from bench.app.estimate import DATASET_SIZES
+    from bench.app.estimate_measure import DATASET_SIZES
     from bench.engine.epoch_plan import steps_per_epoch
     n_total = DATASET_SIZES.get(cfg.dataset, (None,))[0]
     if n_total is None:
