@@ -7,8 +7,8 @@ image drawn with a generator seeded by (suite seed, repeat)), so the SEM over re
 spread of the attack; the per-repeat medians are recorded (`per_repeat`). All repeats and images
 run batched together (up to `batch` rows a foolbox run), in inference mode, against the evaluated
 model with its batch norms folded into the convolutions (the same function up to float rounding,
-checked on the images; success is judged on the evaluated model itself). Figure: the median over successful images of the
-squared L2 distance per pixel (all channels; `channel="0"` is the reference code's channel-0
+checked on the images; success is judged on the evaluated model itself). Figure: the median over
+successful images of the squared L2 distance per pixel (all channels; `channel="0"` is the reference code's channel-0
 variant), then mean and SEM over repeats, plus the success rate.
 
 Starting points: foolbox's default initialisation (blended uniform noise) raises when it finds no
@@ -207,7 +207,8 @@ class Boundary(SuiteTest):
         flags = {"still_falling": bool(drop > p.falling_tol), "relative_drop_last": drop,
                  "last_stretch": [cps[-2], cps[-1]] if len(cps) > 1 else None}
         start_info = {"start": p.start, "blend_search": p.start_search, "margin": p.start_margin,
-                      "seeded_by": "(suite seed, repeat)" if p.start == "random" else "deterministic (same every repeat)",
+                      "seeded_by": ("(suite seed, repeat)" if p.start == "random"
+                                    else "deterministic (same every repeat)"),
                       "from_noise": sum(i["from_noise"] for i in infos), "no_start": sum(i["no_start"] for i in infos),
                       "no_start_per_repeat": [i["no_start"] for i in infos],
                       "stepped_back": run_info.get("stepped_back", 0), "dropped": run_info.get("dropped", 0)}
@@ -326,7 +327,8 @@ class BoundaryConverged(SuiteTest):
                                            "y_label": "median squared L2 per pixel (all channels)"}},
                 "details": {"n_images": n, "image_selection_seed": int(ctx.seed),
                             "image_indices": idx.tolist(),
-                            "per_image_l2": [float(v) if s else None for v, s in zip(per_l2.tolist(), success.tolist())],
+                            "per_image_l2": [float(v) if s else None
+                                             for v, s in zip(per_l2.tolist(), success.tolist())],
                             "unit": "median_sq_l2: squared L2 / number of values" +
                                     (" (channel 0)" if p.channel == "0" else " (all channels)") +
                                     "; median_l2 and per_image_l2: plain L2 over all values",

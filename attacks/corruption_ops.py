@@ -63,8 +63,9 @@ from .corruption_kernels import FROST_TEXTURE_SEED, LUMA
 from .corruption_params import CIFAR_C_PARAMS, CORRUPTIONS, params
 
 __all__ = ["CIFAR_C_PARAMS", "CORRUPTIONS", "FROST_TEXTURE_SEED", "LUMA", "OPS", "corrupt", "params",
-           "brightness", "contrast", "defocus_blur", "elastic_transform", "fog", "frost", "gaussian_noise", "glass_blur",
-           "impulse_noise", "jpeg_compression", "motion_blur", "pixelate", "shot_noise", "snow", "zoom_blur"]
+           "brightness", "contrast", "defocus_blur", "elastic_transform", "fog", "frost", "gaussian_noise",
+           "glass_blur", "impulse_noise", "jpeg_compression", "motion_blur", "pixelate", "shot_noise", "snow",
+           "zoom_blur"]
 
 
 def _check(x: torch.Tensor) -> None:

@@ -11,7 +11,8 @@ the same *suite protocol* (every test's protocol, version and number of examples
 whose protocol differs are never averaged: they land in separate rows. Per metric it reports
 n, mean, SEM (ddof=1, as scipy.stats.sem) and, against the `none` row with the same comparison
 key and protocol and each baseline arm, the difference with its interval: paired over the seed blocks both
-rows have, else Welch (`leaderboard.differences`, the rule the report applies). pandas does the grouping; scipy does the statistics; nothing is hand-rolled.
+rows have, else Welch (`leaderboard.differences`, the rule the report applies). pandas does the grouping;
+scipy does the statistics; nothing is hand-rolled.
 
 One record's meta and metric rows come from `leaderboard.flatten`, the robust walk over the results roots from
 `leaderboard.loading`; this module joins them into the tidy table and computes the statistics.
@@ -110,9 +111,9 @@ def _read_all(roots, strict: bool | None = None) -> list[tuple[Path, dict, dict,
 
 
 TIDY_COLS = ["run_dir", "hash", "dataset", "color", "arch", "width", "model_params", "budget_steps", "epochs",
-             "n_test", "regularizer", "reg_params", "label", "comparison_key", "external", "seed", "design", "suite_name",
-             "protocol_id", "protocol", "protocol_map", "test", "metric", "value", "kind", "lower_is_better", "score_basis",
-             "skipped", "censored"]
+             "n_test", "regularizer", "reg_params", "label", "comparison_key", "external", "seed", "design",
+             "suite_name", "protocol_id", "protocol", "protocol_map", "test", "metric", "value", "kind",
+             "lower_is_better", "score_basis", "skipped", "censored"]
 
 
 
@@ -173,8 +174,8 @@ def welch_p(a, b) -> float:
 def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
     """Tidy per-record table -> one wide row per group, with per metric the columns
     `<metric>|mean`, `|sem`, `|n`, `|diff` (minus `none`), `|ci_low`, `|ci_high`, `|p`, `|analysis` (paired
-    over common seed blocks, else Welch), and the same with `@<baseline>` (`leaderboard.differences`). `attrs` carries the
-    metric order and which metrics are lower-is-better."""
+    over common seed blocks, else Welch), and the same with `@<baseline>` (`leaderboard.differences`). `attrs`
+    carries the metric order and which metrics are lower-is-better."""
     if tidy.empty:
         out = pd.DataFrame(columns=GROUP_COLS + INFO_COLS + ["n_seeds", "seeds"])
         out.attrs.update(metrics=[], lower_is_better=[], kinds={})
@@ -192,7 +193,8 @@ def aggregate(tidy: pd.DataFrame) -> pd.DataFrame:
         rows.setdefault(gkey, {})[metric] = v
     info = df.groupby(GROUP_COLS, sort=False, dropna=False).agg(
         label=("label", "first"), external=("external", "max"), model_params=("model_params", "max"),
-        protocol=("protocol", "first"), protocol_map=("protocol_map", "first"), suite_name=("suite_name", "first"), epochs=("epochs", "first"),
+        protocol=("protocol", "first"), protocol_map=("protocol_map", "first"), suite_name=("suite_name", "first"),
+        epochs=("epochs", "first"),
         n_test=("n_test", "first"), score_basis=("score_basis", "first"), skipped=("skipped", "first"),
         seeds=("seed", lambda s: ",".join(str(x) for x in sorted(set(int(i) for i in s)))),
         n_seeds=("run_dir", "nunique"))

@@ -143,7 +143,8 @@ def estimate(spec, log=print, measure_steps: int = 6, warmup_steps: int = 2, sui
         rows.append(g)
     total_train = sum(r["train_s"] for r in rows)
     total_suite = sum(r["suite_total_s"] for r in rows)
-    suites = {sc["dataset"]: {"forward_rate": sc["forward_rate"], "seconds_per_run": sc["seconds"], "tests": sc["tests"]}
+    suites = {sc["dataset"]: {"forward_rate": sc["forward_rate"], "seconds_per_run": sc["seconds"],
+                              "tests": sc["tests"]}
               for sc in E.suite_cache.values()}
     return {"rows": rows, "train_s": total_train, "suite_s": total_suite, "total_s": total_train + total_suite,
             "jobs": sum(r["jobs"] for r in rows), "data_source": sources,
@@ -196,7 +197,8 @@ def format_estimate(est: dict) -> str:
     cal = est.get("calibration") or {}
     if cal:
         measured = cal.get("measured") or []
-        lines.append(f"calibration: {cal.get('path')} ({'measured now: ' + ', '.join(measured) if measured else 'all cached'}"
+        lines.append(f"calibration: {cal.get('path')} "
+                     f"({'measured now: ' + ', '.join(measured) if measured else 'all cached'}"
                      f"; {cal.get('cached', 0)} cached values used; --recalibrate measures again)")
     lines.append("assumptions:")
     lines += [f"  - {a}" for a in (est.get("assumptions") or assumptions())]

@@ -159,7 +159,8 @@ def _invocation(out: Path, t0: float, jobs_run: int) -> dict:
     dev = "unknown device"
     for record in Record.find(out)[:1]:
         dev = (record.header() or {}).get("device", {}).get("name", dev)
-    cmdline = "python -m bench reproduce " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["reproduce"] else sys.argv[1:])
+    cmdline = "python -m bench reproduce " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["reproduce"]
+                                                        else sys.argv[1:])
     meta = {"command": cmdline.strip(), "finished": _dt.datetime.now().isoformat(timespec="seconds"),
             "duration_min": (time.time() - t0) / 60, "device": dev,
             "train_s": float(tidy[tidy["metric"] == "train.wall_s"]["value"].sum()),

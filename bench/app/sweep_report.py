@@ -27,7 +27,8 @@ def status_rows(plan: Plan) -> list[dict]:
         state, st = job_state(s)
         c = s.config
         if state == "running":
-            info = f"pid {st.get('pid')} on {st.get('host')}, since {st.get('start')} (heartbeat {_age(st.get('heartbeat_ts'))} ago)"
+            info = (f"pid {st.get('pid')} on {st.get('host')}, since {st.get('start')} "
+                    f"(heartbeat {_age(st.get('heartbeat_ts'))} ago)")
         elif state == "stale":
             info = f"was running (pid {st.get('pid')} on {st.get('host')}), process gone; re-run to resume"
         elif state in ("failed", "interrupted"):
@@ -55,8 +56,8 @@ def print_status(plan: Plan, file=None) -> dict:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
-    print(f"\n{len(rows)} jobs: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f"  (results: {plan.out})",
-          file=file)
+    print(f"\n{len(rows)} jobs: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+          + f"  (results: {plan.out})", file=file)
     return counts
 
 

@@ -185,7 +185,8 @@ def add_sweep_args(p, demo: bool = False) -> None:
     p.add_argument("--train-only", action="store_true", dest="train_only",
                    help="train every job (and the surrogates) but run no suite; a later run without it evaluates")
     p.add_argument("--yes", "-y", action="store_true",
-                   help=f"plan more than {CONFIRM_JOBS} jobs; `bench sweep`: also run when the estimate is above an hour")
+                   help=f"plan more than {CONFIRM_JOBS} jobs; "
+                        "`bench sweep`: also run when the estimate is above an hour")
     add_common_run_args(p)
     if demo:
         p.set_defaults(preset="demo", out=str(Path("results") / "demo"))
