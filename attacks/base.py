@@ -99,7 +99,8 @@ class SuiteTest:
         valid = {f.name for f in dataclasses.fields(self.Params)}
         unknown = sorted(set(params) - valid)
         if unknown:
-            raise ValueError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+            raise ValueError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; "
+                             f"valid: {', '.join(sorted(valid))}")
         self.params = self.Params(**params)
 
     def resolve_params(self, dataset: str | None):

@@ -7,8 +7,8 @@ image drawn with a generator seeded by (suite seed, repeat)), so the SEM over re
 spread of the attack; the per-repeat medians are recorded (`per_repeat`). All repeats and images
 run batched together (up to `batch` rows a foolbox run), in inference mode, against the evaluated
 model with its batch norms folded into the convolutions (the same function up to float rounding,
-checked on the images; success is judged on the evaluated model itself). Figure: the median over successful images of the
-squared L2 distance per pixel (all channels; `channel="0"` is the reference code's channel-0
+checked on the images; success is judged on the evaluated model itself). Figure: the median over
+successful images of the squared L2 distance per pixel (all channels; `channel="0"` is the reference code's channel-0
 variant), then mean and SEM over repeats, plus the success rate.
 
 Starting points: foolbox's default initialisation (blended uniform noise) raises when it finds no
@@ -28,199 +28,24 @@ TensorBoard logger at every step (`tb.histogram("norms", ...)`); a recording log
 the duration of the attack to read the median at several step counts without re-running. The
 result flags a run whose median was still falling over the last stretch of steps; the suite flags
 one that stalled far above the white-box minimum (`min_perturbation`), see `suite.cross_checks`.
+
+The starting points live in `attacks.boundary_starts`, the foolbox adapters (the attacked model, the
+recording logger, host-side draws) in `attacks.foolbox_adapters`; their names are importable from here too.
 """
 from __future__ import annotations
 
-import contextlib
-import copy
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from bench.core.device import fold_tolerance
 from bench.core.stats import mean_sem
 
-from .base import (CountingModel, EvalContext, SuiteTest, clean_predictions, predict, progress_bar,
-                   register_test, select_images, shared, sq_l2_per_pixel)
-
-
-def foolbox_model(ctx: EvalContext, model: nn.Module | None = None):
-    import foolbox as fb
-    return fb.PyTorchModel(model if model is not None else ctx.model, bounds=(0.0, 1.0), device=ctx.device)
-
-
-# --------------------------------------------------------------------------- the model the attacks query
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of `model` with every BatchNorm2d that directly follows a Conv2d among a
-    module's children folded into that convolution (BN replaced by Identity). Only used after a check
-    that the copy computes the same logits (`attack_model`): a model whose child order does not match
-    its forward order falls back to itself."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-    folded = copy.deepcopy(model).eval()
-    for mod in folded.modules():
-        children = list(mod.named_children())
-        for (n1, c1), (n2, c2) in zip(children, children[1:]):
-            if (isinstance(c1, nn.Conv2d) and isinstance(c2, nn.BatchNorm2d) and c2.num_features == c1.out_channels
-                    and c2.track_running_stats and c2.running_mean is not None):
-                setattr(mod, n1, fuse_conv_bn_eval(c1, c2))
-                setattr(mod, n2, nn.Identity())
-    return folded
-
-
-class CountsInto(nn.Module):
-    """Runs `model` and adds its calls and images to `counter` (the test's CountingModel), so a faster
-    copy of the evaluated model still shows in the test's recorded forward count."""
-
-    def __init__(self, model: nn.Module, counter: CountingModel | None):
-        super().__init__()
-        self.model = model
-        self.counter = counter
-
-    def forward(self, x):
-        if self.counter is not None:
-            self.counter.calls += 1
-            self.counter.images += int(x.shape[0])
-        return self.model(x)
-
-
-def attack_model(ctx: EvalContext, fold: bool = True, channels_last: bool | None = None) -> nn.Module:
-    """The model decision-based attacks query: the evaluated model with batch norms folded into its
-    convolutions (fewer memory passes per forward) and, on CUDA, channels-last; computed once per
-    evaluation, kept only when its logits match the model's on the test images (else the model itself).
-    Forwards are counted into the test's counter."""
-    base = ctx.model.model if isinstance(ctx.model, CountingModel) else ctx.model
-    counter = ctx.model if isinstance(ctx.model, CountingModel) else None
-    if channels_last is None:
-        channels_last = ctx.device.type == "cuda"
-
-    def build():
-        if not fold:
-            return base, "evaluated model"
-        try:
-            fast = fold_batchnorm(base)
-            if channels_last:
-                fast = fast.to(memory_format=torch.channels_last)
-            probe = ctx.x[:64]
-            with torch.inference_mode():
-                a, b = base(probe), fast(probe)
-            tol = fold_tolerance(probe.device) * (1.0 + float(a.abs().max()))  # TF32 on CUDA rounds more
-            if a.shape == b.shape and float((a - b).abs().max()) <= tol:
-                return fast, "batch norm folded into convolutions" + (", channels-last" if channels_last else "")
-        except Exception:  # noqa: BLE001  (an exotic model: attack the model itself)
-            pass
-        return base, "evaluated model (folding changed its logits)"
-
-    fast, how = shared(ctx, f"attack_model:{fold}:{channels_last}", build)
-    ctx.extras["_attack_model_kind"] = how
-    return CountsInto(fast, counter).eval()
-
-
-# --------------------------------------------------------------------------- starting points
-@torch.no_grad()
-def starting_points(ctx: EvalContext, idx: torch.Tensor, labels: torch.Tensor, start: str = "nearest",
-                    search: bool = True, search_steps: int = 12, noise_tries: int = 256, repeat: int = 0,
-                    margin: float = 1e-3, check_batch: int | None = None, model: nn.Module | None = None):
-    """(starts, ok, info): an adversarial start per selected image (other-class test image, blended
-    towards the original, stopping `margin` of the blend on the adversarial side), `ok` False where
-    none could be found. `start="random"` draws the other-class image with a generator seeded by
-    (suite seed, `repeat`), so repeats start from different points. With `check_batch`, every start is
-    re-checked at that batch size and steps back towards its other-class image where needed
-    (`ensure_adversarial`). `info["anchors"]` holds the other-class images themselves."""
-    if start not in ("nearest", "random"):
-        raise ValueError(f"start must be 'nearest' or 'random', got {start!r}")
-    model = model if model is not None else ctx.model
-    x = ctx.x[idx]
-    pool, pool_pred = ctx.x, clean_predictions(ctx)
-    n = len(x)
-    anchors = x.clone()
-    ok = torch.zeros(n, dtype=torch.bool, device=x.device)
-    g = torch.Generator().manual_seed(int(ctx.seed) + 31_337 + 1_000_003 * int(repeat))
-    flat_pool = pool.flatten(1)
-    for i in range(0, n, 256):
-        xb, lb = x[i:i + 256].flatten(1), labels[i:i + 256]
-        other = pool_pred[None, :] != lb[:, None]
-        if start == "nearest":
-            score = torch.cdist(xb, flat_pool)
-            score = score.masked_fill(~other, float("inf"))
-            j = score.argmin(1)
-        else:
-            score = torch.rand(other.shape, generator=g).to(x.device).masked_fill(~other, -1.0)
-            j = score.argmax(1)
-        has = other.any(1)
-        anchors[i:i + 256][has] = pool[j[has]]
-        ok[i:i + 256] = has
-    n_from_noise = 0
-    if not bool(ok.all()):  # e.g. a one-class model: try seeded uniform noise
-        noise = torch.rand((noise_tries,) + tuple(x.shape[1:]), generator=g).to(x.device)
-        npred = predict(model, noise)
-        for k in torch.nonzero(~ok).flatten().tolist():
-            cand = torch.nonzero(npred != labels[k]).flatten()
-            if len(cand):
-                anchors[k] = noise[cand[0]]
-                ok[k] = True
-                n_from_noise += 1
-    starts = anchors.clone()
-    shape = (-1,) + (1,) * (x.dim() - 1)
-    if search and bool(ok.any()):
-        # smallest blend a in [0, 1] with (1 - a) x + a anchor still of another class, then a margin
-        lo = torch.zeros(n, device=x.device)
-        hi = torch.ones(n, device=x.device)
-        for _ in range(search_steps):
-            mid = (lo + hi) / 2
-            cand = (1 - mid.view(shape)) * x + mid.view(shape) * anchors
-            adv = predict(model, cand) != labels
-            hi = torch.where(adv, mid, hi)
-            lo = torch.where(adv, lo, mid)
-        a = (hi + margin).clamp(max=1.0)
-        blended = (1 - a.view(shape)) * x + a.view(shape) * anchors
-        still = predict(model, blended) != labels
-        use = ok & still
-        starts[use] = blended[use]
-    stepped_back = 0
-    if check_batch is not None and bool(ok.any()):
-        sel = torch.nonzero(ok).flatten()
-        s2, keep, stepped_back = ensure_adversarial(foolbox_model(ctx, model), x[sel], labels[sel], starts[sel],
-                                                    anchors[sel], check_batch)
-        starts[sel] = s2
-        ok[sel[~keep]] = False
-    return starts, ok, {"start": start, "repeat": int(repeat), "blend_search": search, "margin": margin,
-                        "from_noise": n_from_noise, "no_start": int((~ok).sum()), "stepped_back": int(stepped_back),
-                        "anchors": anchors}
-
-
-@torch.no_grad()
-def ensure_adversarial(fmodel, x: torch.Tensor, labels: torch.Tensor, starts: torch.Tensor, anchors: torch.Tensor,
-                       batch: int, tries: int = 6):
-    """(starts, keep, n_stepped): re-check every start with foolbox's criterion on exactly the chunks of
-    `batch` rows the attack will run; a start that is not adversarial there moves half-way towards its
-    anchor (the other-class image), up to `tries` times; one that never is gets `keep` False. Returns
-    starts that are adversarial in their chunks (the chunk composition of the kept rows)."""
-    import eagerpy as ep
-    import foolbox as fb
-    from foolbox.attacks.base import get_is_adversarial
-    starts = starts.clone()
-    keep = torch.ones(len(x), dtype=torch.bool, device=x.device)
-    stepped = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    for _ in range(tries + 2):
-        sel = torch.nonzero(keep).flatten()
-        bad_all = []
-        for i in range(0, len(sel), batch):
-            s = sel[i:i + batch]
-            is_adv = get_is_adversarial(fb.criteria.Misclassification(labels[s]), fmodel)
-            bad = ~is_adv(ep.astensor(starts[s])).raw.to(x.device)
-            bad_all.append(s[bad])
-        bad = torch.cat(bad_all) if bad_all else sel[:0]
-        if not len(bad):
-            break
-        for k in bad.tolist():
-            if bool((starts[k] == anchors[k]).all()) or int(stepped[k]) >= tries:
-                keep[k] = False  # the anchor itself fails at this batch size: a failure, not a crash
-            else:
-                starts[k] = (starts[k] + anchors[k]) / 2
-                stepped[k] = True
-    return starts, keep, int(stepped.sum())
+from .base import (EvalContext, SuiteTest, clean_predictions, predict, progress_bar, register_test, select_images,
+                   sq_l2_per_pixel)
+from .boundary_starts import ensure_adversarial, starting_points
+from .foolbox_adapters import attack_model, foolbox_model, host_draws, record_norms
 
 
 # --------------------------------------------------------------------------- convergence curve
@@ -241,59 +66,6 @@ def curve_steps(steps: int, points: int) -> list[int]:
     xs = np.unique(np.round(np.geomspace(max(1, steps / 2 ** (points - 1)), steps, points)).astype(int))
     return [0] + [int(s) for s in xs]
 
-
-@contextlib.contextmanager
-def record_norms(checkpoints, on_step=None):
-    """Swap foolbox's BoundaryAttack TensorBoard logger for one that records the per-image L2
-    distance of the current best adversarials after each checkpoint's number of steps."""
-    import foolbox.attacks.boundary_attack as ba
-    original = ba.TensorBoard
-    want = set(int(c) for c in checkpoints)
-    seen: dict[int, torch.Tensor] = {}
-
-    class Recorder(original):
-        def __init__(self, logdir):
-            super().__init__(False)
-
-        def histogram(self, tag, x, step, *, first=True):
-            if tag != "norms":
-                return
-            if on_step is not None:
-                on_step()
-            if step - 1 in want:  # at step s the logger sees the distances after s - 1 steps
-                seen[step - 1] = x.raw.detach().float().cpu().clone()
-
-    ba.TensorBoard = Recorder
-    try:
-        yield seen
-    finally:
-        ba.TensorBoard = original
-
-
-@contextlib.contextmanager
-def host_draws():
-    """foolbox draws its random directions through eagerpy (`ep.normal`, `ep.uniform`), which samples on the
-    tensor's device: CUDA's generator on a GPU, so a decision-based distance would depend on where the suite
-    ran. Inside this context those draws come from torch's global CPU generator (seeded by the test, as
-    before) and are then moved to the device, so the attack sees the same directions on every device. On the
-    CPU the numbers are exactly those of eagerpy's own methods (same generator, same call order). Patched here
-    because neither foolbox nor eagerpy takes a generator."""
-    from eagerpy.tensor.pytorch import PyTorchTensor
-    orig = PyTorchTensor.uniform, PyTorchTensor.normal
-
-    def uniform(self, shape, low=0.0, high=1.0):
-        r = torch.rand(shape, dtype=self.raw.dtype, device="cpu").to(self.raw.device)
-        return type(self)(r * (high - low) + low)
-
-    def normal(self, shape, mean=0.0, stddev=1.0):
-        r = torch.randn(shape, dtype=self.raw.dtype, device="cpu").to(self.raw.device)
-        return type(self)(r * stddev + mean)
-
-    PyTorchTensor.uniform, PyTorchTensor.normal = uniform, normal
-    try:
-        yield
-    finally:
-        PyTorchTensor.uniform, PyTorchTensor.normal = orig
 
 
 def boundary_run(ctx: EvalContext, x: torch.Tensor, labels: torch.Tensor, starts: torch.Tensor, steps: int,
@@ -435,7 +207,8 @@ class Boundary(SuiteTest):
         flags = {"still_falling": bool(drop > p.falling_tol), "relative_drop_last": drop,
                  "last_stretch": [cps[-2], cps[-1]] if len(cps) > 1 else None}
         start_info = {"start": p.start, "blend_search": p.start_search, "margin": p.start_margin,
-                      "seeded_by": "(suite seed, repeat)" if p.start == "random" else "deterministic (same every repeat)",
+                      "seeded_by": ("(suite seed, repeat)" if p.start == "random"
+                                    else "deterministic (same every repeat)"),
                       "from_noise": sum(i["from_noise"] for i in infos), "no_start": sum(i["no_start"] for i in infos),
                       "no_start_per_repeat": [i["no_start"] for i in infos],
                       "stepped_back": run_info.get("stepped_back", 0), "dropped": run_info.get("dropped", 0)}
@@ -554,7 +327,8 @@ class BoundaryConverged(SuiteTest):
                                            "y_label": "median squared L2 per pixel (all channels)"}},
                 "details": {"n_images": n, "image_selection_seed": int(ctx.seed),
                             "image_indices": idx.tolist(),
-                            "per_image_l2": [float(v) if s else None for v, s in zip(per_l2.tolist(), success.tolist())],
+                            "per_image_l2": [float(v) if s else None
+                                             for v, s in zip(per_l2.tolist(), success.tolist())],
                             "unit": "median_sq_l2: squared L2 / number of values" +
                                     (" (channel 0)" if p.channel == "0" else " (all channels)") +
                                     "; median_l2 and per_image_l2: plain L2 over all values",

@@ -4,9 +4,10 @@ Tests (registered here; the suite is registered at the bottom):
   * `rb_autoattack_linf`  AutoAttack `standard` (APGD-CE, APGD-T, FAB-T, Square) at L-inf eps 8/255,
   * `rb_autoattack_l2`    the same at L2 eps 0.5,
     both through the AutoAttack implementation robustbench.eval uses (the GitHub `autoattack`
-    package, or PyPI's `pyautoattack`: the same code under another module name), with robustbench.eval.benchmark's arguments (norm, eps,
-    version='standard'); robust accuracy = the model's accuracy on the returned adversarials
-    against the true labels (robustbench.utils.clean_accuracy), on the first `n` CIFAR-10 test images
+    package, or PyPI's `pyautoattack`: the same code under another module name), with
+    robustbench.eval.benchmark's arguments (norm, eps, version='standard'); robust accuracy = the model's
+    accuracy on the returned adversarials against the true labels (robustbench.utils.clean_accuracy), on the
+    first `n` CIFAR-10 test images
     (robustbench.data.load_cifar10(n_examples) takes the first n; a record whose test set is a seeded
     subset gets the first n of the full test set reloaded, `rb_images`).
     Note: robustbench 1.1.1's `benchmark()` itself cannot drive pyautoattack 0.2.0 (it passes

@@ -20,7 +20,8 @@ import torch
 
 from .base import (EvalContext, SuiteTest, clean_predictions, first_n, predict, progress_bar, register_test,
                    select_images, sq_l2_per_pixel)
-from .boundary import attack_model, foolbox_model, host_draws, starting_points
+from .boundary_starts import starting_points
+from .foolbox_adapters import attack_model, foolbox_model, host_draws
 
 
 def _eps_default():
@@ -65,7 +66,8 @@ class PGD(SuiteTest):
         return {"summary": summary,
                 "curves": {"accuracy": {"x": [float(e) for e in p.eps], "y": acc,
                                         "x_label": "PGD eps (L-inf, [0,1] scale)", "y_label": "accuracy"}},
-                "details": {"n_images": len(x), "clean_accuracy": float((clean_predictions(ctx)[:len(x)] == y).float().mean())}}
+                "details": {"n_images": len(x),
+                            "clean_accuracy": float((clean_predictions(ctx)[:len(x)] == y).float().mean())}}
 
 
 @register_test("autoattack")
@@ -204,7 +206,8 @@ def minimal_l2(model, x: torch.Tensor, labels: torch.Tensor, method: str = "fmn"
     best_delta = torch.zeros_like(x)
     best_l2 = worst.clone()
     adv_found = torch.zeros(n, dtype=torch.bool, device=dev)
-    epsilon = (init_epsilon * torch.ones(n, device=dev)) if method == "ddn" else torch.full((n,), float("inf"), device=dev)
+    epsilon = ((init_epsilon * torch.ones(n, device=dev)) if method == "ddn"
+               else torch.full((n,), float("inf"), device=dev))
     ref_l2 = torch.full((n,), float("inf"), device=dev)  # best distance at the last real improvement
     last_improve = torch.zeros(n, dtype=torch.long, device=dev)
     steps_used = torch.zeros(n, dtype=torch.long, device=dev)

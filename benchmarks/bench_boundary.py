@@ -19,7 +19,9 @@ GOAL = 4.0
 
 def test_boundary_batched_vs_per_image(paired, benchmark, small_trained):
     from attacks.base import EvalContext, predict, select_images
-    from attacks.boundary import attack_model, boundary_run, starting_points
+    from attacks.boundary import boundary_run
+    from attacks.boundary_starts import starting_points
+    from attacks.foolbox_adapters import attack_model
     model, x, y = small_trained
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ctx = EvalContext(model=model.to(dev).eval(), x=x.to(dev), y=y.to(dev), device=dev, seed=0, progress=False)

@@ -20,6 +20,7 @@ import scipy.ndimage as ndi
 import torch
 from conftest import record
 
+from attacks import corruption_kernels as ck
 from attacks import corruption_ops as co
 
 N_IMAGES = 1000
@@ -157,7 +158,7 @@ _TEX = None
 def ref_frost(x, rng):
     global _TEX
     if _TEX is None:
-        _TEX = co._frost_textures_cpu().permute(0, 2, 3, 1).numpy().astype(np.float64)
+        _TEX = ck._frost_textures_cpu().permute(0, 2, 3, 1).numpy().astype(np.float64)
     p = _p("frost")
     tex = _TEX[rng.integers(len(_TEX))]
     s = tex.shape[0]

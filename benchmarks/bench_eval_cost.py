@@ -48,8 +48,8 @@ def test_repro_cpu_suite_over_training_measured(benchmark, small_trained):
     from attacks.base import EvalContext
     from bench.core import data as bdata
     from bench.core.config import build_config
-    from bench.app.estimate import measure_step_seconds
-    from bench.engine.trainer import steps_per_epoch
+    from bench.app.estimate_measure import measure_step_seconds
+    from bench.engine.epoch_plan import steps_per_epoch
     from bench.core.data import load_for_config
     model, _, _ = small_trained
     cfg = build_config("repro_cpu", {"progress": False})

@@ -56,7 +56,7 @@ def _bench_threads():
 
 def machine() -> str:
     """One line naming the machine a figure came from."""
-    from bench.app.estimate import cpu_name
+    from bench.app.estimate_calibration import cpu_name
     cpu = cpu_name()
     s = f"CPU: {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads"
     if torch.cuda.is_available():

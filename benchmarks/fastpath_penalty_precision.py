@@ -16,7 +16,7 @@ import tempfile
 import torch
 
 from bench.core.config import build_config
-from bench.engine import trainer as bt
+from bench.engine import step_path as bt
 from bench.engine.opcount import ready_trainer
 from regularizers.similarity import g_transform, similarity_loss
 

@@ -17,5 +17,5 @@ def plot_all(roots, out_dir):
     return _plot_all(roots, out_dir)
 
 
-__all__ = ["load_records", "load_curves", "load_details", "build_table", "aggregate", "render", "write", "plot_all", "sem",
-           "welch_p", "FORMATS"]
+__all__ = ["load_records", "load_curves", "load_details", "build_table", "aggregate", "render", "write", "plot_all",
+           "sem", "welch_p", "FORMATS"]

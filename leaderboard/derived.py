@@ -37,7 +37,8 @@ BASELINE = "none"
 TEST = "corruptions"
 MIN_INCREASE = 0.05  # mean error increase over severities of the baseline, for a corruption to be a denominator
 MIN_IMAGES = 10  # ... and at least this many images' worth of the images used
-DISTANCE_TESTS = ("min_perturbation", "min_perturbation_fmn", "boundary_converged")  # the converged ones (each checks its convergence)
+# the converged ones (each checks its convergence)
+DISTANCE_TESTS = ("min_perturbation", "min_perturbation_fmn", "boundary_converged")
 CURVE_TESTS = ("gaussian_noise", "transfer_fgsm", "transfer_fgsm_reverse", "uniform_noise", "salt_pepper",
                "gaussian_noise_extended", "transfer_fgsm_extended", "transfer_fgsm_reverse_extended")
 

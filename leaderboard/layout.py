@@ -85,7 +85,8 @@ _JS = """
   function sortBy(th){
     var table=th.closest('table'),tbody=table.tBodies[0],i=th.cellIndex;
     var asc=!th.classList.contains('sorted-asc');
-    Array.prototype.forEach.call(table.tHead.rows[0].cells,function(c){c.classList.remove('sorted-asc','sorted-desc');});
+    Array.prototype.forEach.call(table.tHead.rows[0].cells,
+      function(c){c.classList.remove('sorted-asc','sorted-desc');});
     th.classList.add(asc?'sorted-asc':'sorted-desc');
     var rows=Array.prototype.slice.call(tbody.rows);
     rows.sort(function(a,b){var x=key(a.cells[i]),y=key(b.cells[i]);

@@ -125,7 +125,8 @@ def render_term(table: pd.DataFrame, width: int | None = None) -> str:
         out.append(_text_table(_term_clean_rows(rows), width))
         out.append("")
     out.append("values: mean ± SEM over seeds (n = seeds); Δ: difference to `none` with the same comparison key "
-               "and protocol, p: paired t-test over common seed blocks, else Welch; score: mean normalised AUC of the noise and FGSM curves (clean "
+               "and protocol, p: paired t-test over common seed blocks, else Welch; "
+               "score: mean normalised AUC of the noise and FGSM curves (clean "
                "accuracy where absent); full protocols: --format md|html|csv")
     return "\n".join(out) + "\n"
 
@@ -189,7 +190,8 @@ def render_html(table: pd.DataFrame, title: str = "RegBench leaderboard") -> str
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{_e(title)}</h1>",
              "<p>Values: mean ± SEM over seeds (n = seeds). Below each value: Δ = difference to "
-             "<code>none</code> with the same comparison key and protocol, and the p-value of its analysis (paired t-test "
+             "<code>none</code> with the same comparison key and protocol, "
+             "and the p-value of its analysis (paired t-test "
              "over common seed blocks, else Welch) "
              "(bold when Holm-corrected across the row's metrics p &lt; 0.05). Click a column header to sort.</p>"]
     if table.empty:

@@ -190,4 +190,5 @@ class FGSMAT(Regularizer):
         return {"fgsm_at": {"eps": self.eps, "checks": rows, "check_images": int(len(self.check_x)),
                             "check_pgd_steps": int(self.hp.check_pgd_steps),
                             "catastrophic_overfitting": bool(flagged), "overfit_epochs": flagged,
-                            "rule": f"FGSM acc >= {self.hp.co_fgsm_min:g} and PGD acc < {self.hp.co_ratio:g} x FGSM acc"}}
+                            "rule": f"FGSM acc >= {self.hp.co_fgsm_min:g} and "
+                                    f"PGD acc < {self.hp.co_ratio:g} x FGSM acc"}}

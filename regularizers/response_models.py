@@ -195,9 +195,11 @@ def load_npz_targets(path) -> NpzTargets:
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path} is not a readable .npz file ({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+        raise ValueError(f"{path} is not a readable .npz file "
+                         f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} is a single .npy array, not an .npz archive with 'images' and 'similarity'/'responses'")
+        raise ValueError(f"{path} is a single .npy array, not an .npz archive with 'images' and "
+                         "'similarity'/'responses'")
     with z:
         keys = set(z.files)
         if "images" not in keys or not ({"similarity", "responses"} & keys):

@@ -1,8 +1,8 @@
 """The representational-similarity regularizers `pixel_sim`, `pixel_th` and `neural_pred`.
 
 Li et al. 2019 and Attias et al. (arXiv 2410.03952), as the reference code computes it
-(README: Regularizers; the reference code `elieattias1/pixel-reg`): each step draws k pairs (i, j) of frozen regularization images, the
-trainer pushes the 2k images through the model (left k then right k), and
+(README: Regularizers; the reference code `elieattias1/pixel-reg`): each step draws k pairs (i, j) of frozen
+regularization images, the trainer pushes the 2k images through the model (left k then right k), and
 
     S_cnn(i, j) = sum_l softmax(w)_l * cos(f_l(x_i) - m_l, f_l(x_j) - m_l)
     L_sim       = mean over pairs of (g(S_cnn) - g(S_target))^2,  g(x) = log(1+x+eps) - log(1-x+eps)
@@ -138,7 +138,8 @@ class SimilarityRegularizer(Regularizer):
         super().__init__(**hp)
         h = self.hp
         if h.pair_range not in targets.PAIR_RANGES:
-            raise ValueError(f"{self.name}: unknown pair_range {h.pair_range!r}; valid: {', '.join(targets.PAIR_RANGES)}")
+            raise ValueError(f"{self.name}: unknown pair_range {h.pair_range!r}; "
+                             f"valid: {', '.join(targets.PAIR_RANGES)}")
         if h.transform not in TRANSFORMS:
             raise ValueError(f"{self.name}: unknown transform {h.transform!r}; valid: {', '.join(TRANSFORMS)}")
         if h.reg_augment not in AUGMENTS:
@@ -293,7 +294,8 @@ class NeuralPred(SimilarityRegularizer):
     def _load(self, ctx):
         from . import response_models
         if getattr(self, "_model", None) is None:
-            self._model, self._ident = response_models.load_response_model(self.hp.response_model, ctx.config.image_size)
+            self._model, self._ident = response_models.load_response_model(self.hp.response_model,
+                                                                           ctx.config.image_size)
         return self._model, self._ident
 
     def target_identity(self, ctx) -> dict:

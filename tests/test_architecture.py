@@ -1,6 +1,6 @@
 """The shape of the code: layers that point one way (import-linter), one Registry class with entry
-points for suite tests and suites, the Python API on a plain nn.Module, each shared helper once, and
-short functions in bench/."""
+points for suite tests and suites, the Python API on a plain nn.Module, each shared helper once, short
+functions in bench/, and short modules with short lines in every product package."""
 import ast
 import math
 import shutil
@@ -61,6 +61,25 @@ def test_functions_in_bench_are_short():
                 longest.append((n.end_lineno - n.lineno + 1, f"{p.relative_to(ROOT)}:{n.name}"))
     longest.sort(reverse=True)
     assert longest[0][0] < 60, longest[:5]
+
+
+MAX_MODULE_LINES = 400
+MAX_LINE_CHARS = 120
+
+
+def test_product_modules_are_short_with_short_lines():
+    """Every module of the product packages has at most 400 lines (split along the seams the code has) and no
+    line over 120 characters (wrapped, never joined)."""
+    too_long, wide = [], []
+    for pkg in PACKAGES:
+        for p in sorted((ROOT / pkg).rglob("*.py")):
+            lines = p.read_text().splitlines()
+            rel = p.relative_to(ROOT).as_posix()
+            if len(lines) > MAX_MODULE_LINES:
+                too_long.append(f"{rel} ({len(lines)} lines)")
+            wide += [f"{rel}:{i} ({len(line)} chars)" for i, line in enumerate(lines, 1) if len(line) > MAX_LINE_CHARS]
+    assert not too_long, f"modules over {MAX_MODULE_LINES} lines: {', '.join(too_long)}"
+    assert not wide, f"lines over {MAX_LINE_CHARS} characters: {', '.join(wide)}"
 
 
 # --------------------------------------------------------------------------- one Registry

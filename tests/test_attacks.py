@@ -13,7 +13,8 @@ from scipy import stats
 
 import attacks
 from attacks.base import EvalContext, accuracy, select_images, sq_l2_per_pixel
-from attacks.boundary import Boundary, curve_steps, starting_points
+from attacks.boundary import Boundary, curve_steps
+from attacks.boundary_starts import starting_points
 from attacks.noise import GaussianNoise, add_noise
 from attacks.transfer import TransferFGSM, TransferFGSMReverse
 from attacks.whitebox import PGD, HopSkipJump, MinPerturbation
@@ -235,7 +236,7 @@ def test_hop_skip_jump_same_images_and_unit(ctx):
     # the best one, so "never above the blended start" is not a property it has: 2 steps here ended 3% above it)
     idx = select_images(ctx, 6)
     x = ctx.x[idx]
-    from attacks.boundary import attack_model
+    from attacks.foolbox_adapters import attack_model
     _, _, info = starting_points(ctx, idx, ctx.model(x).argmax(1), "nearest", model=attack_model(ctx))
     assert res["summary"]["median_sq_l2"] < float(np.median(sq_l2_per_pixel(info["anchors"], x).numpy()))
 

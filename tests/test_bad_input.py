@@ -621,8 +621,8 @@ def test_nonfinite_loss_stops_training_or_record_is_finite(tmp_path_factory, sca
     """The trainer's guard: a non-finite term stops the run (naming the step and the term) and marks
     it failed; otherwise the record is finite."""
     from bench.core.config import build_config
-    from bench.engine.trainer import NonFiniteLoss, _FiniteGuard
-    g = _FiniteGuard(torch.device("cpu"), "run")
+    from bench.engine.monitors import FiniteGuard, NonFiniteLoss
+    g = FiniteGuard(torch.device("cpu"), "run")
     ce = torch.tensor(1.0 * (scale if which == "ce" else 1.0))
     pen = torch.tensor(0.5 * (scale if which == "pen" else 1.0))
     if math.isfinite(scale):

@@ -506,7 +506,8 @@ def test_sigterm_in_process_stops_the_launcher_in_one_line():
     """SIGTERM while jobs run in this process (the sequential launcher): `Terminated`, the launcher stopped,
     the previous handler back in place."""
     from bench.app.jobs import JobSpec
-    from bench.app.launchers import Launcher, Terminated, run_jobs
+    from bench.app.launcher_base import Launcher, Terminated
+    from bench.app.launchers import run_jobs
 
     class Slow(Launcher):
         stopped = 0

@@ -101,7 +101,8 @@ def test_a_step_changing_regularizer_is_not_packed(tmp_path):
 
 
 def test_a_packed_sweep_trains_step_changing_regularizers_alone(tmp_path):
-    from bench.app.sweep import SweepSpec, plan_sweep, split_training
+    from bench.app.sweep import SweepSpec, plan_sweep
+    from bench.app.sweep_run import split_training
     plan = plan_sweep(SweepSpec(regularizers="none,fgsm_at", seeds="0-1", preset="tiny",
                                 overrides={"out": str(tmp_path)}, sets=["suite=quick"], pack=2))
     trains = [j for j in split_training(plan.specs, pack=2) if j.kind in ("pack", "train")]

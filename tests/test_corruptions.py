@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from attacks import TESTS
+from attacks import corruption_kernels as ck
 from attacks import corruption_ops as co
 from attacks import corruptions as cr
 from attacks.base import EvalContext
@@ -123,7 +124,7 @@ def test_motion_blur_kernel_is_imagemagicks_one_sided_gaussian():
     x = torch.zeros(2, 1, 32, 32)
     x[:, :, 16, 16] = 1.0
     radius, sigma = 6, 1.5
-    y = co.motion_blur_batch(x, radius, sigma, torch.tensor([0.0, 90.0]))
+    y = ck.motion_blur_batch(x, radius, sigma, torch.tensor([0.0, 90.0]))
     i = np.arange(2 * radius + 1)
     k = np.exp(-i ** 2 / (2 * sigma ** 2))
     k /= k.sum()
@@ -142,14 +143,14 @@ def test_clipped_zoom_matches_scipy_zoom(factor, natural):
     z = ndi.zoom(img[top:top + ch, top:top + ch], (factor, factor, 1), order=1)
     t = (z.shape[0] - h) // 2
     ref = z[t:t + h, t:t + h]
-    got = co.clipped_zoom(natural[:1].double(), factor)[0].permute(1, 2, 0).numpy()
+    got = ck.clipped_zoom(natural[:1].double(), factor)[0].permute(1, 2, 0).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-6)
 
 
 def test_zoom_blur_averages_the_tables_zooms(natural):
     x = natural[:4]
     zooms = co.params("zoom_blur", 2)["zooms"]
-    ref = (x + sum(co.clipped_zoom(x, z) for z in zooms)) / (len(zooms) + 1)
+    ref = (x + sum(ck.clipped_zoom(x, z) for z in zooms)) / (len(zooms) + 1)
     torch.testing.assert_close(co.zoom_blur(x, 2), ref.clamp(0, 1))
 
 
@@ -215,7 +216,7 @@ def test_frost_is_the_tables_blend_of_image_and_texture(natural):
         overlay = co.frost(torch.zeros_like(x), sev, gen(3))  # same seed: same crops
         torch.testing.assert_close(y, (p["image_weight"] * x + overlay).clamp(0, 1))
         assert overlay.max() <= p["frost_weight"] + 1e-6 and overlay.mean() > 0.2 * p["frost_weight"]
-    t1, t2 = co._frost_textures_cpu(), co._frost_textures_cpu.__wrapped__()
+    t1, t2 = ck._frost_textures_cpu(), ck._frost_textures_cpu.__wrapped__()
     assert torch.equal(t1, t2)  # fixed-seed texture, independent of the run's seed
 
 
@@ -248,7 +249,7 @@ def test_snow_brightens_and_follows_the_tables_blend(natural):
     for sev in (1, 5):
         y = co.snow(x, sev, gen())
         p = co.params("snow", sev)
-        floor = p["blend"] * x + (1 - p["blend"]) * torch.maximum(x, co.luma(x) * 1.5 + 0.5)
+        floor = p["blend"] * x + (1 - p["blend"]) * torch.maximum(x, ck.luma(x) * 1.5 + 0.5)
         assert (y >= floor.clamp(0, 1) - 1e-6).all()  # snow only adds light on top of the blend
     assert co.snow(x, 5, gen()).mean() > co.snow(x, 1, gen()).mean()
 
@@ -257,7 +258,7 @@ def test_snow_brightens_and_follows_the_tables_blend(natural):
 @pytest.mark.parametrize("name", co.CORRUPTIONS)
 def test_invariants_seeding_and_severity_order(name, natural):
     for c in (3, 1):
-        x = natural[:, :c].contiguous() if c == 3 else co.luma(natural)
+        x = natural[:, :c].contiguous() if c == 3 else ck.luma(natural)
         for dtype in (torch.float32, torch.float64):
             y = co.corrupt(x.to(dtype), name, 3, gen(1))
             assert y.shape == x.shape and y.dtype == dtype and 0 <= y.min() and y.max() <= 1

@@ -28,7 +28,7 @@ def test_worker_devices_keep_the_parents_mask(mask, count, expected):
 
 
 def test_local_launcher_pins_workers_through_the_mask(monkeypatch):
-    from bench.app import launchers
+    from bench.app import launch_local, launchers
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaaa,GPU-bbbb")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
@@ -40,10 +40,10 @@ def test_local_launcher_pins_workers_through_the_mask(monkeypatch):
     q = queue.Queue()
     q.put(lau.assignments()[1])
     monkeypatch.setenv(SHARED_ENV, "1")
-    launchers._init_worker(q, None, None)
+    launch_local._init_worker(q, None, None)
     import os
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "GPU-bbbb" and device_shared_by() == 2
-    one = launchers.LocalLauncher(workers=2, gpus=["3", "5"]).assignments()
+    one = launch_local.LocalLauncher(workers=2, gpus=["3", "5"]).assignments()
     assert one == [("3", 1), ("5", 1)]
 
 
@@ -142,7 +142,7 @@ def test_foolbox_draws_come_from_the_cpu_generator(device):
     CPU exactly what eagerpy itself draws (so CPU records keep their numbers). "meta" stands in for an
     accelerator: only the generator's state can be compared there."""
     import eagerpy as ep
-    from attacks.boundary import host_draws
+    from attacks.foolbox_adapters import host_draws
     like = ep.astensor(torch.zeros(2, 3, device=device))
     torch.manual_seed(11)
     with host_draws():

@@ -8,7 +8,8 @@ import torch
 
 import attacks
 from attacks.base import CountingModel, EvalContext, clean_predictions, predict, select_images
-from attacks.boundary import Boundary, boundary_run, starting_points
+from attacks.boundary import Boundary, boundary_run
+from attacks.boundary_starts import starting_points
 from attacks.whitebox import MinPerturbation, minimal_l2
 
 

@@ -6,7 +6,7 @@ key carry, and a plain record hashes as every record made before the option did;
 bit-identical when rerun or resumed at the same thread count (bf16 autocast on the CPU is deterministic: no
 atomics; measured on an AMD EPYC, torch 2.14.1); its weights differ from the plain path's (bf16 rounding);
 the suite after a fast training runs in float32 with autocast off. The CUDA-only parts (events, pinned copies)
-are guarded by `device.type == "cuda"` in bench/engine/trainer.py."""
+are guarded by `device.type == "cuda"` in bench/engine/trainer.py and bench/engine/monitors.py."""
 import json
 import shutil
 
@@ -14,11 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.engine import step_path as bpath
 from bench.engine import trainer as btrain
 from bench.core.config import RunConfig, build_config
 from bench.core.models import create_model
 
-FAST_CPU = btrain.StepPath(fast=True, channels_last=True, amp_dtype=torch.bfloat16, compiled=False)
+FAST_CPU = bpath.StepPath(fast=True, channels_last=True, amp_dtype=torch.bfloat16, compiled=False)
 QUIET = dict(progress=False)
 
 
@@ -35,11 +36,11 @@ def test_bf16_channels_last_forward_matches_fp32_within_tolerance():
     model.eval()
     with torch.no_grad():
         ref_logits, ref_feats = model(x, features=True)
-        plain_logits = btrain.path_forward(model, x, btrain.StepPath())
+        plain_logits = bpath.path_forward(model, x, bpath.StepPath())
         assert torch.equal(plain_logits, model(x))  # the plain path is exactly the model call
-        net = btrain.prepare_model(model, FAST_CPU)
+        net = bpath.prepare_model(model, FAST_CPU)
         assert net is model and model.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
-        logits, feats = btrain.path_forward(net, x, FAST_CPU, features=True)
+        logits, feats = bpath.path_forward(net, x, FAST_CPU, features=True)
     assert logits.dtype == torch.float32 and all(f.dtype == torch.float32 for f in feats)
     assert [f.shape for f in feats] == [f.shape for f in ref_feats]
     ce_ref, ce = F.cross_entropy(ref_logits, y), F.cross_entropy(logits, y)
@@ -67,10 +68,10 @@ def test_step_path_option_resolves_and_is_recorded(monkeypatch):
     assert RunConfig.from_dict(legacy_defaults(old)).hash() == plain.hash()
     # ... and a fast run is another protocol: its own hash and comparison key
     assert fast.hash() != plain.hash() and fast.comparison_key() != plain.comparison_key()
-    assert btrain.step_path(plain, torch.device("cpu")) == btrain.StepPath()
-    assert btrain.step_path(fast, torch.device("cpu")).describe() == {
+    assert bpath.step_path(plain, torch.device("cpu")) == bpath.StepPath()
+    assert bpath.step_path(fast, torch.device("cpu")).describe() == {
         "fast_path": True, "channels_last": True, "amp_dtype": "bfloat16", "compiled": False}
-    cuda = btrain.step_path(RunConfig(compile=True), torch.device("cuda"))  # unset: fast on CUDA (no GPU needed)
+    cuda = bpath.step_path(RunConfig(compile=True), torch.device("cuda"))  # unset: fast on CUDA (no GPU needed)
     assert cuda.describe() == {"fast_path": True, "channels_last": True, "amp_dtype": "bfloat16", "compiled": True}
     with pytest.raises(ValueError, match=r"^step_path must be auto\|plain\|fast \(or unset\), got 'bf16'$"):
         build_config("tiny", None, ["step_path=bf16"])

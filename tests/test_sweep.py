@@ -14,7 +14,8 @@ import pytest
 from bench.core import store
 from bench.cli import build_parser, main
 from bench.app.jobs import JobSpec, is_complete, job_state, read_status
-from bench.app.launchers import LocalLauncher, run_jobs
+from bench.app.launch_local import LocalLauncher
+from bench.app.launchers import run_jobs
 from bench.app.sweep import parse_seeds, plan_sweep, split_sets
 from bench.cli.sweep import spec_from_args
 
@@ -204,7 +205,7 @@ def test_eight_processes_write_records_into_one_folder_without_loss(tmp_path):
 def test_training_does_not_wait_for_the_surrogate(tmp_path, smoke):
     """Runs that need the surrogate only to evaluate are trained by jobs with no dependency; their own
     jobs (evaluation) wait for the training and the surrogate. Trained records need no training job."""
-    from bench.app.sweep import TRAIN_SUFFIX, split_training
+    from bench.app.sweep_run import TRAIN_SUFFIX, split_training
     plan = plan_sweep(spec_from_args(build_parser().parse_args(
         ["sweep", "--regularizers", "none", "--seeds", "0-1", *smoke, "--out", str(tmp_path / "r"),
          "--set", "surrogate_seed=1000"])))  # one surrogate for both seeds (the default is one per seed block)
@@ -228,7 +229,7 @@ def test_training_does_not_wait_for_the_surrogate(tmp_path, smoke):
 
 
 def test_sweep_pack_trains_runs_together_into_their_own_records(tmp_path, smoke):
-    from bench.app.sweep import split_training
+    from bench.app.sweep_run import split_training
     out = tmp_path / "res"
     args = ["sweep", "--regularizers", "none", "--seeds", "0-1", *smoke, "--out", str(out), "--set", "surrogate_seed=1000"]
     plan = plan_sweep(spec_from_args(build_parser().parse_args(args)))

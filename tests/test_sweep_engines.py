@@ -51,7 +51,7 @@ def test_tiny_sweep_through_submitit_local_executor(tmp_path, smoke, capsys, mon
     """Array mode (the default): the jobs ready at once go through one `executor.batch()`; on the local
     cluster each still runs as its own process, and every record comes out as with one submit per job."""
     import submitit
-    from bench.app.launchers import SubmititLauncher
+    from bench.app.launch_slurm import SubmititLauncher
     sizes, batches = [], []
     many, batch = SubmititLauncher.submit_many, submitit.AutoExecutor.batch
 
@@ -158,7 +158,7 @@ def test_slurm_jobs_ready_at_once_go_out_as_one_array(tmp_path, monkeypatch, wor
 def test_slurm_array_flag_reaches_the_launcher(tmp_path, monkeypatch):
     """`--slurm-array` (default) / `--no-slurm-array`: through the SweepSpec to the launcher `bench sweep` makes."""
     from types import SimpleNamespace
-    from bench.app.sweep import _launcher
+    from bench.app.sweep_run import _launcher
     _fake_slurm(tmp_path, monkeypatch)
     for flags, array in (([], True), (["--slurm-array"], True), (["--no-slurm-array"], False)):
         spec = spec_from_args(build_parser().parse_args(["sweep", "--launcher", "slurm", "--slurm-cluster", "slurm",

@@ -140,7 +140,7 @@ def test_seeds_needed_paired_is_fewer_when_blocks_correlate():
 
 # --------------------------------------------------------------------------- censored values
 def test_a_censored_strength_is_kept_and_marked():
-    from leaderboard.aggregate import _record_metrics
+    from leaderboard.flatten import record_metrics
     from attacks.summaries import curve_summary
     levels = [0.0, 0.25, 0.5]
     never = curve_summary(levels, [0.8, 0.7, 0.6])  # never falls to half of clean: strength_50 None
@@ -149,7 +149,7 @@ def test_a_censored_strength_is_kept_and_marked():
     for name, summ, acc in (("never", never, [0.8, 0.7, 0.6]), ("falls", falls, [0.8, 0.5, 0.2])):
         m = {"suite": {"gaussian_noise": {"result": {"summary": summ,
                                                       "curves": {"accuracy": {"x": levels, "y": acc}}}}}}
-        rows[name] = {r["metric"]: r for r in _record_metrics(m)}
+        rows[name] = {r["metric"]: r for r in record_metrics(m)}
     cen = rows["never"]["gaussian_noise.strength_50"]
     assert cen["value"] == 0.5 and cen["censored"] is True
     assert not rows["falls"]["gaussian_noise.strength_50"].get("censored")

@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 
 from bench.app import pipeline
-from bench.app.sweep import Plan, SweepSpec, run_sweep
+from bench.app.sweep import Plan, SweepSpec
+from bench.app.sweep_run import run_sweep
 from bench.core import data as bdata
 from bench.core.config import RunConfig
 from bench.core.device import resolve_device
@@ -123,7 +124,8 @@ def _checked_only(only, suite: str | None):
         raise ValueError(f"only= is empty; give test names{f' of suite {suite}' if suite else ''}: {', '.join(valid)}")
     unknown = [n for n in names if n not in attacks.available_tests()]
     if unknown:
-        raise ValueError(f"unknown test(s) {', '.join(unknown)} in only=; valid: {', '.join(attacks.available_tests())}")
+        raise ValueError(f"unknown test(s) {', '.join(unknown)} in only=; "
+                         f"valid: {', '.join(attacks.available_tests())}")
     outside = [n for n in names if suite and n not in attacks.suite_tests(suite)]
     if outside:
         raise ValueError(f"test(s) {', '.join(outside)} are not in suite {suite} (its tests: "
@@ -198,7 +200,9 @@ def check_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes:
     if ymin < 0 or ymax >= num_classes:
         raise ValueError(f"labels must be in [0, {num_classes - 1}] ({num_classes} classes), got [{ymin}, {ymax}]")
     if adapted:
-        log(f"[regbench] the model {'has ' + str(dtype).replace('torch.', '') + ' parameters' if dtype != torch.float32 else 'returns ' + type(raw).__name__}: "
+        what = ('has ' + str(dtype).replace('torch.', '') + ' parameters' if dtype != torch.float32
+                else 'returns ' + type(raw).__name__)
+        log(f"[regbench] the model {what}: "
             "evaluated through an adapter (inputs in its dtype, float32 logits"
             + (", the first element / 'logits' entry of its output" if not isinstance(raw, torch.Tensor) else "") + ")")
         model = _Logits(model, dtype).eval()
@@ -244,7 +248,7 @@ def leaderboard(*paths, strict: bool = False):
     """The leaderboard of the records under `paths` (default ./results) as a pandas DataFrame: one row per
     (setup, regularizer, metric) with mean, SEM, n and the difference to `none`."""
     import leaderboard as lb
-    from leaderboard.aggregate import loading_options
+    from leaderboard.loading import loading_options
     with loading_options(strict=strict):
         return lb.build_table(*(paths or ("results",)))
 

@@ -134,7 +134,8 @@ def _run_sweeps(study: studyfile.Study, out: Path, *, seeds, launcher, workers, 
                 log) -> tuple[int, int]:
     """Every sweep of the study (one per task and arm entry) through `bench.app.sweep`; `seeds` (the
     command line's) replaces every arm's seeds."""
-    from bench.app.sweep import SweepSpec, run_sweep, summarize
+    from bench.app.sweep import SweepSpec
+    from bench.app.sweep_run import run_sweep, summarize
     code, jobs_run = 0, 0
     for sw in study.sweeps():
         spec = SweepSpec(regularizers=sw["regularizers"], seeds=seeds or sw["seeds"], preset=sw["preset"],
@@ -158,7 +159,8 @@ def _invocation(out: Path, t0: float, jobs_run: int) -> dict:
     dev = "unknown device"
     for record in Record.find(out)[:1]:
         dev = (record.header() or {}).get("device", {}).get("name", dev)
-    cmdline = "python -m bench reproduce " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["reproduce"] else sys.argv[1:])
+    cmdline = "python -m bench reproduce " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["reproduce"]
+                                                        else sys.argv[1:])
     meta = {"command": cmdline.strip(), "finished": _dt.datetime.now().isoformat(timespec="seconds"),
             "duration_min": (time.time() - t0) / 60, "device": dev,
             "train_s": float(tidy[tidy["metric"] == "train.wall_s"]["value"].sum()),

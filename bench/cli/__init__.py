@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         return _stdout_gone()
     except KeyboardInterrupt as e:
-        signum = getattr(e, "signum", None)  # bench.app.launchers.Terminated: SIGTERM/SIGINT during a sweep
+        signum = getattr(e, "signum", None)  # bench.app.launcher_base.Terminated: SIGTERM/SIGINT during a sweep
         print(getattr(e, "message", None) or "interrupted; re-run the same command to resume", file=sys.stderr)
         return 128 + int(signum or 2)
     except UserError as e:

@@ -149,8 +149,8 @@ def _print_budget(cfg) -> None:
     validation images come on top of n_train)."""
     import math
 
-    from bench.app.estimate import DATASET_SIZES
-    from bench.engine.trainer import steps_per_epoch
+    from bench.app.estimate_measure import DATASET_SIZES
+    from bench.engine.epoch_plan import steps_per_epoch
     n_total = DATASET_SIZES.get(cfg.dataset, (None,))[0]
     if n_total is None:
         return
@@ -361,12 +361,14 @@ def add_similarity_parser(sub):
     # the same text as regularizers.response_models.RESPONSE_MODEL_HELP (that module imports torch)
     response_help = ("v1gabor | v1gabor:seed=1,n_simple=64,... | path/to/model.pt (TorchScript) | "
                      "package.module:attr | path/to/targets.npz (images + similarity or responses)")
-    p = sub.add_parser("similarity", help="correlate S^pixel with S^neural-pred on a regularization set (figure + JSON)")
+    p = sub.add_parser("similarity",
+                       help="correlate S^pixel with S^neural-pred on a regularization set (figure + JSON)")
     p.add_argument("--reg-dataset", default="fashion_mnist", metavar="NAME",
                    help=f"regularization images: {joined(DATASETS, FILE_DATASETS)} (default: %(default)s)")
     p.add_argument("--n-images", type=int, default=1000, metavar="N", help="first N images (default: %(default)s)")
     p.add_argument("--color", choices=["gray", "rgb"], default="gray", help="image colour (default: %(default)s)")
-    p.add_argument("--image-size", type=int, default=32, metavar="PX", help="image side in pixels (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=32, metavar="PX",
+                   help="image side in pixels (default: %(default)s)")
     p.add_argument("--reg-augment", choices=["auto", "crop_flip", "none"], default="auto",
                    help="one-off augmentation: auto = crop+flip for CIFAR, none for the MNIST family")
     p.add_argument("--th", type=float, default=0.8, help="threshold of S^Th (default: %(default)s)")

@@ -113,7 +113,8 @@ def _trained_record(run_dir: Path):
         raise UserError(f"{run_dir} is a failed run ({' '.join(str(train_rec.get('error', '')).split())[:300]}); "
                         "fix the cause and rerun `python -m bench run` with --force")
     if not record.model_path.is_file():
-        raise UserError(f"{run_dir} has no model.pt: training has not finished (re-run `python -m bench run` to resume)")
+        raise UserError(f"{run_dir} has no model.pt: training has not finished "
+                        "(re-run `python -m bench run` to resume)")
     record.config()  # every field in its domain (`width: "abc"` is a damaged record, by its path)
     record.check_hash()  # config.json edited under the record: refused, its results would not be what they say
     return record

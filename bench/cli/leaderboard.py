@@ -41,7 +41,7 @@ def _read_table(args, roots):
     import pandas as pd
 
     from leaderboard import build_table
-    from leaderboard.aggregate import loading_options
+    from leaderboard.loading import loading_options
     try:
         with loading_options(strict=getattr(args, "strict", False)):  # damaged records: skipped with a warning
             return build_table(*roots)
@@ -82,7 +82,7 @@ def cmd_plot(args) -> int:
             raise FileNotFoundError(f"results directory not found: {r}")
     force = getattr(args, "force", False)
     out = check_output(args.out, option="--out", reading=roots, force=force, folder=True)
-    from leaderboard.aggregate import loading_options
+    from leaderboard.loading import loading_options
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".plots-"))  # drawn aside, moved in once all are checked
     try:

@@ -76,18 +76,18 @@ def sweep_preflight(args, spec, log=print) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from bench.app import api, sweep
+    from bench.app import api, sweep, sweep_report, sweep_run
     spec = checked_spec(args)
     if args.status:
-        counts = sweep.print_status(sweep.plan_sweep(spec))
+        counts = sweep_report.print_status(sweep.plan_sweep(spec))
         return 0 if not counts.get("failed") else 1
     sweep_preflight(args, spec)
     plan, results = api.sweep(spec)
-    code = sweep.summarize(plan, results)
+    code = sweep_run.summarize(plan, results)
     if spec.train_only:  # nothing evaluated, so no board: what was trained and the command that evaluates it
         train_only_summary(args, plan)
     elif not args.no_leaderboard:
-        sweep.show_leaderboard([plan.out])
+        sweep_report.show_leaderboard([plan.out])
     return code
 
 
@@ -120,7 +120,7 @@ def evaluate_command(args) -> str:
 
 def cmd_demo(args) -> int:
     import regularizers
-    from bench.app import api, sweep
+    from bench.app import api, sweep, sweep_report, sweep_run
     t0 = time.time()
     want = sweep.parse_list(args.regularizers)
     have = [r for r in want if r in regularizers.available()]
@@ -129,10 +129,10 @@ def cmd_demo(args) -> int:
               f"(available: {', '.join(regularizers.available())}); running the others", file=sys.stderr)
     args.regularizers = ",".join(have)
     plan, results = api.sweep(checked_spec(args))
-    code = sweep.summarize(plan, results)
+    code = sweep_run.summarize(plan, results)
     print()
-    sweep.show_leaderboard([plan.out])
-    written = sweep.write_reports([plan.out], plan.out)
+    sweep_report.show_leaderboard([plan.out])
+    written = sweep_report.write_reports([plan.out], plan.out)
     print(f"\n[demo] finished in {(time.time() - t0) / 60:.1f} min")
     print(f"[demo] records (one folder per run): {plan.out}")
     for p in written["leaderboard"]:
@@ -185,7 +185,8 @@ def add_sweep_args(p, demo: bool = False) -> None:
     p.add_argument("--train-only", action="store_true", dest="train_only",
                    help="train every job (and the surrogates) but run no suite; a later run without it evaluates")
     p.add_argument("--yes", "-y", action="store_true",
-                   help=f"plan more than {CONFIRM_JOBS} jobs; `bench sweep`: also run when the estimate is above an hour")
+                   help=f"plan more than {CONFIRM_JOBS} jobs; "
+                        "`bench sweep`: also run when the estimate is above an hour")
     add_common_run_args(p)
     if demo:
         p.set_defaults(preset="demo", out=str(Path("results") / "demo"))

@@ -19,7 +19,8 @@ FILE_DATASETS = "folder:PATH, npz:PATH"  # image folders (unlabelled) and array 
 MODELS = ("resnet18", "resnet34")
 SUITES = ("quick", "paper", "full", "repro_cpu", "robustbench", "cifar_cpu_pilot", "cifar_cpu")
 TESTS = ("clean", "gaussian_noise", "gaussian_noise_extended", "transfer_fgsm_extended",
-         "transfer_fgsm_reverse_extended", "uniform_noise", "salt_pepper_noise", "transfer_fgsm", "transfer_fgsm_reverse", "boundary", "boundary_converged", "min_perturbation", "min_perturbation_fmn",
+         "transfer_fgsm_reverse_extended", "uniform_noise", "salt_pepper_noise", "transfer_fgsm",
+         "transfer_fgsm_reverse", "boundary", "boundary_converged", "min_perturbation", "min_perturbation_fmn",
          "corruptions", "pgd", "autoattack", "hop_skip_jump", "rb_autoattack_linf", "rb_autoattack_l2",
          "rb_corruptions")
 LAUNCHERS = ("local", "ray", "slurm")

@@ -238,7 +238,8 @@ def load_state(path: Path, map_location="cpu") -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         head = path.read_bytes()[:64]
-        what = " (it looks like an HTML page, e.g. a failed download)" if head.lstrip().lower().startswith((b"<!doctype", b"<html")) else ""
+        html = head.lstrip().lower().startswith((b"<!doctype", b"<html"))
+        what = " (it looks like an HTML page, e.g. a failed download)" if html else ""
         raise CorruptCheckpoint(f"corrupt checkpoint {path}{what}: {type(e).__name__}: {str(e)[:200]}") from e
 
 
@@ -348,7 +349,8 @@ def git_commit() -> str | None:
         here = Path(__file__).resolve().parent.parent
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
         if out.returncode == 0:
-            dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=5)
+            dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True,
+                                   timeout=5)
             return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except Exception:
         pass

@@ -32,7 +32,9 @@ import regularizers as regs
 from bench.core.config import RunConfig, lr_at
 from bench.core.device import synchronize
 from bench.core.records import Record
-from bench.engine.trainer import NonFiniteLoss, Trainer, path_autocast
+from bench.engine.monitors import NonFiniteLoss
+from bench.engine.step_path import path_autocast
+from bench.engine.trainer import Trainer
 
 
 def check_packable(cfgs: list[RunConfig]) -> None:

@@ -8,12 +8,13 @@ epoch's data order and generator state is written every `ckpt_minutes` (and ever
 steps when set), so a killed run continues exactly where it stopped (bit-identical on CPU); it loses
 at most that much work. The best epoch's weights live in host memory (written with each checkpoint)
 until the run ends, so they cost no device memory and no extra writes.
+
+The step's path lives in `bench.engine.step_path`, the epoch plan in `bench.engine.epoch_plan`, checkpointing
+in `bench.engine.checkpointing` and the step loop's timer and finite guard in `bench.engine.monitors`.
 """
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,18 +26,13 @@ from bench.core import data as bdata
 from bench.core import store
 from bench.core.config import RunConfig, lr_at, validate
 from bench.core.device import (available_memory, cpu_native_bf16, determinism_info, device_info, device_shared_by,
-                               resolve_device, resolve_step_path, synchronize, to_device)
+                               resolve_device, synchronize)
 from bench.core.models import BatchNormGroups, count_parameters, model_from_config
 from bench.core.records import Record
-
-
-class NonFiniteLoss(ValueError):
-    """The loss (cross-entropy or the regularizer's penalty) became NaN or infinite: the run stops
-    and its record is marked failed."""
-
-    def __init__(self, message: str, step: int, term: str):
-        super().__init__(message)
-        self.step, self.term = step, term
+from bench.engine.checkpointing import Checkpointing
+from bench.engine.epoch_plan import EpochPlan, steps_per_epoch
+from bench.engine.monitors import DeviceTimer, FiniteGuard, NonFiniteLoss
+from bench.engine.step_path import compile_mode, path_autocast, path_forward, prepare_model, step_path
 
 
 def check_step_memory(model, reg, cfg: RunConfig, channels: int, device: torch.device) -> None:
@@ -69,21 +65,6 @@ def seed_all(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(1_000_003 * (seed + 1) + 7919 * epoch)
-
-
-def steps_per_epoch(cfg: RunConfig, n_train: int) -> int:
-    return cfg.steps_per_epoch or math.ceil(n_train / cfg.batch_size)
-
-
-def augment(cfg: RunConfig, x_uint8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    x = bdata.to_float(x_uint8)
-    if cfg.resolved_augment() == "crop_flip":
-        x = bdata.batch_crop_flip(x, pad=4, flip=True, generator=gen)
-    return x
-
-
 @torch.no_grad()
 def evaluate_loss(model, x_uint8, y, batch: int = 512) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of a model in eval mode."""
@@ -101,150 +82,7 @@ def evaluate_loss(model, x_uint8, y, batch: int = 512) -> tuple[float, float]:
     return tot / max(n, 1), correct / max(n, 1)
 
 
-# --------------------------------------------------------------------------- GPU fast path
-@dataclass(frozen=True)
-class StepPath:
-    """How the train step runs. The fast path (automatic on CUDA) keeps the model and inputs in
-    channels_last and runs the forward under bf16 autocast; the loss and the regularizer see
-    float32 logits/features. `compiled` (opt-in, any device) compiles the step's forwards, cross-entropy
-    and penalty as one torch.compile graph, with CUDA graphs on CUDA (static shapes: one launch per step
-    instead of ~1.2k); the backward and the SGD update stay eager.
-    The CPU path is plain fp32 NCHW, bit-exact and resumable. Every regularizer of a comparison
-    on one device kind takes the same path, so the identical-budget rule holds."""
-    fast: bool = False
-    channels_last: bool = False
-    amp_dtype: torch.dtype | None = None
-    compiled: bool = False
-
-    def plain(self) -> "StepPath":
-        """This path without its autocast (for forwards already inside the step's autocast region)."""
-        return StepPath(self.fast, self.channels_last, None, self.compiled)
-
-    def describe(self) -> dict:
-        return {"fast_path": self.fast, "channels_last": self.channels_last,
-                "amp_dtype": None if self.amp_dtype is None else str(self.amp_dtype).replace("torch.", ""),
-                "compiled": self.compiled}
-
-
-def step_path(cfg: RunConfig, device: torch.device) -> StepPath:
-    """The config's resolved `step_path` as a StepPath: `fast` is channels_last + bf16 autocast on any
-    device (CUDA, or a CPU: native bf16 there is about 2x per step, benchmarks/README.md); `plain` is float32
-    NCHW. A config left unset resolves by `device` (fast on CUDA, plain on CPUs)."""
-    name = cfg.step_path if cfg.step_path in ("plain", "fast") else resolve_step_path(cfg.step_path, str(device))
-    fast = name == "fast"
-    return StepPath(fast=fast, channels_last=fast, amp_dtype=torch.bfloat16 if fast else None,
-                    compiled=bool(getattr(cfg, "compile", False)))
-
-
-def prepare_model(model: torch.nn.Module, path: StepPath):
-    """Put `model` in the path's memory format (in place) and return the callable the step uses."""
-    if path.channels_last:
-        model.to(memory_format=torch.channels_last)
-    return model
-
-
-def compile_mode(device: torch.device) -> str:
-    """torch.compile's mode for the step: CUDA graphs on CUDA (the step's shapes are static), the default
-    elsewhere."""
-    return "reduce-overhead" if device.type == "cuda" else "default"
-
-
-def path_autocast(path: StepPath, device_type: str):
-    """The step's one autocast region (nothing on the plain path)."""
-    import contextlib
-    if path.amp_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device_type, dtype=path.amp_dtype)
-
-
-def path_forward(net, x: torch.Tensor, path: StepPath, features: bool = False):
-    """One forward on the step path: channels_last input, autocast, float32 outputs. On the plain
-    path this is exactly `net(x, features=features)`."""
-    if path.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    if path.amp_dtype is None:
-        return net(x, features=True) if features else net(x)
-    with torch.autocast(device_type=x.device.type, dtype=path.amp_dtype):
-        out = net(x, features=True) if features else net(x)
-    if features:
-        logits, feats = out
-        return logits.float(), [f.float() for f in feats]
-    return out.float()
-
-
-class DeviceTimer:
-    """Device seconds of the train steps. CUDA: a pair of events per step, summed only when
-    `seconds()` is read (at log points), so timing adds no host sync inside the step. CPU: the
-    host clock around each step (the step is synchronous there)."""
-
-    def __init__(self, device: torch.device, start_s: float = 0.0):
-        self.cuda = device.type == "cuda"
-        self.total = float(start_s)
-        self.pending: list = []
-        self._t0 = 0.0
-
-    def start(self):
-        if self.cuda:
-            ev = torch.cuda.Event(enable_timing=True)
-            ev.record()
-            self.pending.append([ev, None])
-        else:
-            self._t0 = time.perf_counter()
-
-    def stop(self):
-        if self.cuda:
-            ev = torch.cuda.Event(enable_timing=True)
-            ev.record()
-            self.pending[-1][1] = ev
-        else:
-            self.total += time.perf_counter() - self._t0
-
-    def seconds(self) -> float:
-        if self.pending:
-            self.pending[-1][1].synchronize()
-            self.total += sum(a.elapsed_time(b) for a, b in self.pending) / 1000.0
-            self.pending = []
-        return self.total
-
-
-class _FiniteGuard:
-    """Stops training at the first non-finite loss term. CPU: checked every step before the
-    backward pass (the weights stay finite). CUDA: flags kept on the device and read at log points
-    and before every checkpoint (no host sync in the step); the step is still named exactly."""
-
-    def __init__(self, device: torch.device, run_name: str):
-        self.eager = device.type != "cuda"
-        self.run_name = run_name
-        self.code = torch.zeros((), dtype=torch.int64, device=device)  # 0 ok, 1 CE, 2 penalty
-        self.step = torch.zeros((), dtype=torch.int64, device=device)
-
-    def _raise(self, code: int, step: int, value=None):
-        term = "cross-entropy (CE)" if code == 1 else "regularizer penalty"
-        v = f" ({value})" if value is not None else ""
-        raise NonFiniteLoss(f"training stopped: non-finite {term}{v} at step {step} of {self.run_name}; the record "
-                            "is marked failed (lower lr or alpha, or check the regularizer's targets)",
-                            step, "ce" if code == 1 else "penalty")
-
-    def update(self, step: int, ce: torch.Tensor, pen: torch.Tensor | None):
-        if self.eager:
-            if not bool(torch.isfinite(ce)):
-                self._raise(1, step, float(ce))
-            if pen is not None and not bool(torch.isfinite(pen)):
-                self._raise(2, step, float(pen))
-            return
-        bad = torch.where(~torch.isfinite(ce.detach()), 1, 0)
-        if pen is not None:
-            bad = torch.where((bad == 0) & ~torch.isfinite(pen.detach()), 2, bad)
-        first = (self.code == 0) & (bad > 0)
-        self.step = torch.where(first, step, self.step)
-        self.code = torch.where(first, bad, self.code)
-
-    def check(self):
-        if not self.eager and int(self.code) != 0:
-            self._raise(int(self.code), int(self.step))
-
-
-class Trainer:
+class Trainer(EpochPlan, Checkpointing):
     """One run's training, in named steps: `restore` (a checkpoint, if any), `step` (one optimizer step),
     `end_of_epoch` (validation loss, best-model tracking), `checkpoint`, `select` (the weights to keep) and
     `finish` (weights + training summary into the record). `run()` drives them under the run lock.
@@ -364,28 +202,6 @@ class Trainer:
         # draw each epoch's randomness at its start (see inputs): every regularizer that splits its draws off
         self.ahead = (not self.reg.active) or bool(getattr(self.reg, "draws_ahead", False))
 
-    def restore(self) -> None:
-        """Continue from the record's checkpoint, if there is one (bit-identical on CPU)."""
-        ckpt_path = self.record.checkpoint_path
-        if not ckpt_path.is_file():
-            return
-        try:
-            ck = store.load_state(ckpt_path, map_location=self.device)
-        except store.CorruptCheckpoint as e:
-            raise store.CorruptCheckpoint(f"{e}; delete {ckpt_path} to restart this run from step 0, or "
-                                          f"{self.record.damaged_hint()}") from None
-        self.model.load_state_dict(ck["model"])
-        self.reg.load_state_dict(ck["regularizer"])
-        self.opt.load_state_dict(ck["optimizer"])
-        self.state.update({k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in ck["state"].items()})
-        best = ck.get("best_model")
-        self.best_model = None if best is None else {k: v.cpu() for k, v in best.items()}
-        self.perm = ck["perm"].cpu()
-        self.gen = torch.Generator()
-        self.gen.set_state(ck["gen_state"].cpu())
-        torch.set_rng_state(ck["torch_rng"].cpu())
-        self.log(f"[regbench] resuming {self.record.name} at step {self.state['step']}/{self.total_steps}")
-
     def start_loop(self) -> None:
         self.progress = None
         if self.cfg.progress:
@@ -397,69 +213,8 @@ class Trainer:
         # running sums stay on the device (float64) and are read only at log points: no host sync
         self.running = {"loss": 0.0, "ce": 0.0, "reg": 0.0, "n": 0}
         self.timer = DeviceTimer(self.device, self.state["device_s"])
-        self.guard = _FiniteGuard(self.device, self.record.name)
+        self.guard = FiniteGuard(self.device, self.record.name)
         self.rlog, self.lr = {}, self.cfg.lr
-
-    def _plan(self, epoch: int, perm: torch.Tensor, draws: dict | None = None, reg: dict | None = None) -> dict:
-        """What the epoch's steps slice, on the device: the data order and (drawing ahead) the task batch's
-        crop draws and the regularizer's draws, each stacked over the epoch's steps."""
-        dev = self.device
-        return {"epoch": epoch, "perm": to_device(perm, dev),
-                "draws": {k: to_device(v, dev) for k, v in (draws or {}).items()},
-                "reg": {k: to_device(v, dev) for k, v in (reg or {}).items()}}
-
-    def _draw_epoch(self, epoch: int):
-        """The epoch's generator, data order and plan. Drawing ahead, the plan holds every draw of its steps,
-        made now in the order a step-by-step loop makes them (per step: crop offsets, flips, then the
-        regularizer's draw) and copied to the device at once. A resumed run redraws its epoch from the epoch's
-        seed, so it continues with the same numbers; drawing ahead or step by step gives the same numbers."""
-        cfg = self.cfg
-        gen = epoch_generator(cfg.seed, epoch)
-        reps = math.ceil(self.spe * cfg.batch_size / self.n_train)
-        perm = torch.cat([torch.randperm(self.n_train, generator=gen) for _ in range(reps)])
-        if not self.ahead:
-            return gen, perm, self._plan(epoch, perm)
-        crop = cfg.resolved_augment() == "crop_flip"
-        cols: dict[str, list] = {"oy": [], "ox": [], "f": []}
-        regd: list[dict] = []
-        for s in range(self.spe):
-            if crop:
-                for k, v in zip(("oy", "ox", "f"), bdata.draw_crop_flip(cfg.batch_size, pad=4, flip=True,
-                                                                      generator=gen)):
-                    cols[k].append(v)
-            if self.reg.active:
-                regd.append(self.reg.draw(epoch * self.spe + s, gen))
-        reg = {k: torch.stack([d[k] for d in regd]) for k in regd[0]} if regd else None
-        return gen, perm, self._plan(epoch, perm, {k: torch.stack(v) for k, v in cols.items() if v}, reg)
-
-    def inputs(self):
-        """This step's task images (augmented on the device), labels and the regularizer's batch (None when it
-        adds no images), in the epoch's seeded order. Drawing ahead (the built-in regularizers, and none), the
-        step only slices the epoch's draws already on the device; a plugin regularizer without `draw` gets the
-        epoch's generator step by step, as before."""
-        cfg, state, reg = self.cfg, self.state, self.reg
-        epoch, in_epoch = divmod(state["step"], self.spe)
-        if self.ahead:
-            if self.plan is None or self.plan["epoch"] != epoch:
-                self.gen, self.perm, self.plan = self._draw_epoch(epoch)
-        elif in_epoch == 0 or self.perm is None:
-            self.gen, self.perm, self.plan = self._draw_epoch(epoch)
-        elif self.plan is None:  # resumed mid-epoch step by step: the checkpoint's order and generator go on
-            self.plan = self._plan(epoch, self.perm)
-        plan = self.plan
-        idx = plan["perm"][in_epoch * cfg.batch_size:(in_epoch + 1) * cfg.batch_size]
-        y = self.data.train_y[idx]
-        if not self.ahead:
-            x = augment(cfg, self.data.train_x[idx], self.gen)
-            rb = reg.sample(state["step"], self.gen) if reg.active else None
-        else:
-            x = bdata.to_float(self.data.train_x[idx])
-            d = plan["draws"]
-            if d:
-                x = bdata.apply_crop_flip(x, d["oy"][in_epoch], d["ox"][in_epoch], d["f"][in_epoch], pad=4)
-            rb = reg.sample(state["step"], drawn={k: v[in_epoch] for k, v in plan["reg"].items()}) \
-                if reg.active else None
-        return x, y, (None if rb is None else rb.to(self.device))
 
     def _forward(self, x, rb):
         """(logits of the task batch, features the regularizer scores) on the step path, every forward
@@ -593,31 +348,6 @@ class Trainer:
             self.state["best_val"], self.state["best_epoch"] = vloss, step // self.spe
             # kept in host memory (no device memory for a second model); written only with checkpoints
             self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-
-    def _clock(self) -> None:
-        self.state["device_s"] = self.timer.seconds()
-        self.state["wall_s"] += time.perf_counter() - self.t_call
-        self.t_call = time.perf_counter()
-
-    def checkpoint_due(self) -> bool:
-        """A checkpoint every `ckpt_minutes` of wall time (and every `ckpt_every` steps when set): a host
-        clock read, no device sync."""
-        every = self.cfg.ckpt_every
-        if every is not None and self.state["step"] % every == 0:
-            return True
-        return time.perf_counter() - self.t_ckpt >= 60.0 * float(self.cfg.ckpt_minutes)
-
-    def checkpoint(self) -> None:
-        """Everything a resumed run needs to continue bit-identically, written atomically."""
-        self.t_ckpt = time.perf_counter()
-        self._clock()
-        self.guard.check()
-        ck = {"model": self.model.state_dict(), "regularizer": self.reg.state_dict(),
-              "optimizer": self.opt.state_dict(), "state": dict(self.state), "perm": self.perm,
-              "gen_state": self.gen.get_state(), "torch_rng": torch.get_rng_state()}
-        if self.best_model is not None:
-            ck["best_model"] = self.best_model
-        store.atomic_torch_save(self.record.checkpoint_path, ck)
 
     def select(self) -> dict:
         """The weights the record keeps: the best validation-loss epoch's, or the last."""
