@@ -14,7 +14,7 @@ import time
 
 from bench.app.jobs import JobSpec
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
 
 
 def export_project_path() -> None:

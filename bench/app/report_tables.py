@@ -221,7 +221,8 @@ def honesty_section(tidy, regs) -> str:
              "about the true distance to the boundary. foolbox's BoundaryAttack adapts its step sizes only after "
              "100 spherical trials (1000 steps), so at 50 steps it has not started adapting.", "",
              "| regularizer | boundary, 50 steps | boundary, converged | white-box minimum | 50 steps / white-box | "
-             "converged / white-box | converged images | 50-step figure converged? |", "|---|---|---|---|---|---|---|---|"]
+             "converged / white-box | converged images | 50-step figure converged? |",
+             "|---|---|---|---|---|---|---|---|"]
     for reg in regs:
         b = claims.values(tidy, reg, "boundary.median_sq_l2")
         bc = claims.values(tidy, reg, "boundary_converged.median_sq_l2")
@@ -245,7 +246,8 @@ def honesty_section(tidy, regs) -> str:
                 out.append(f"- `{reg}`: {what} difference to none's {c.diff:+.3g} [95% CI {c.ci_low:+.3g}, "
                            f"{c.ci_high:+.3g}], p = {c.p:.2g} ({how})")
         return out
-    lines += ["", "The converged white-box minimum against `none` (the distance the boundary figure should measure):", ""]
+    lines += ["", "The converged white-box minimum against `none` (the distance the boundary figure should measure):",
+              ""]
     lines += diffs("min_perturbation.median_sq_l2", "white-box minimal sq. L2:")
     lines += ["", "Reverse transfer (attacker: the evaluated model; target: the block's unregularized surrogate). If a "
               "regularized model looks robust to transfer only because it differs from the surrogate, its own "

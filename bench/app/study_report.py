@@ -159,9 +159,12 @@ def _protocol_md(study: studyfile.Study, out: Path, tidy, order, main_b) -> list
         md.append(f"- Boundary attack: {b.get('n')} test images x {b.get('repeats')} repeats (paper: 1000 x 5), "
                   f"{b.get('steps')} steps as in the reference code, each repeat from its own seeded random "
                   f"other-class starting image (so the repeats are independent); `min_perturbation` "
-                  f"({getattr(mp, 'attack', 'ddn')}, at most {getattr(mp, 'steps', '?')} steps with early stopping) on the "
+                  f"({getattr(mp, 'attack', 'ddn')}, at most {getattr(mp, 'steps', '?')} steps with early stopping) "
+                  "on the "
                   "same images is its converged reference.")
-    extras = [f"{t} ({', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in suite_p[t].items())})"
+    def _kv(k, v):
+        return f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+    extras = [f"{t} ({', '.join(_kv(k, v) for k, v in suite_p[t].items())})"
               for t in ("pgd", "autoattack", "hop_skip_jump") if t in suite_p]
     if extras:
         md.append("- Extras the papers did not run: " + "; ".join(extras) + ".")
@@ -180,7 +183,8 @@ def _leaderboard_md(tidy, order, main_b, regs, fig_dir: Path, rel, details=None)
           "attack found. Each cell: mean ± SEM over seeds (n); under it Δ = difference to `none` [95% interval, "
           "paired over the seed blocks both have unless marked Welch] and the p-value Holm-corrected across the "
           "row's metrics. Every metric of every test: "
-          f"[leaderboard.md]({rel(fig_dir / 'leaderboard.md')}), [leaderboard.csv]({rel(fig_dir / 'leaderboard.csv')}), "
+          f"[leaderboard.md]({rel(fig_dir / 'leaderboard.md')}), "
+          f"[leaderboard.csv]({rel(fig_dir / 'leaderboard.csv')}), "
           f"[leaderboard.html]({rel(fig_dir / 'leaderboard.html')}).", ""]
     for b in order:
         sub = tidy[tidy["budget_steps"] == b]
@@ -213,7 +217,8 @@ def _similarity_md(sims: list[dict], rel) -> list[str]:
     for s in sims:
         md.append(f"- **{s['label']}** ({s['n_images']} images, {s['pairs']} pairs, response model "
                   f"`{s['response_model'].get('name', s['response_model'])}`): Pearson r = {s['pearson']:.3f}, "
-                  f"Spearman rho = {s['spearman']:.3f}; pairs with |S^pixel| > {s['th']}: {100 * s['pixel']['pass']:.2f}%, "
+                  f"Spearman rho = {s['spearman']:.3f}; "
+                  f"pairs with |S^pixel| > {s['th']}: {100 * s['pixel']['pass']:.2f}%, "
                   f"|S^neural-pred| > {s['th']}: {100 * s['neural_pred']['pass']:.2f}%.")
         png = [f for f in s.get("figures", []) if f.endswith(".png")]
         if png:

@@ -31,7 +31,8 @@ KEYS = {"clean": ("accuracy",), "minimal_l2": ("median_l2",),
         "boundary": ("median_sq_l2", "median_sq_l2_sem", "success_rate", "convergence_auc"),
         "boundary_converged": ("median_sq_l2", "median_l2", "success_rate", "converged_fraction"),
         "corruptions": ("mean_accuracy", "mean_error", "error_increase", "relative_robustness", "mce_vs_none",
-                        "relative_mce_vs_none", "accuracy_vs_severity_auc") + tuple(f"severity_{i}" for i in range(1, 6)),
+                        "relative_mce_vs_none", "accuracy_vs_severity_auc")
+                       + tuple(f"severity_{i}" for i in range(1, 6)),
         "train": ("wall_s", "device_s", "steps", "images", "task_images", "reg_images"),
         "eval": ("seconds", "forward_images")}
 KEYS["min_perturbation_fmn"] = KEYS["min_perturbation"]
