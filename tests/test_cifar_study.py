@@ -128,6 +128,23 @@ def test_plan_commands_name_the_committed_records_configs():
     assert names <= planned, sorted(names - planned)
 
 
+def test_bench_reproduce_renders_the_study_file_with_its_own_renderer(tmp_path, monkeypatch):
+    """`bench reproduce cifar10_cpu --render-only` on a copy of the records writes the committed report: the study
+    file names this study's renderer, and its claims, arms and prose are the ones the report shows."""
+    import shutil
+    from bench.cli import main
+    report = DOCS / "cifar10_reproduction.md"
+    if not report.is_file():
+        pytest.skip("no committed CIFAR-10 report yet")
+    shutil.copytree(DOCS / "cifar10_records", tmp_path / "records")
+    monkeypatch.chdir(ROOT)  # the study file's pilot and similarity paths are relative to the repository root
+    assert main(["reproduce", "cifar10_cpu", "--render-only", "--out", str(tmp_path / "records"),
+                 "--report", str(tmp_path / "r.md")]) == 0
+    assert (tmp_path / "r.md").read_text() == report.read_text()
+    assert sorted(p.name for p in (tmp_path / "records").iterdir() if p.is_dir()) == \
+        sorted(p.name for p in (DOCS / "cifar10_records").iterdir() if p.is_dir())  # nothing trained
+
+
 def test_committed_report_is_rendered_from_the_committed_records(tmp_path):
     report = DOCS / "cifar10_reproduction.md"
     if not report.is_file():

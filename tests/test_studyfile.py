@@ -53,7 +53,9 @@ def test_cpu_report_renders_from_its_file_equal_from_protocol_on(tmp_path):
 
 def test_builtin_studies_are_the_cli_scales_and_load():
     from bench.cli.reproduce import SCALES
-    assert tuple(studyfile.builtin_names()) == SCALES
+    assert set(SCALES) <= set(studyfile.builtin_names()) == {"cpu", "gpu", "cifar10_cpu"}
+    for name in studyfile.builtin_names():  # every shipped file passes its own validation
+        studyfile.load(name)
     cpu = studyfile.load("cpu")
     assert cpu.planned_records() == 5 * 5 + 4 * 3 and cpu.records == "docs/reproduction_records"
     assert [len(g["claims"]) for g in cpu.groups] == [6]
@@ -68,6 +70,7 @@ BAD = """
 name = "bad"
 preset = "tiny"
 colour = "gray"
+renderer = "fancy"
 
 [suites]
 mine = [["clean", {}], ["gaussian_noise", {stds = [0.0, 0.5], sigma = 3}], ["laser", {}]]
@@ -108,6 +111,7 @@ def test_every_mistake_is_one_line_with_the_file_and_key_path(tmp_path):
     lines = e.value.problems
     expected = {
         "colour": "unknown key",
+        "renderer": "unknown renderer 'fancy'; valid: reproduction, cifar_cpu",
         "suites.mine[1].sigma": "test gaussian_noise has no parameter 'sigma'",
         "suites.mine[2]": "unknown test 'laser'",
         "tasks[0].sets[0]": "unknown config key 'epochz'",
@@ -138,7 +142,7 @@ def test_the_cli_prints_one_error_line_per_mistake_and_runs_nothing(tmp_path, ca
     path = _write(tmp_path, BAD)
     assert main(["reproduce", str(path), "--out", str(tmp_path / "rec")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 18 and all(ln.startswith(f"error: {path}: ") for ln in err)
+    assert len(err) == 19 and all(ln.startswith(f"error: {path}: ") for ln in err)
     assert not (tmp_path / "rec").exists()
     assert main(["reproduce", str(tmp_path / "missing.toml")]) == 2
     assert "no such study file" in capsys.readouterr().err

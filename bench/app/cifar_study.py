@@ -1,86 +1,71 @@
-"""The CIFAR-10 CPU study (issue 29): the papers' claims decided on real CIFAR-10 images, at CPU scale.
+"""The CIFAR-10 CPU study (issue 29): its report renderer, its plan as sweep commands, and its audit command.
 
-Declared here as the existing studies are (`bench.app.reproduce.SCALES`, `bench.app.claims`): issue 32's
-study files convert it. Its records live in `docs/cifar10_records/` (configs, metrics and logs; no weights);
-`python -m bench.app.cifar_study plan` prints the sweep commands (resumable: a finished record is skipped),
-`python -m bench.app.cifar_study render` writes `docs/cifar10_reproduction.md` from the records, saying which
-arms and blocks are still missing. Every number in the report is read from the records.
-
-Protocol: the `paper` preset's optimiser and schedule (SGD 0.1, momentum 0.9, x0.3 every 4 epochs, 20-epoch
-cycle, best validation loss, grouped forward) on the CIFAR-10 prefix (`../shared/data/cifar10-prefix`: 5085
-training and 1017 test images), ResNet18 width 0.25, 10% validation split (509 images: an accuracy's standard
-error is about 2.2 points), 13 epochs x 72 steps = 936 steps (the pilot's `none` was still rising at 13 epochs,
-so the cap of 2 x 474 steps decided: the largest whole number of epochs under 948 steps), the plain float32 step
-path (the fast path was not shown equivalent: benchmarks/README.md), suite `cifar_cpu` (the papers' strengths
-and the extended ranges fixed from the pilot, `attacks.suite.CIFAR_CPU_NOISE` / `CIFAR_CPU_EPS`).
+The study itself is data: `bench/app/studies/cifar10_cpu.toml` (tasks, arms and seed blocks, suite, claims,
+smallest effects, the protocol and compute prose). `bench reproduce cifar10_cpu --out results/cifar10` runs what
+is missing and renders through `render_study` here (the file names this renderer); so does
+`python -m bench.app.cifar_study render`. What stays code is what no other study has: the pilot's table, the
+audits (bench.app.cifar_audits), the accuracy-matched control and the colour section. Its records live in
+`docs/cifar10_records/` (configs, metrics and logs; no weights); `python -m bench.app.cifar_study plan` prints the
+equivalent `bench sweep` commands (resumable: a finished record is skipped). Every number in the report is read
+from the records.
 """
 from __future__ import annotations
 
+import functools
 import json
-import math
 import sys
 from pathlib import Path
 
 from bench.app import claims as C
-from bench.app import report_extras
+from bench.app import report_extras, studyfile
 
-NPZ = "../shared/data/cifar10-prefix/cifar10_prefix.npz"
-SETS = ["val_fraction=0.1", "step_path=plain"]
-COMMON = ["--preset", "paper", "--datasets", f"npz:{NPZ}", "--width", "0.25", "--epochs", "13", "--suite", "cifar_cpu",
-          "--workers", "2", "--threads", "1", "--out", "results/cifar10"] + [a for s in SETS for a in ("--set", s)]
-# arms and seed blocks in the issue's priority; colour is cut first when the compute does not fit
-PLAN = [{"task": "gray", "arms": ["none", "pixel_sim", "pixel_th"], "seeds": "0-9"},
-        {"task": "gray", "arms": ["pixel_shuffle", "neural_pred", "noise_aug", "fgsm_at"], "seeds": "0-4"},
-        {"task": "rgb", "arms": ["none", "pixel_sim", "pixel_th"], "seeds": "0-4"}]
-# measured on this project's 2-core AMD EPYC, 1 thread per worker (records of 2026-12-06): training 936 steps
-# ~115 s (none) to ~200 s (pixel_*), the cifar_cpu suite ~150 s per model
-COMPUTE = ("whole study: 30 + 20 + 15 = 65 runs plus 10 + 5 transfer surrogates, about 65 x (170 s training + "
-           "150 s suite) + 15 x 115 s = 6.2 worker-hours (plain path), under the 12 worker-hour cap")
-EXT = ("gaussian_noise_extended.relative_robustness", "transfer_fgsm_extended.relative_robustness",
-       "minimal_l2.median_l2")
-PAPER = ("gaussian_noise.relative_robustness", "transfer_fgsm.relative_robustness")
-SESOI = {**C.SESOI, **{m: ("abs", 0.02) for m in EXT[:2]}}  # this study's smallest effects of interest
+STUDY = "cifar10_cpu"  # the built-in study file
+OUT = "results/cifar10"  # where the plan's sweeps write (weights included); records are copied to docs/
 
 
-def _spec(reg, m, **kw):
-    return C.Spec(reg, m, sesoi=SESOI.get(m), **kw)
+@functools.lru_cache(maxsize=None)
+def study() -> studyfile.Study:
+    return studyfile.load(STUDY)
+
+
+def plan() -> list[dict]:
+    """Arms and seed blocks per task, in the file's order (the issue's priority)."""
+    return [{"task": t.name, "color": t.color, "arms": list(a["regularizers"]), "seeds": a["seeds"]}
+            for t in study().tasks for a in t.arms]
+
+
+def _group(name: str) -> dict:
+    return next(g for g in study().groups if g["name"] == name)
+
+
+def ext_metrics() -> list[str]:
+    """The metrics the claims judge robustness on (the extended ranges and the minimal L2)."""
+    return [s.metric for s in _group("gray")["claims"][0]["specs"]]
 
 
 def commands() -> list[str]:
+    """The study's sweeps as `bench sweep` commands (2 workers x 1 thread, into OUT)."""
     out = []
-    for p in PLAN:
-        args = ["python", "-m", "bench", "sweep", "--regularizers", ",".join(p["arms"]), "--seeds", p["seeds"],
-                "--color", p["task"], "--yes", "--no-leaderboard"] + COMMON
+    for sw in study().sweeps():
+        args = ["python", "-m", "bench", "sweep", "--regularizers", ",".join(sw["regularizers"]), "--seeds",
+                sw["seeds"], "--color", sw["overrides"]["color"], "--yes", "--no-leaderboard", "--preset",
+                sw["preset"], "--datasets", sw["datasets"], "--suite", sw["overrides"]["suite"], "--workers", "2",
+                "--threads", "1", "--out", OUT] + [a for x in sw["sets"] for a in ("--set", x)]
         out.append(" ".join(args))
     return out
 
 
 def study_claims() -> list[dict]:
-    """The claims on CIFAR-10: relative robustness judged on the extended ranges (where `none` falls to half of
-    clean; the papers' ranges leave a ~50% model at 73-78% of clean), the distance on the converged white-box
-    minimum (DDN and FMN), the clean cost as non-inferiority; each against `none`, and against each baseline."""
-    out = []
-    for reg in ("pixel_sim", "pixel_th"):
-        out.append({"id": f"attias-{reg}", "title": f"Attias et al.: {reg} improves robustness over none",
-                    "text": f"training with the `{reg}` target makes the model degrade more slowly under Gaussian "
-                            "noise and transfer FGSM (relative robustness over the extended ranges) and raises the "
-                            "distance to the decision boundary (per-image minimum of DDN and FMN, in L2)",
-                    "quantifier": "family", "specs": [_spec(reg, m) for m in EXT]})
-        for base in ("noise_aug", "fgsm_at"):
-            out.append({"id": f"{reg}-vs-{base}", "title": f"{reg} beats the {base} baseline",
-                        "text": f"`{reg}` is more robust than `{base}` at the same step budget", "quantifier": "family",
-                        "specs": [_spec(reg, m, base=base) for m in EXT]})
-    out.append({"id": "li-neural", "title": "Li et al.: neural similarity (here a V1 Gabor stand-in) beats none",
-                "text": f"training with {C.GABOR} raises the median minimal L2 by 44% (0.13 vs 0.09)",
-                "quantifier": "family", "specs": [C.Spec("neural_pred", "minimal_l2.median_l2", effect=("rel", 0.44))]})
-    out.append({"id": "shuffle-control", "title": "Control: the pixel target beats its shuffled copy",
-                "text": "`pixel_sim` is more robust than `pixel_shuffle`", "quantifier": "family",
-                "specs": [_spec("pixel_sim", m, base="pixel_shuffle") for m in EXT]})
-    out.append({"id": "clean-cost", "title": "Clean accuracy is (nearly) preserved",
-                "text": f"each regularizer's clean accuracy is within {C.CLEAN_MARGIN:.0%} points of `none` "
-                        "(non-inferiority)", "quantifier": "all",
-                "specs": [C.Spec(r, "clean.accuracy", kind="noninferiority") for r in ("pixel_sim", "pixel_th")]})
-    return out
+    """The grayscale claims: relative robustness judged on the extended ranges (where `none` falls to half of
+    clean), the distance on the converged white-box minimum (DDN and FMN), the clean cost as non-inferiority;
+    each against `none`, and against each baseline."""
+    return _group("gray")["claims"]
+
+
+def colour_claims() -> list[dict]:
+    """Colour (Attias et al. Fig. 4) runs `none`, `pixel_sim`, `pixel_th` only: their claims against `none`,
+    judged on the colour records alone (their own adjustment)."""
+    return _group("rgb")["claims"]
 
 
 def _tidy(root: Path, color: str):
@@ -92,8 +77,8 @@ def _tidy(root: Path, color: str):
 def status(root: Path) -> list[str]:
     """Which arms have how many evaluated blocks, against the plan."""
     lines = ["| task | arm | evaluated blocks | missing blocks |", "|---|---|---|---|"]
-    for p in PLAN:
-        t = _tidy(root, p["task"])
+    for p in plan():
+        t = _tidy(root, p["color"])
         lo, hi = (int(x) for x in p["seeds"].split("-"))
         want = set(range(lo, hi + 1))
         for arm in p["arms"]:
@@ -195,16 +180,11 @@ def key_table(tidy, regs) -> str:
     return "\n".join(lines)
 
 
-def colour_claims() -> list[dict]:
-    """Colour (Attias et al. Fig. 4) runs `none`, `pixel_sim`, `pixel_th` only: their claims against `none`,
-    judged on the colour records alone (their own adjustment)."""
-    return [c for c in study_claims() if c["id"] in ("attias-pixel_sim", "attias-pixel_th", "clean-cost")]
-
-
 def colour_section(records: Path) -> list[str]:
     from bench.app import cifar_audits as A
     tidy = _tidy(records, "rgb")
-    regs = [r for p in PLAN if p["task"] == "rgb" for r in p["arms"] if len(tidy) and (tidy["regularizer"] == r).any()]
+    regs = [r for p in plan() if p["task"] == "rgb" for r in p["arms"]
+            if len(tidy) and (tidy["regularizer"] == r).any()]
     if not regs:
         return ["Not run yet (issue 29's priority puts colour last).", ""]
     return ["The same protocol on the colour images (3 channels; the regularization set is the task's own colour "
@@ -222,8 +202,8 @@ def claims_section(tidy, claims: list[dict] | None = None) -> str:
            "are the paper-protocol figure in the table above); the distance on the per-image minimum of DDN and FMN in "
            "plain L2. Direction-only claims are judged against a smallest effect of interest: "
            + ", ".join(f"`{m}` {'+' + format(x, '.0%') + ' of the baseline' if k == 'rel' else f'+{x:g}'}"
-                       for m, (k, x) in SESOI.items() if m in EXT) + f"; clean accuracy: non-inferiority margin "
-           f"{C.CLEAN_MARGIN:g}.", ""]
+                       for m, (k, x) in study().sesoi.items() if m in ext_metrics())
+           + f"; clean accuracy: non-inferiority margin {C.CLEAN_MARGIN:g}.", ""]
     for cl in res:
         fam = "; ".join(f"{f}: **{w}**" for f, w in (cl.get("per_family") or {}).items())
         out += [f"### {cl['title']}", "", f"*Claim:* {cl['text']}.", "",
@@ -272,7 +252,8 @@ def similarity_text(path: Path) -> str:
             f"{d['pearson']:.3f}** (Spearman {d['spearman']:.3f}); Attias et al. report 0.83 against their V1 "
             f"predictive model (a model fitted to mouse V1 recordings, not a Gabor bank). Pairs above Th = {d['th']}: "
             f"S^pixel {d['pixel']['above_th']:.2%}, S^v1gabor {d['neural_pred']['above_th']:.2%}. "
-            f"(`python -m bench similarity --reg-dataset npz:{NPZ} --n-images 1000 --reg-augment none`; file sha256 "
+            f"(`python -m bench similarity --reg-dataset {study().tasks[0].dataset} --n-images 1000 "
+            "--reg-augment none`; file sha256 "
             f"{d.get('data_sha256', 'n/a')[:12]}...)\n\n"
             "![S^pixel vs S^v1gabor](cifar10_figures/similarity-cifar10_prefix.png)")
 
@@ -280,23 +261,32 @@ def similarity_text(path: Path) -> str:
 def render(records: Path, pilot: Path, out: Path, similarity: Path) -> str:
     from bench.app import cifar_audits as A
     tidy = _tidy(records, "gray")
-    regs = [r for p in PLAN if p["task"] == "gray" for r in p["arms"]
+    regs = [r for p in plan() if p["task"] == "gray" for r in p["arms"]
             if len(tidy) and (tidy["regularizer"] == r).any()]
-    parts = [f"# The claims on CIFAR-10 itself (CPU scale) — partial", "",
-             "Rendered by `python -m bench.app.cifar_study render` from the records in `docs/cifar10_records/` "
-             "(configs, metrics, logs; no weights). Every number below is read from them. **The study is "
-             "incomplete**: the table says which arms and blocks are still missing; rerunning the plan's commands "
-             "(`python -m bench.app.cifar_study plan`) trains and evaluates only what is missing.", "",
-             "## Status", "", *status(records), "", f"Compute stated before the study: {COMPUTE}. "
-             + measured_cost(tidy), "",
-             "## Protocol", "", "The " + (__doc__ or "").split("Protocol: the", 1)[1].strip(), "",
+    st = status(records)
+    partial = any(not line.endswith("| none |") for line in st[2:])
+    parts = [f"# {study().title}" + (" — partial" if partial else ""), "",
+             "Rendered by `python -m bench reproduce cifar10_cpu --render-only` (the study file "
+             "`bench/app/studies/cifar10_cpu.toml`; the same as `python -m bench.app.cifar_study render`) from the "
+             "records in `docs/cifar10_records/` (configs, metrics, logs; no weights). Every number below is read "
+             "from them. " + ("**The study is incomplete**: the table says which arms and blocks are still missing; "
+                              "`python -m bench reproduce cifar10_cpu --out results/cifar10` (or the sweeps of "
+                              "`python -m bench.app.cifar_study plan`) trains and evaluates only what is missing."
+                              if partial else "Every planned arm and block is in."), "",
+             "## Status", "", *st, "",
+             f"Compute stated before the study: {study().extra.get('compute', 'not stated')}. " + measured_cost(tidy),
+             "",
+             "## Protocol", "", study().extra.get("protocol", ""), "",
              "## Pilot (outside the study)", "", pilot_section(pilot), "",
              "## Grayscale CIFAR-10: key metrics", "", key_table(tidy, regs) if regs else "No records yet.", "",
              "## Verdicts", "", claims_section(tidy) if regs else "No records yet.", "",
              *(report_extras.matched_md(tidy, records) if regs else []),
              *(accuracy_caveat(tidy, regs, records) if regs else []),
              "## Audits", "", "### Distances: two white-box families, the boundary figure, step caps", "",
-             A.audit_table(tidy, regs) if regs else "", "", "### Transfer FGSM: forward and reverse", "",
+             A.audit_table(tidy, regs) if regs else "", "",
+             "### A query-only attack on the same images (gradient masking, convergence)", "",
+             *(A.decision_table(tidy, regs) or ["Not run yet (`python -m bench.app.cifar_study audit`)."]), "",
+             "### Transfer FGSM: forward and reverse", "",
              *(A.transfer_lines(tidy, regs, C.compare_in) if regs else []), "",
              "### Can the tests separate models?", "",
              *(A.separation_flags(tidy) if regs else []), "",
@@ -323,6 +313,11 @@ def audit(results: Path, part: str = "1/1") -> int:
     for _, d in runs[k - 1::n]:
         A.run_decision_audit(d)
     return 0
+
+
+def render_study(st: studyfile.Study, out: Path, report: Path) -> str:
+    """`bench reproduce`'s entry for this study's file (`renderer = "cifar_cpu"`): its records in `out`."""
+    return render(Path(out), Path(st.extra["pilot_records"]), Path(report), Path(st.extra["similarity_file"]))
 
 
 def main(argv=None) -> int:

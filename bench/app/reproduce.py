@@ -123,6 +123,11 @@ def reproduce(study: str | Path | studyfile.Study = "cpu", *, seeds: str | None 
         if train_only:
             log("[reproduce] trained; evaluate and report with the same command without --train-only")
             return code
+    if study.renderer == "cifar_cpu":  # the CIFAR-10 study's own report (pilot, audits, colour)
+        from bench.app.cifar_study import render_study
+        render_study(study, out, report)
+        log(f"[reproduce] records: {out}\n[reproduce] report: {report}")
+        return code
     sims = run_similarity(study, report.parent / (report.stem + "_figures"), out / "skimage_crops")
     meta = _invocation(out, t0, jobs_run)
     render_report(study, out, report, sims, meta)

@@ -13,7 +13,10 @@ import dataclasses
 
 TOP = {"name": str, "title": str, "preset": str, "seeds": str, "records": str, "report": str, "suites": dict,
        "tasks": list, "similarity": list, "differences": list, "protocol_notes": list, "rule_note": str,
-       "sesoi": dict, "metric_sets": dict, "groups": list}
+       "sesoi": dict, "metric_sets": dict, "groups": list, "renderer": str, "pilot_records": str,
+       "similarity_file": str, "compute": str, "protocol": str}
+# the report renderers a study file may name (built in: a file names one, it never carries code)
+RENDERERS = ("reproduction", "cifar_cpu")
 TASK = {"name": str, "dataset": str, "color": str, "preset": str, "suite": str, "sets": list, "arms": list}
 ARM = {"regularizers": list, "seeds": str}
 SIMILARITY = {"dataset": str, "n_images": int, "label": str}
@@ -118,6 +121,8 @@ def check(d: dict, path: str) -> list[str]:
             c.err(f"similarity[{i}].n_images", f"must be at least 2, got {s['n_images']}")
     for k in ("differences", "protocol_notes"):
         c.strings(top.get(k, []), k)
+    if top.get("renderer", "reproduction") not in RENDERERS:
+        c.err("renderer", f"unknown renderer {top['renderer']!r}; valid: {', '.join(RENDERERS)}")
     metric_sets = {k: c.strings(v, f"metric_sets.{k}") for k, v in top.get("metric_sets", {}).items()}
     all_tests = {t for tk in tasks.values() for t in tk["tests"]}
     for k, ms in metric_sets.items():

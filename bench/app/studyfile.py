@@ -12,6 +12,8 @@ The schema (README "Study files" has an example; `bench/app/studies/cpu.toml` th
             arms = [{regularizers = [...], seeds = "0-9"}, ...]  (seed blocks per arm)
   [[similarity]] dataset, n_images, label      the S^pixel vs S^neural-pred analysis
   differences, protocol_notes = [prose, ...]; rule_note = prose with `{sesoi}` where the list goes
+  renderer = "reproduction" (default) | "cifar_cpu"   a built-in report renderer; "cifar_cpu" also reads
+            pilot_records (folder), similarity_file (JSON), compute and protocol (prose)
   [sesoi] METRIC = {abs = x} | {rel = x}        smallest effect of interest of direction-only claims
   [metric_sets] NAME = [metric, ...]            named lists: a comparison's metric "@NAME"
   [[groups]] name, title, tasks (default: all)  claims judged on these tasks' records, apart from other groups
@@ -76,6 +78,8 @@ class Study:
     protocol_notes: list = dataclasses.field(default_factory=list)
     rule_note: str = ""
     sesoi: dict = dataclasses.field(default_factory=dict)  # metric -> ("abs" | "rel", x)
+    renderer: str = "reproduction"  # which built-in report renderer (studycheck.RENDERERS)
+    extra: dict = dataclasses.field(default_factory=dict)  # a renderer's own keys: pilot_records, compute, ...
 
     def arms(self) -> list[str]:
         """Every regularizer the study runs, in the order of first mention."""
@@ -167,7 +171,8 @@ def _build(d: dict, path: Path) -> Study:
                  similarity=[(s.get("label", s["dataset"]), s["dataset"], s.get("n_images"))
                              for s in d.get("similarity", [])],
                  differences=list(d.get("differences", [])), protocol_notes=list(d.get("protocol_notes", [])),
-                 rule_note=d.get("rule_note", ""), sesoi=sesoi)
+                 rule_note=d.get("rule_note", ""), sesoi=sesoi, renderer=d.get("renderer", "reproduction"),
+                 extra={k: d[k] for k in ("pilot_records", "similarity_file", "compute", "protocol") if k in d})
 
 
 def _claim(c: dict, metric_sets: dict, sesoi: dict) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-SCALES = ("cpu", "gpu")  # the built-in studies (bench/app/studies/*.toml; tests/test_studyfile.py keeps them equal)
+SCALES = ("cpu", "gpu")  # the --scale names: Fashion-MNIST studies among the built-in files (bench/app/studies/)
 
 
 def cmd_reproduce(args) -> int:
@@ -32,11 +32,16 @@ def cmd_reproduce(args) -> int:
                      train_only=args.train_only)
 
 
+def _builtin() -> list[str]:
+    from bench.app.studyfile import builtin_names  # the files in bench/app/studies/ (a glob, nothing heavy)
+    return builtin_names()
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("reproduce", help="run a study of the papers' claims (a study file) and write its report")
     p.add_argument("study", nargs="?", default=None, metavar="STUDY",
                    help="a study file (.toml; README 'Study files') or a built-in study: "
-                        + ", ".join(SCALES) + " (default: cpu)")
+                        + ", ".join(_builtin()) + " (default: cpu)")
     p.add_argument("--scale", choices=SCALES, default=None,
                    help="the built-in study: cpu (Fashion-MNIST at width 0.25, hours on 2 cores) or gpu (the larger "
                         "study); the same as STUDY cpu|gpu")
