@@ -91,6 +91,29 @@ def test_decision_audit_runs_hopskipjump_on_the_whitebox_images_once(small_train
     assert again["cost"] == res["cost"]
 
 
+def test_line_audit_puts_the_matched_difference_reverse_direction_and_caps_on_the_line():
+    from types import SimpleNamespace
+    matched = pd.DataFrame({"regularizer": ["pixel_sim"] * 3, "metric": ["m"] * 3, "value": [2.0, 3.0, 4.0],
+                            "none_matched": [1.0, 1.0, 1.0]})
+    note = A.line_audit(None, {"reg": "pixel_sim", "base": "none", "metric": "m"}, {}, matched, None)
+    h = 4.302653 / math.sqrt(3)  # t(0.975, 2) x SD 1 / sqrt(3): differences 1, 2, 3
+    assert f"+2 [{2 - h:+.3g}, {2 + h:+.3g}] (paired, 3 blocks" in note
+
+    def compare(tidy, reg, base, metric):
+        return SimpleNamespace(diff={"transfer_fgsm_reverse_extended.x": 0.1}.get(metric, 0.3), ci_low=0.0,
+                               ci_high=0.5)
+    note = A.line_audit(None, {"reg": "pixel_sim", "base": "none", "metric": "transfer_fgsm_extended.x"}, {}, None,
+                        compare)
+    assert "reverse direction vs `none` +0.100 [+0.000, +0.500]" in note
+    assert "shuffled control (`pixel_shuffle`) forward vs `none` +0.300" in note
+    audits = {"pixel_sim": {"ddn_at_cap": 3, "ddn_images": 40, "fmn_at_cap": 1, "fmn_images": 40, "dec_blocks": 1,
+                            "dec_ratio_median": 1.5, "dec_below_whitebox": 2, "dec_images": 20}}
+    note = A.line_audit(None, {"reg": "pixel_sim", "base": "fgsm_at", "metric": "minimal_l2.median_l2"}, audits,
+                        None, None)
+    assert "`pixel_sim`: DDN at its cap on 3 of 40 images, FMN on 1 of 40, HopSkipJump / white-box L2 1.50, closer " \
+           "than white-box on 2 of 20" in note and "`fgsm_at`: DDN at its cap on ? of ?" in note
+
+
 def test_separation_flag_when_none_keeps_90_percent():
     rows = []
     for seed, clean, last_paper, last_ext in ((0, 0.5, 0.47, 0.2), (1, 0.6, 0.57, 0.2)):

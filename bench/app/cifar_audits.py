@@ -161,6 +161,54 @@ def decision_table(tidy, regs) -> list[str]:
     return lines
 
 
+def _ci(c) -> str:
+    return f"{c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
+
+
+def _matched_diff(matched, reg: str, metric: str) -> str:
+    """The arm minus `none` at matched validation accuracy, paired 95% t interval over the blocks (unadjusted)."""
+    import math
+    from scipy import stats as st
+    if matched is None or not len(matched):
+        return ""
+    sub = matched[(matched["regularizer"] == reg) & (matched["metric"] == metric)]
+    d = (sub["value"] - sub["none_matched"]).dropna().to_numpy(float)
+    if len(d) < 2:
+        return ""
+    h = float(st.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+    return (f"vs `none` at matched accuracy {d.mean():+.3g} [{d.mean() - h:+.3g}, {d.mean() + h:+.3g}] "
+            f"(paired, {len(d)} blocks, 95% unadjusted)")
+
+
+def line_audit(tidy, comp: dict, audits: dict, matched, compare) -> str:
+    """The audits that bear on one claim line (`comp`: a comparison's dict), for the line itself: the distance's
+    step caps and the query-only attack's ratio for both arms; transfer FGSM's reverse direction and the shuffled
+    control's forward gain; the difference to `none` at matched accuracy."""
+    reg, base, m = comp["reg"], comp["base"], comp["metric"]
+    notes = []
+    if m == "minimal_l2.median_l2":
+        for arm in (reg, base):
+            a = audits.get(arm, {})
+            bits = [f"DDN at its cap on {a.get('ddn_at_cap', '?')} of {a.get('ddn_images', '?')} images",
+                    f"FMN on {a.get('fmn_at_cap', '?')} of {a.get('fmn_images', '?')}"]
+            if a.get("dec_blocks"):
+                bits.append(f"HopSkipJump / white-box L2 {a['dec_ratio_median']:.2f}, closer than white-box on "
+                            f"{a.get('dec_below_whitebox', 0)} of {a.get('dec_images', 0)}")
+            notes.append(f"`{arm}`: " + ", ".join(bits))
+    if m.startswith("transfer_fgsm") and base == "none":
+        cr = compare(tidy, reg, "none", m.replace("transfer_fgsm", "transfer_fgsm_reverse", 1))
+        if cr is not None:
+            notes.append(f"reverse direction vs `none` {_ci(cr)}")
+        cs = compare(tidy, "pixel_shuffle", "none", m) if reg != "pixel_shuffle" else None
+        if cs is not None:
+            notes.append(f"shuffled control (`pixel_shuffle`) forward vs `none` {_ci(cs)}")
+    if base == "none" and m != "clean.accuracy":
+        md = _matched_diff(matched, reg, m)
+        if md:
+            notes.append(md)
+    return "; ".join(notes)
+
+
 def transfer_lines(tidy, regs, compare) -> list[str]:
     """Forward gain and reverse gain against `none`, same line, per range (paper, extended)."""
     out = []

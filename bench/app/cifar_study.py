@@ -190,13 +190,18 @@ def colour_section(records: Path) -> list[str]:
     return ["The same protocol on the colour images (3 channels; the regularization set is the task's own colour "
             "training images). Its claims are judged on the colour records alone, each with its own adjustment.", "",
             "### Key metrics", "", key_table(tidy, regs), "", "### Verdicts", "",
-            claims_section(tidy, colour_claims()), "", "### Distances: two white-box families, the boundary figure, "
-            "step caps", "", A.audit_table(tidy, regs), ""]
+            claims_section(tidy, colour_claims(), records), "",
+            "### Distances: two white-box families, the boundary figure, step caps", "", A.audit_table(tidy, regs), ""]
 
 
-def claims_section(tidy, claims: list[dict] | None = None) -> str:
+def claims_section(tidy, claims: list[dict] | None = None, records: Path | None = None) -> str:
+    """The verdicts, each comparison line followed by the audits that bear on it (bench.app.cifar_audits)."""
+    from bench.app import cifar_audits as A
     from leaderboard import stats
+    from leaderboard.matched import matched_rows
     res = C.evaluate_claims(tidy, study_claims() if claims is None else claims)
+    audits = A.arm_audits(tidy)
+    matched = matched_rows(tidy, records) if records is not None else None
     out = ["Rule (generated from `leaderboard.stats`, the code that applies it): " + stats.rule_text() + " Relative "
            "robustness is judged on the **extended ranges** (where `none` falls to half of clean; the papers' ranges "
            "are the paper-protocol figure in the table above); the distance on the per-image minimum of DDN and FMN in "
@@ -209,7 +214,12 @@ def claims_section(tidy, claims: list[dict] | None = None) -> str:
         out += [f"### {cl['title']}", "", f"*Claim:* {cl['text']}.", "",
                 f"*Quantifier:* `{cl['quantifier']}` ({stats.QUANTIFIER_TEXT[cl['quantifier']]}).", "",
                 f"*Verdict:* **{cl['verdict']}**." + (f" Per family: {fam}." if fam else ""), ""]
-        out += [f"- {C.fmt_comparison(c)}" for c in cl["comparisons"]] + [""]
+        for c in cl["comparisons"]:
+            out.append(f"- {C.fmt_comparison(c)}")
+            note = A.line_audit(tidy, c, audits, matched, C.compare_in)
+            if note:
+                out.append(f"  - *Audit:* {note}.")
+        out.append("")
     return "\n".join(out)
 
 
@@ -279,7 +289,7 @@ def render(records: Path, pilot: Path, out: Path, similarity: Path) -> str:
              "## Protocol", "", study().extra.get("protocol", ""), "",
              "## Pilot (outside the study)", "", pilot_section(pilot), "",
              "## Grayscale CIFAR-10: key metrics", "", key_table(tidy, regs) if regs else "No records yet.", "",
-             "## Verdicts", "", claims_section(tidy) if regs else "No records yet.", "",
+             "## Verdicts", "", claims_section(tidy, records=records) if regs else "No records yet.", "",
              *(report_extras.matched_md(tidy, records) if regs else []),
              *(accuracy_caveat(tidy, regs, records) if regs else []),
              "## Audits", "", "### Distances: two white-box families, the boundary figure, step caps", "",
