@@ -68,10 +68,13 @@ def colour_claims() -> list[dict]:
     return _group("rgb")["claims"]
 
 
-def _tidy(root: Path, color: str):
+def _tidy(root: Path, color: str | None):
+    """The study's records of one task's colour (None: both tasks)."""
     from leaderboard.aggregate import load_records
     t = load_records(root)
-    return t[(t["color"] == color) & (t["suite_name"] == "cifar_cpu")] if len(t) else t
+    if not len(t):
+        return t
+    return t[((t["color"] == color) if color else True) & (t["suite_name"] == "cifar_cpu")]
 
 
 def status(root: Path) -> list[str]:
@@ -97,7 +100,7 @@ def measured_cost(tidy) -> str:
     tr = tidy[tidy["metric"] == "train.wall_s"]["value"].sum()
     ev = tidy[tidy["metric"] == "eval.seconds"]["value"].sum()
     n = tidy[tidy["metric"] == "train.wall_s"]["run_dir"].nunique()
-    return (f"Measured in the {n} evaluated runs so far (their surrogates not counted): {tr / 60:.0f} min of "
+    return (f"Measured in the {n} evaluated runs (not counted: their surrogates and `none`'s epoch evaluations): {tr / 60:.0f} min of "
             f"training and {ev / 60:.0f} min of evaluation "
             "(process time, one thread each, two worker processes on the 2-core CPU).")
 
@@ -191,7 +194,10 @@ def colour_section(records: Path) -> list[str]:
             "training images). Its claims are judged on the colour records alone, each with its own adjustment.", "",
             "### Key metrics", "", key_table(tidy, regs), "", "### Verdicts", "",
             claims_section(tidy, colour_claims(), records), "",
-            "### Distances: two white-box families, the boundary figure, step caps", "", A.audit_table(tidy, regs), ""]
+            "### Distances: two white-box families, the boundary figure, step caps", "", A.audit_table(tidy, regs), "",
+            "The query-only audit and the accuracy-matched control ran on the grayscale task only.", "",
+            "### Can the tests separate models? (the extended ranges were fixed from the grayscale pilot)", "",
+            *A.separation_flags(tidy), ""]
 
 
 def claims_section(tidy, claims: list[dict] | None = None, records: Path | None = None) -> str:
@@ -284,7 +290,8 @@ def render(records: Path, pilot: Path, out: Path, similarity: Path) -> str:
                               "`python -m bench.app.cifar_study plan`) trains and evaluates only what is missing."
                               if partial else "Every planned arm and block is in."), "",
              "## Status", "", *st, "",
-             f"Compute stated before the study: {study().extra.get('compute', 'not stated')}. " + measured_cost(tidy),
+             f"Compute stated before the study: {study().extra.get('compute', 'not stated')}. "
+             + measured_cost(_tidy(records, None)),
              "",
              "## Protocol", "", study().extra.get("protocol", ""), "",
              "## Pilot (outside the study)", "", pilot_section(pilot), "",
