@@ -100,8 +100,8 @@ def measured_cost(tidy) -> str:
     tr = tidy[tidy["metric"] == "train.wall_s"]["value"].sum()
     ev = tidy[tidy["metric"] == "eval.seconds"]["value"].sum()
     n = tidy[tidy["metric"] == "train.wall_s"]["run_dir"].nunique()
-    return (f"Measured in the {n} evaluated runs (not counted: their surrogates and `none`'s epoch evaluations): {tr / 60:.0f} min of "
-            f"training and {ev / 60:.0f} min of evaluation "
+    return (f"Measured in the {n} evaluated runs (not counted: their surrogates and `none`'s epoch evaluations): "
+            f"{tr / 60:.0f} min of training and {ev / 60:.0f} min of evaluation "
             "(process time, one thread each, two worker processes on the 2-core CPU).")
 
 
