@@ -174,8 +174,13 @@ def row_references(r) -> list[str]:
 def delta_text(r, m: str, scale: float = 1.0, sep: str = "; ") -> str:
     """`Δ +0.1 [+0.05, +0.15] paired n=5; Δ vs noise_aug -0.02 [...] Welch (97.5% each)`: the row's
     differences on metric m to each reference, each with its interval and analysis."""
+    return sep.join(delta_parts(r, m, scale))
+
+
+def delta_parts(r, m: str, scale: float = 1.0) -> list[str]:
+    """The parts of `delta_text`, one per reference (`none`, then each baseline present); empty for `none`."""
     if r.get("regularizer") == NONE:
-        return ""
+        return []
     parts = []
     for lab in row_references(r):
         sfx = _suffix(lab)
@@ -190,4 +195,4 @@ def delta_text(r, m: str, scale: float = 1.0, sep: str = "; ") -> str:
     level = r.get("ref_level")
     if len(parts) > 1 and not _isnan(level):
         parts[-1] += f" ({level:.2%} intervals each)"
-    return sep.join(parts)
+    return parts

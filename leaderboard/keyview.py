@@ -261,9 +261,9 @@ def _html(table: pd.DataFrame) -> str:
             cls = ' class="ext"' if bool(r.get("external")) else ""
             parts.append(f'<tr{cls}><td class="name">{e(_name(r))}</td>')
             for m, h, s in cols:
-                dl = delta(r, m, s).split("; ")  # one line per reference (none, each baseline): wraps, never widens
+                dl = differences.delta_parts(r, m, s)  # one line per reference: the cell wraps, never widens
                 span = (f'<br><span class="{"d sig" if significant(r, m) else "d"}">{"<br>".join(map(e, dl))}</span>'
-                        if dl[0] else "")
+                        if dl else "")
                 mean = r.get(f"{m}|mean")
                 dv = "" if _isnan(mean) else repr(float(mean))
                 parts.append(f'<td data-v="{e(dv)}">{e(cell(r, m, s))}{span}</td>')

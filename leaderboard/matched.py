@@ -114,6 +114,15 @@ def matched_rows(tidy: pd.DataFrame, *roots) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def paired_interval_text(d) -> str:
+    """`mean [lo, hi]` of paired differences `d` with its 95% t interval over the blocks (the mean alone for one)."""
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2:
+        return f"{d.mean():+.3g}"
+    h = float(st.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+    return f"{d.mean():+.3g} [{d.mean() - h:+.3g}, {d.mean() + h:+.3g}]"
+
+
 def matched_markdown(df: pd.DataFrame) -> str:
     """Per arm and metric: the arm, `none` at the end, `none` at matched accuracy, and the paired difference to
     the matched `none` with its 95% t interval over the seed blocks, one line per setup (comparison key) and arm.
@@ -132,8 +141,7 @@ def matched_markdown(df: pd.DataFrame) -> str:
             continue
         d = (g["value"] - g["none_matched"]).to_numpy()
         n = len(d)
-        h = float(st.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-        ci = f"{d.mean():+.3g} [{d.mean() - h:+.3g}, {d.mean() + h:+.3g}]" if n > 1 else f"{d.mean():+.3g}"
+        ci = paired_interval_text(d)
         out.append(f"| {setup} | {reg} | {m} | {n} | {g['value'].mean():.4g} | {g['none_final'].mean():.4g} | "
                    f"{g['none_matched'].mean():.4g} | {ci} | {g['reg_val_acc'].mean():.3f} / "
                    f"{g['none_val_acc'].mean():.3f} ({', '.join(map(str, g['none_epoch']))}) | "

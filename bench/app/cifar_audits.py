@@ -167,17 +167,14 @@ def _ci(c) -> str:
 
 def _matched_diff(matched, reg: str, metric: str) -> str:
     """The arm minus `none` at matched validation accuracy, paired 95% t interval over the blocks (unadjusted)."""
-    import math
-    from scipy import stats as st
+    from leaderboard.matched import paired_interval_text
     if matched is None or not len(matched):
         return ""
     sub = matched[(matched["regularizer"] == reg) & (matched["metric"] == metric)]
     d = (sub["value"] - sub["none_matched"]).dropna().to_numpy(float)
     if len(d) < 2:
         return ""
-    h = float(st.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
-    return (f"vs `none` at matched accuracy {d.mean():+.3g} [{d.mean() - h:+.3g}, {d.mean() + h:+.3g}] "
-            f"(paired, {len(d)} blocks, 95% unadjusted)")
+    return f"vs `none` at matched accuracy {paired_interval_text(d)} (paired, {len(d)} blocks, 95% unadjusted)"
 
 
 def line_audit(tidy, comp: dict, audits: dict, matched, compare) -> str:
